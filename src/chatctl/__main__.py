@@ -1,0 +1,3 @@
+from chatctl.cli import main
+
+main()

@@ -1,0 +1,172 @@
+"""The ``chatctl`` command line: global options, the command groups, and the
+one error boundary that maps failures to exit codes (SPEC 2.4).
+
+Exit codes: 0 done · 1 some items not found or refused · 2 usage or bad
+input · 3 database or configuration problem · 4 another sweep holds the lock ·
+5 a safety limit stopped the run · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from chatctl import __version__
+from chatctl.commands import agents, audit, chats, db, demo, events, notifications, prefs, sweep, tickets
+from chatctl.errors import ChatctlError, ExitCode
+
+app = typer.Typer(
+    name="chatctl",
+    help="Operate a customer-support chat desk straight from its database: views, bulk actions, "
+    "sweeps and audit.\n\nExample:\n\n    chatctl demo load && chatctl sweep run && chatctl chats list live",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(demo.app, name="demo")
+app.add_typer(agents.app, name="agents")
+app.add_typer(chats.app, name="chats")
+app.add_typer(events.app, name="events")
+app.add_typer(notifications.app, name="notifications")
+app.add_typer(tickets.app, name="tickets")
+app.add_typer(prefs.app, name="prefs")
+app.add_typer(sweep.app, name="sweep")
+app.add_typer(audit.app, name="audit")
+
+
+class Invocation:
+    """Global options, kept raw until a command needs the desk (so ``--help`` stays cheap)."""
+
+    def __init__(self, **options) -> None:
+        self.options = options
+        self._desk = None
+        self.verbose = options.get("verbose", False)
+
+    def desk(self):
+        if self._desk is None:
+            from chatctl import config
+            from chatctl.context import Desk, Environment
+
+            env = Environment.from_system(
+                no_color=self.options["no_color"], quiet=self.options["quiet"], verbose=self.verbose
+            )
+            settings = config.resolve(
+                database_url=self.options["database_url"],
+                read_url=self.options["read_url"],
+                profile=self.options["profile"],
+                config=self.options["config"],
+                actor=self.options["actor"],
+                tz=self.options["tz"],
+            )
+            self._desk = Desk(settings, env, tz_name=settings.timezone)
+        return self._desk
+
+    def close(self) -> None:
+        if self._desk is not None:
+            self._desk.dispose()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"chatctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    database_url: Annotated[Optional[str], typer.Option(
+        "--database-url", envvar="CHATCTL_DATABASE_URL", show_envvar=True, show_default=False,
+        help="postgresql://user@host/db or sqlite:///file.db (default: the config profile, "
+        "else a SQLite file in the user data dir).")] = None,
+    read_url: Annotated[Optional[str], typer.Option(
+        "--read-url", envvar="CHATCTL_READ_DATABASE_URL", show_envvar=True, show_default=False,
+        help="A replica for list/show/filter; writes and sweeps use the primary.")] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        "--profile", envvar="CHATCTL_PROFILE", show_envvar=True, show_default=False,
+        help="Profile of the config file to use.")] = None,
+    config: Annotated[Optional[str], typer.Option(
+        "--config", envvar="CHATCTL_CONFIG", show_envvar=True, show_default=False,
+        help="Config file (default: chatctl/config.toml in the user config dir).")] = None,
+    actor: Annotated[Optional[str], typer.Option(
+        "--actor", envvar="CHATCTL_ACTOR", show_envvar=True, show_default=False,
+        help="Act as this agent handle (with its role); default ops:<os user>, an admin.")] = None,
+    tz: Annotated[Optional[str], typer.Option(
+        "--tz", show_default=False, help="Show times in this IANA zone (default: the desk's timezone).")] = None,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR is honoured too).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summaries on stderr; errors only.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on errors.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    ctx.obj = Invocation(
+        database_url=database_url, read_url=read_url, profile=profile, config=config, actor=actor,
+        tz=tz, no_color=no_color, quiet=quiet, verbose=verbose,
+    )
+    ctx.call_on_close(ctx.obj.close)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code: the one error boundary."""
+    from typer._click import exceptions as click_exceptions
+
+    verbose = any(arg in ("-v", "--verbose") for arg in (argv if argv is not None else sys.argv[1:]))
+    try:
+        result = app(args=argv, prog_name="chatctl", standalone_mode=False)
+        return result if isinstance(result, int) else ExitCode.OK
+    except ChatctlError as error:
+        _error_line(str(error))
+        return error.exit_code
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except click_exceptions.NoArgsIsHelpError as error:
+        print(error.format_message())  # a bare `chatctl` or `chatctl chats` shows its help
+        return ExitCode.OK
+    except click_exceptions.UsageError as error:
+        # One line, like every other failure; the usage text is a `-h` away.
+        where = error.ctx.command_path if error.ctx is not None else "chatctl"
+        _error_line(f"{error.format_message()} (see '{where} -h')")
+        return ExitCode.USAGE
+    except click_exceptions.ClickException as error:
+        _error_line(error.format_message())
+        return ExitCode.USAGE
+    except (typer.Abort, KeyboardInterrupt):
+        _error_line("interrupted")
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # `chatctl chats list --all | head`: the reader left; that is not an error.
+        sys.stderr = None
+        return ExitCode.OK
+    except Exception as error:  # noqa: BLE001 - the boundary: no traceback unless asked
+        from chatctl.config import redact
+
+        if verbose:
+            import traceback
+
+            _error_line(redact("".join(traceback.format_exception(error))))
+        _error_line(redact(f"unexpected error: {type(error).__name__}: {error}") +
+                    ("" if verbose else " (run with -v for details)"))
+        return 70
+
+
+def _error_line(message: str) -> None:
+    from chatctl.config import redact
+
+    print(f"chatctl: {redact(message)}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    code = run()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(code)

@@ -1,0 +1,108 @@
+"""chatctl agents: the desk's users, their roles and presence."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from chatctl.commands.common import OutputOpt, desk, fmt
+
+app = typer.Typer(
+    help="The desk's users: list, add, set presence, deactivate, drain at end of shift.\n\n"
+    "Example:\n\n    chatctl agents add alice --name 'Alice N.' --role supervisor\n"
+    "    chatctl agents set-status alice online",
+    no_args_is_help=True,
+)
+
+
+class Role(str, Enum):
+    agent = "agent"
+    supervisor = "supervisor"
+    admin = "admin"
+
+
+class Presence(str, Enum):
+    online = "online"
+    offline = "offline"
+
+
+HandleArg = Annotated[str, typer.Argument(help="The agent's handle.", show_default=False)]
+AGENT_COLUMNS = ["handle", "name", "role", "presence", "active", "live_chats"]
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    output: OutputOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include deactivated agents.")] = False,
+) -> None:
+    """List agents with role, presence and live chat count.
+
+    Example: chatctl agents list -o json
+    """
+    from chatctl.domain.agents import list_agents
+    from chatctl.output import render_rows
+
+    the_desk = desk(ctx)
+    with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
+        rows = list_agents(connection, include_inactive=all_)
+    render_rows(the_desk.env, rows, AGENT_COLUMNS, fmt(output), id_key="handle", empty="no agents")
+
+
+def _change(ctx: typer.Context, function, *args, output=None) -> None:
+    from chatctl.output import render_record
+
+    the_desk = desk(ctx)
+    with the_desk.errors(), the_desk.engine().begin() as connection:
+        actor = the_desk.actor(connection)
+        result = function(connection, *args, actor=actor.name, operation_id=the_desk.operation_id,
+                          now=the_desk.now())
+    if output is not None:
+        render_record(the_desk.env, result, fmt(output))
+    return result
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    handle: HandleArg,
+    name: Annotated[str, typer.Option("--name", help="Display name.", show_default=False)],
+    role: Annotated[Role, typer.Option("--role", help="agent, supervisor or admin.")] = Role.agent,
+    online: Annotated[bool, typer.Option("--online", help="Start online.")] = False,
+) -> None:
+    """Add an agent (offline unless --online).
+
+    Example: chatctl agents add bob --name 'Bob M.' --role agent --online
+    """
+    from chatctl.domain.agents import add_agent
+
+    result = _change(ctx, lambda c, **kw: add_agent(c, handle, name, role.value,
+                                                    presence="online" if online else "offline", **kw))
+    desk(ctx).env.note(f"added {result['role']} {handle}")
+
+
+@app.command("set-status")
+def set_status(ctx: typer.Context, handle: HandleArg,
+               presence: Annotated[Presence, typer.Argument(help="online or offline.")]) -> None:
+    """Set an agent online or offline.
+
+    Example: chatctl agents set-status bob offline
+    """
+    from chatctl.domain.agents import set_presence
+
+    result = _change(ctx, set_presence, handle, presence.value)
+    desk(ctx).env.note(f"{handle}: {presence.value}" + (" (already)" if result["result"] == "skipped" else ""))
+
+
+@app.command("deactivate")
+def deactivate(ctx: typer.Context, handle: HandleArg) -> None:
+    """Deactivate an agent (and take them offline); their chats stay until drained.
+
+    Example: chatctl agents drain carol && chatctl agents deactivate carol
+    """
+    from chatctl.domain.agents import deactivate as deactivate_agent
+
+    result = _change(ctx, deactivate_agent, handle)
+    desk(ctx).env.note(f"{handle}: deactivated" + (" (already)" if result["result"] == "skipped" else ""))

@@ -1,0 +1,139 @@
+"""Options shared by every command group, defined once (``OutputOpt``,
+``DryRunOpt``, ``YesOpt``, ``IdsArg``, ``AsOfOpt``, ...), and the small
+helpers every command uses to reach the desk and report results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from chatctl.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from chatctl.context import Desk
+    from chatctl.domain.bulk import IdSpool, ItemResult
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    plain = "plain"
+    tsv = "tsv"
+    csv = "csv"
+    json = "json"
+    jsonl = "jsonl"
+    markdown = "markdown"
+    ids = "ids"
+
+
+OutputOpt = Annotated[
+    Optional[OutputFormat],
+    typer.Option("--output", "-o", help="table, plain, tsv, csv, json, jsonl, markdown or ids "
+                 "(default: table on a terminal, tsv in a pipe).", show_default=False),
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Report exactly what would change; change nothing.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm a selection by filter without a prompt.")]
+IdsArg = Annotated[
+    list[str],
+    typer.Argument(help="Ids, or - to read them from standard input (one per line; blank lines "
+                   "and # comments ignored).", metavar="ID...|-", show_default=False),
+]
+AsOfOpt = Annotated[
+    Optional[str],
+    typer.Option("--as-of", help="The instant to act as of: ISO 8601 (2026-11-30T09:00Z) or relative "
+                 "(-2h, +1d). Default: now.", show_default=False),
+]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Show at most N rows (default 50).",
+                                                 show_default=False)]
+AfterOpt = Annotated[Optional[str], typer.Option("--after", help="Continue after this cursor "
+                                                 "(printed on stderr when a page is full).", show_default=False)]
+AllOpt = Annotated[bool, typer.Option("--all", help="Stream every row (no limit).")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, max=100_000,
+                                           help="Rows per transaction.")]
+AgentOpt = Annotated[Optional[str], typer.Option("--agent", help="An agent handle.", show_default=False)]
+
+
+def desk(ctx: typer.Context) -> Desk:
+    """The invocation's ``Desk`` (settings resolved and engines created on first use)."""
+    root = ctx.find_root()
+    return root.obj.desk()
+
+
+def fmt(output: OutputFormat | None) -> str | None:
+    return output.value if output is not None else None
+
+
+def spool_ids(ids: list[str], desk: Desk) -> IdSpool:
+    """``ID...`` or ``-``; refused before anything is written if any id is bad."""
+    from chatctl.domain.bulk import IdSpool
+
+    if not ids:
+        raise UsageError("give ids, or - to read them from standard input")
+    if "-" in ids:
+        if ids != ["-"]:
+            raise UsageError("give either ids or -, not both")
+        return IdSpool.from_lines(desk.env.stdin)
+    return IdSpool.from_words(ids)
+
+
+def as_of(text: str | None, desk: Desk) -> dt.datetime:
+    from chatctl.domain.timeparse import parse_relative_or_timestamp
+
+    now = desk.now()
+    if text is None:
+        return now
+    return parse_relative_or_timestamp(text, now, desk.tz())
+
+
+def confirm_selection(desk: Desk, yes: bool, question: str) -> None:
+    """A selection by filter needs ``--yes`` or a confirmation typed at a terminal."""
+    if yes:
+        return
+    if not desk.env.stdin_isatty:
+        raise UsageError(f"{question}: pass --yes to confirm (no terminal to ask on)")
+    if not typer.confirm(question, default=False, err=True):
+        raise UsageError("not confirmed; nothing changed")
+
+
+def run_mutation(
+    desk: Desk,
+    spool: IdSpool,
+    apply: Callable[[Connection, list[int]], list[ItemResult]],
+    *,
+    output: OutputFormat | None,
+    dry_run: bool,
+    what: str,
+    batch_size: int = 2000,
+) -> None:
+    """Apply ``apply`` to the ids batch by batch, print per-item results and the summary.
+
+    A dry run performs the same statements and rolls each batch back, so it
+    reports exactly what would change.  Exit 1 when items were not found or
+    refused; 130 on Ctrl-C after reporting what the finished batches did.
+    """
+    from chatctl.domain.bulk import run_batches
+    from chatctl.output import MutationPrinter, progress
+
+    engine = desk.engine()
+    interrupted = False
+    printer = MutationPrinter(desk.env, fmt(output), operation=desk.operation_id, dry_run=dry_run, what=what)
+    with desk.errors(), printer, progress(desk.env, what, total=spool.count) as bar:
+        def report(results: list[ItemResult]) -> None:
+            printer.add(results)
+            bar.advance(len(results))
+
+        try:
+            run_batches(engine, spool.batches(batch_size), apply, report, dry_run=dry_run)
+        except KeyboardInterrupt:
+            interrupted = True
+    spool.close()
+    if interrupted:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    if printer.summary.failed:
+        raise typer.Exit(ExitCode.PARTIAL)

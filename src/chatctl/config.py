@@ -1,0 +1,158 @@
+"""Where chatctl finds its database and who it acts as (SPEC 2.1).
+
+Database URL precedence: ``--database-url`` > ``CHATCTL_DATABASE_URL`` > the
+config file's profile > the embedded default (a SQLite file in the user data
+dir).  The config file is TOML::
+
+    # ~/.config/chatctl/config.toml  (chmod 600)
+    default_profile = "prod"
+
+    [profiles.prod]
+    database_url = "postgresql://chatctl@db.internal/desk"
+    read_url = "postgresql://chatctl@replica.internal/desk"
+    actor = "alice"
+    timezone = "Africa/Johannesburg"
+    statement_timeout = "30s"
+
+A URL needs no password: libpq's ``PGPASSFILE``/``~/.pgpass`` and
+``PGSERVICE`` are honoured by the driver.  A config file that other users can
+read is refused, because it may hold credentials.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatctl.errors import ConfigError
+
+APP_NAME = "chatctl"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    read_url: str | None
+    actor: str
+    timezone: str | None
+    profile: str | None
+    config_path: Path | None
+    session: dict[str, str] = field(default_factory=dict)
+    url_source: str = "default"
+
+
+def default_config_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_NAME)) / "config.toml"
+
+
+def default_database_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_NAME)) / "chatctl.db"
+
+
+def default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in a container: still an operator
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"ops:{user}"
+
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
+_PASSWORD_IN_DSN = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Hide every password in ``text``: URL userinfo and ``password=`` DSN pairs."""
+    text = _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    return _PASSWORD_IN_DSN.sub(lambda m: f"{m['head']}***", text)
+
+
+def load_config_file(path: Path, *, explicit: bool) -> dict:
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    if os.name == "posix":
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"config file {path} is readable by other users (mode {stat.S_IMODE(mode):o})",
+                hint=f"it may hold credentials: run `chmod 600 {path}`",
+            )
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+
+
+SESSION_KEYS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+
+
+def resolve(
+    *,
+    database_url: str | None,
+    read_url: str | None,
+    profile: str | None,
+    config: str | None,
+    actor: str | None,
+    tz: str | None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Apply the precedence rules of SPEC 2.1 and return the settings to use."""
+    env = os.environ if environ is None else environ
+    explicit_config = config or env.get("CHATCTL_CONFIG")
+    config_path = Path(explicit_config).expanduser() if explicit_config else default_config_path()
+    data = load_config_file(config_path, explicit=bool(explicit_config))
+
+    profile_name = profile or env.get("CHATCTL_PROFILE") or data.get("default_profile")
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"config file {config_path}: [profiles] must be a table")
+    chosen: dict = {}
+    if profile_name:
+        if profile_name not in profiles:
+            known = ", ".join(sorted(profiles)) or "none defined"
+            raise ConfigError(
+                f"profile '{profile_name}' is not in {config_path} (profiles: {known})"
+            )
+        chosen = profiles[profile_name]
+        if not isinstance(chosen, dict):
+            raise ConfigError(f"config file {config_path}: profile '{profile_name}' must be a table")
+
+    if database_url:
+        url, source = database_url, "--database-url"
+    elif env.get("CHATCTL_DATABASE_URL"):
+        url, source = env["CHATCTL_DATABASE_URL"], "CHATCTL_DATABASE_URL"
+    elif chosen.get("database_url"):
+        url, source = str(chosen["database_url"]), f"profile {profile_name}"
+    else:
+        url, source = f"sqlite:///{default_database_path()}", "default"
+
+    session = {key: str(chosen[key]) for key in SESSION_KEYS if key in chosen}
+    for key in SESSION_KEYS:
+        value = env.get(f"CHATCTL_{key.upper()}")
+        if value:
+            session[key] = value
+
+    return Settings(
+        database_url=url,
+        read_url=read_url or env.get("CHATCTL_READ_DATABASE_URL") or chosen.get("read_url"),
+        actor=actor or env.get("CHATCTL_ACTOR") or chosen.get("actor") or default_actor(),
+        timezone=tz or env.get("CHATCTL_TZ") or chosen.get("timezone"),
+        profile=profile_name,
+        config_path=config_path if config_path.exists() else None,
+        session=session,
+        url_source=source,
+    )

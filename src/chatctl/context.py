@@ -1,0 +1,166 @@
+"""The invocation's world: streams and terminal flags (``Environment``) and
+the desk it talks to (``Desk``: settings, engines, actor, clock, operation id).
+
+Tests build these directly to simulate a terminal or a pipe.  Only
+``Desk.now`` reads the clock, and only the CLI edge builds a ``Desk``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TextIO
+
+from chatctl.config import Settings
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy.engine import Connection, Engine
+
+    from chatctl.domain.actors import Actor
+
+
+@dataclass
+class Environment:
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    stdout_isatty: bool = False
+    stderr_isatty: bool = False
+    stdin_isatty: bool = False
+    color: bool = False
+    quiet: bool = False
+    verbose: bool = False
+
+    @classmethod
+    def from_system(cls, *, no_color: bool = False, quiet: bool = False, verbose: bool = False) -> Environment:
+        def isatty(stream) -> bool:
+            try:
+                return stream.isatty()
+            except (AttributeError, ValueError):
+                return False
+
+        stdout_isatty = isatty(sys.stdout)
+        color = stdout_isatty and not no_color and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        return cls(
+            stdout_isatty=stdout_isatty,
+            stderr_isatty=isatty(sys.stderr),
+            stdin_isatty=isatty(sys.stdin),
+            color=color,
+            quiet=quiet,
+            verbose=verbose,
+        )
+
+    def note(self, message: str) -> None:
+        """A human line on stderr (summaries, hints); silenced by ``-q``."""
+        if not self.quiet:
+            print(message, file=self.stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        print(message, file=self.stderr, flush=True)
+
+
+class Desk:
+    """The database side of one invocation, created lazily on first use."""
+
+    def __init__(self, settings: Settings, env: Environment, tz_name: str | None = None) -> None:
+        self.settings = settings
+        self.env = env
+        self._tz_name = tz_name
+        self._engine: Engine | None = None
+        self._read_engine: Engine | None = None
+        self._operation_id: str | None = None
+        self._actor: Actor | None = None
+        self._tz: ZoneInfo | None = None
+
+    # -- clock -------------------------------------------------------------
+    @staticmethod
+    def now() -> dt.datetime:
+        """The one place chatctl reads the clock (freezegun patches it in tests)."""
+        return dt.datetime.now(dt.timezone.utc)
+
+    # -- engines -----------------------------------------------------------
+    def engine(self, *, check_schema: bool = True) -> Engine:
+        from chatctl.storage.engine import create_engine, translate_errors
+
+        if self._engine is None:
+            self._engine = create_engine(self.settings.database_url, session=self.settings.session)
+            if check_schema:
+                from chatctl.storage.schema import require_head
+
+                with translate_errors(self.settings.database_url), self._engine.connect() as connection:
+                    require_head(connection)
+        return self._engine
+
+    def read_engine(self) -> Engine:
+        """The replica for list/show/filter/export when ``--read-url`` is set."""
+        from chatctl.storage.engine import create_engine, translate_errors
+
+        if not self.settings.read_url:
+            if self._read_engine is None:
+                self.engine()
+                self._read_engine = create_engine(
+                    self.settings.database_url, session=self.settings.session, for_writes=False
+                )
+            return self._read_engine
+        if self._read_engine is None:
+            from chatctl.storage.schema import require_head
+
+            self._read_engine = create_engine(
+                self.settings.read_url, session=self.settings.session, for_writes=False, create_dir=False
+            )
+            with translate_errors(self.settings.read_url), self._read_engine.connect() as connection:
+                require_head(connection)
+        return self._read_engine
+
+    def errors(self, *, read: bool = False):
+        """Context manager mapping driver failures to exit 3 with a redacted URL."""
+        from chatctl.storage.engine import translate_errors
+
+        url = self.settings.read_url if read and self.settings.read_url else self.settings.database_url
+        return translate_errors(url)
+
+    def dispose(self) -> None:
+        for engine in (self._engine, self._read_engine):
+            if engine is not None:
+                engine.dispose()
+
+    # -- who and when ------------------------------------------------------
+    @property
+    def operation_id(self) -> str:
+        from chatctl.domain.audit import new_operation_id
+
+        if self._operation_id is None:
+            self._operation_id = new_operation_id(self.now())
+        return self._operation_id
+
+    def actor(self, connection: Connection | None = None) -> Actor:
+        from chatctl.domain.actors import resolve_actor
+
+        if self._actor is None:
+            if connection is None:
+                with self.errors(), self.engine().connect() as fresh:
+                    self._actor = resolve_actor(fresh, self.settings.actor)
+            else:
+                self._actor = resolve_actor(connection, self.settings.actor)
+        return self._actor
+
+    def tz(self, connection: Connection | None = None) -> ZoneInfo:
+        """``--tz`` when given, else the desk's ``timezone`` preference."""
+        from chatctl.domain.timeparse import parse_zone
+
+        if self._tz is None:
+            if self._tz_name:
+                self._tz = parse_zone(self._tz_name)
+            else:
+                from chatctl.domain.prefs import get_preference
+
+                if connection is None:
+                    with self.errors(read=True), self.read_engine().connect() as fresh:
+                        self._tz = get_preference(fresh, "timezone")
+                else:
+                    self._tz = get_preference(connection, "timezone")
+        return self._tz

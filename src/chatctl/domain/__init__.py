@@ -1,0 +1,1 @@
+"""The desk's rules: plain functions over a SQLAlchemy connection, no CLI."""

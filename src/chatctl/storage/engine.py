@@ -1,0 +1,147 @@
+"""Engines for the desk's database: URL handling, per-backend session setup,
+schema-at-head checks, and the translation of driver failures into exit 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chatctl.config import redact
+from chatctl.errors import ConfigError, DatabaseError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+# Ops safety on PostgreSQL: a forgotten terminal must not hold locks for hours,
+# and one runaway statement must not run forever.  Override in the profile or
+# with CHATCTL_STATEMENT_TIMEOUT and friends.
+DEFAULT_SESSION = {
+    "statement_timeout": "15min",
+    "lock_timeout": "10s",
+    "idle_in_transaction_session_timeout": "5min",
+}
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(url: str):
+    """Parse ``url``; ``postgresql://`` and ``postgres://`` use psycopg 3."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"bad database URL '{redact(url)}'",
+            hint="use postgresql://user@host/dbname or sqlite:///path/to/file.db",
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise ConfigError(
+            f"unsupported database '{parsed.get_backend_name()}' in '{redact(url)}'",
+            hint="chatctl speaks postgresql:// and sqlite://",
+        )
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername != "postgresql+psycopg":
+        raise ConfigError(f"unsupported driver '{parsed.drivername}'", hint="use postgresql://")
+    return parsed
+
+
+def display_url(url: str) -> str:
+    try:
+        return normalise_url(url).render_as_string(hide_password=True)
+    except ConfigError:
+        return redact(url)
+
+
+def create_engine(
+    url: str,
+    *,
+    session: dict[str, str] | None = None,
+    create_dir: bool = True,
+    for_writes: bool = True,
+) -> Engine:
+    import sqlalchemy as sa
+
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and create_dir:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        _setup_sqlite(engine, for_writes=for_writes)
+        return engine
+
+    options = {**DEFAULT_SESSION, **(session or {})}
+    pg_options = " ".join(f"-c {key}={value}" for key, value in options.items())
+    return sa.create_engine(
+        parsed,
+        connect_args={"options": pg_options, "application_name": "chatctl"},
+        pool_pre_ping=False,
+    )
+
+
+def _setup_sqlite(engine: Engine, *, for_writes: bool) -> None:
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised by every test
+        # Take over transaction control so BEGIN IMMEDIATE works (the
+        # pysqlite default defers BEGIN and breaks SERIALIZABLE-ish writes).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):  # pragma: no cover - exercised by every test
+        # Writers queue on the busy timeout instead of failing at COMMIT with
+        # "database is locked" after having read stale rows.
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if for_writes else "BEGIN")
+
+
+def is_postgres(bind) -> bool:
+    return bind.dialect.name == "postgresql"
+
+
+@contextlib.contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Turn driver failures into one clean line (exit 3), without the password."""
+    from sqlalchemy import exc
+
+    try:
+        yield
+    except exc.OperationalError as error:
+        raise DatabaseError(_describe(error, url)) from None
+    except exc.InterfaceError as error:
+        raise DatabaseError(_describe(error, url)) from None
+    except exc.DBAPIError as error:
+        if error.connection_invalidated:
+            raise DatabaseError(_describe(error, url)) from None
+        raise
+
+
+def _describe(error, url: str) -> str:
+    original = getattr(error, "orig", None)
+    detail = str(original if original is not None else error).strip().splitlines()
+    first = detail[0] if detail else type(error).__name__
+    first = redact(first)
+    if "database is locked" in first:
+        return f"database {display_url(url)} stayed locked for {SQLITE_BUSY_TIMEOUT_MS // 1000}s: {first}"
+    return f"cannot use database {display_url(url)}: {first}"
+
+
+@contextlib.contextmanager
+def begin(engine: Engine) -> Iterator[Connection]:
+    """One transaction; on SQLite it is ``BEGIN IMMEDIATE`` (see ``_setup_sqlite``)."""
+    with engine.begin() as connection:
+        yield connection

@@ -1,0 +1,90 @@
+"""The schema's life cycle: Alembic upgrade/downgrade/status and the
+at-head check every other command makes before touching the database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chatctl.errors import DatabaseError, UsageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def script_directory():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    return script_directory().get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    from alembic import command
+    from alembic.util import CommandError
+
+    with engine.begin() as connection:
+        before = current_revision(connection)
+        try:
+            command.upgrade(alembic_config(connection), revision)
+        except CommandError as error:
+            raise UsageError(f"cannot upgrade to '{revision}': {error}") from None
+        after = current_revision(connection)
+    return before, after
+
+
+def downgrade(engine: Engine, revision: str) -> tuple[str | None, str | None]:
+    from alembic import command
+    from alembic.util import CommandError
+
+    with engine.begin() as connection:
+        before = current_revision(connection)
+        try:
+            command.downgrade(alembic_config(connection), revision)
+        except CommandError as error:
+            raise UsageError(f"cannot downgrade to '{revision}': {error}") from None
+        after = current_revision(connection)
+    return before, after
+
+
+def history() -> list[dict]:
+    return [
+        {"revision": script.revision, "down_revision": script.down_revision, "message": script.doc}
+        for script in reversed(list(script_directory().walk_revisions()))
+    ]
+
+
+def require_head(connection: Connection) -> None:
+    """Refuse a database whose schema is missing or not at head (exit 3)."""
+    current = current_revision(connection)
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise DatabaseError("the database has no chatctl schema", hint="run `chatctl db upgrade`")
+    raise DatabaseError(
+        f"the database schema is at {current}, chatctl needs {head}",
+        hint="run `chatctl db upgrade`",
+    )

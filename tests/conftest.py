@@ -1,0 +1,200 @@
+"""The test rig: every database test runs on SQLite and on a real PostgreSQL.
+
+* ``database_url`` is parametrised over ``sqlite`` and ``postgresql``: a fresh
+  database at schema head for each test (a copied SQLite file / a PostgreSQL
+  database cloned from a migrated template).
+* ``cli`` runs chatctl through its real error boundary and returns exit code,
+  stdout and stderr separately.
+* ``engine`` is a SQLAlchemy engine on the test's database for domain tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from pgserver import PostgresServer  # noqa: E402
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """No test reads the developer's config or writes their data dir."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    for name in list(os.environ):
+        if name.startswith("CHATCTL_") and not name.startswith("CHATCTL_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("CHATCTL_ACTOR", "ops:tester")
+
+
+# -- PostgreSQL -------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_server():
+    external = os.environ.get("CHATCTL_TEST_PG_URL")
+    if external:
+        yield external.rsplit("/", 1)[0]
+        return
+    server = PostgresServer()
+    try:
+        server.start()
+    except Exception as error:  # the suite fails here rather than skipping
+        server.stop()
+        pytest.fail(f"cannot start PostgreSQL for the tests: {error}", pytrace=False)
+    yield server.url("").rstrip("/")
+    server.stop()
+
+
+def _admin_execute(base_url: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(base_url + "/postgres", autocommit=True) as connection:
+        connection.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server):
+    from chatctl.storage import schema
+    from chatctl.storage.engine import create_engine
+
+    name = f"chatctl_template_{os.getpid()}"
+    _admin_execute(pg_server, f"DROP DATABASE IF EXISTS {name}")
+    _admin_execute(pg_server, f"CREATE DATABASE {name}")
+    engine = create_engine(f"{pg_server}/{name}")
+    schema.upgrade(engine)
+    engine.dispose()
+    return name
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    from chatctl.storage import schema
+    from chatctl.storage.engine import create_engine
+
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = create_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    engine.dispose()  # the last connection closing checkpoints the WAL into the file
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    if request.param == "postgresql":
+        request.applymarker(pytest.mark.postgres)
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend, request, tmp_path):
+    """A fresh database at schema head on the parametrised backend."""
+    if backend == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "desk.db"
+        shutil.copy(template, path)
+        yield f"sqlite:///{path}"
+        return
+    server = request.getfixturevalue("pg_server")
+    template = request.getfixturevalue("pg_template")
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    _admin_execute(server, f"CREATE DATABASE {name} TEMPLATE {template}")
+    yield f"{server}/{name}"
+    _admin_execute(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def engine(database_url):
+    from chatctl.storage.engine import create_engine
+
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+# -- running the CLI ------------------------------------------------------------------
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+    def jsonl(self):
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def __repr__(self) -> str:  # readable assertion failures
+        return f"Result(exit_code={self.exit_code}, stdout={self.stdout[:2000]!r}, stderr={self.stderr[:2000]!r})"
+
+
+class _Stream(io.StringIO):
+    def __init__(self, value: str = "", tty: bool = False) -> None:
+        super().__init__(value)
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def invoke(args, *, input: str | None = None, tty: bool = False, env: dict | None = None) -> Result:
+    from chatctl.cli import run
+
+    stdout, stderr = _Stream(tty=tty), _Stream(tty=tty)
+    stdin = _Stream(input or "", tty=tty and input is None)
+    saved_env = {}
+    for key, value in (env or {}).items():
+        saved_env[key] = os.environ.get(key)
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    saved = sys.stdin
+    sys.stdin = stdin
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = run([str(arg) for arg in args])
+    finally:
+        sys.stdin = saved
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return Result(code, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture
+def cli(database_url):
+    """Run chatctl against the test's database: ``cli("chats", "list", input=..., tty=...)``."""
+
+    def run_cli(*args, input: str | None = None, tty: bool = False, env: dict | None = None) -> Result:
+        return invoke(["--database-url", database_url, *args], input=input, tty=tty, env=env)
+
+    run_cli.url = database_url
+    return run_cli
+
+
+@pytest.fixture
+def bare_cli():
+    """Run chatctl with no database option (configuration tests)."""
+    return invoke
