@@ -1,0 +1,139 @@
+"""The one renderer and the id streams: formats, streaming, TTY defaults."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+
+import pytest
+
+from chatctl.context import Environment
+from chatctl.domain.bulk import IdSpool, ItemResult
+from chatctl.errors import UsageError
+from chatctl.output import MutationPrinter, render_rows
+
+ROWS = [
+    {"id": 1, "status": "live", "flagged": True, "at": dt.datetime(2026, 11, 30, 9, tzinfo=dt.timezone.utc),
+     "body": "tab\there\nnewline"},
+    {"id": 2, "status": "closed", "flagged": False, "at": None, "body": "plain"},
+]
+
+
+def env(tty: bool = False) -> Environment:
+    return Environment(stdout=io.StringIO(), stderr=io.StringIO(), stdout_isatty=tty, stderr_isatty=tty)
+
+
+@pytest.mark.parametrize("tty, expected", [(True, "table"), (False, "tsv")])
+def test_default_format_follows_the_terminal(tty, expected):
+    from chatctl.output import choose_format
+
+    assert choose_format(None, env(tty)) == expected
+
+
+def test_tsv_one_record_per_line_with_iso_times():
+    e = env()
+    render_rows(e, ROWS, ["id", "status", "flagged", "at", "body"], "tsv")
+    lines = e.stdout.getvalue().splitlines()
+    assert lines[0] == "id\tstatus\tflagged\tat\tbody"
+    assert lines[1].split("\t") == ["1", "live", "true", "2026-11-30T09:00:00+00:00", "tab here newline"]
+    assert len(lines) == 3
+
+
+def test_csv_quotes_properly():
+    e = env()
+    render_rows(e, [{"id": 1, "body": 'say "hi", bye'}], ["id", "body"], "csv")
+    parsed = list(csv.reader(io.StringIO(e.stdout.getvalue())))
+    assert parsed == [["id", "body"], ["1", 'say "hi", bye']]
+
+
+def test_json_is_one_document_with_offsets_in_display_zone():
+    from zoneinfo import ZoneInfo
+
+    e = env()
+    render_rows(e, ROWS, ["id"], "json", tz=ZoneInfo("Africa/Johannesburg"))
+    document = json.loads(e.stdout.getvalue())
+    assert [row["id"] for row in document] == [1, 2]
+    assert document[0]["at"] == "2026-11-30T11:00:00+02:00"
+    empty = env()
+    render_rows(empty, [], ["id"], "json")
+    assert json.loads(empty.stdout.getvalue()) == []
+
+
+def test_jsonl_and_ids_stream_lazily():
+    def rows():
+        for number in range(3):
+            yield {"id": number + 1}
+
+    e = env()
+    render_rows(e, rows(), ["id"], "jsonl")
+    assert [json.loads(line)["id"] for line in e.stdout.getvalue().splitlines()] == [1, 2, 3]
+    ids = env()
+    render_rows(ids, rows(), ["id"], "ids")
+    assert ids.stdout.getvalue() == "1\n2\n3\n"
+
+
+def test_markdown_and_plain_use_tabulate():
+    e = env()
+    render_rows(e, ROWS, ["id", "status"], "markdown")
+    assert e.stdout.getvalue().splitlines()[1].startswith("|--")
+    plain = env()
+    render_rows(plain, ROWS, ["id", "status"], "plain")
+    assert "closed" in plain.stdout.getvalue()
+
+
+def test_table_without_color_has_no_escape_codes():
+    e = env(tty=False)
+    render_rows(e, ROWS, ["id", "status"], "table")
+    assert "\x1b[" not in e.stdout.getvalue()
+    assert "live" in e.stdout.getvalue()
+
+
+def test_mutation_json_document_shape():
+    e = env()
+    with MutationPrinter(e, "json", operation="01OP", dry_run=True, what="close") as printer:
+        printer.add([ItemResult(1, "changed"), ItemResult(2, "skipped", "already closed")])
+        printer.add([ItemResult(3, "not_found", "no such id")])
+    document = json.loads(e.stdout.getvalue())
+    assert document == {
+        "operation": "01OP",
+        "dry_run": True,
+        "results": [
+            {"id": 1, "result": "changed", "reason": None},
+            {"id": 2, "result": "skipped", "reason": "already closed"},
+            {"id": 3, "result": "not_found", "reason": "no such id"},
+        ],
+        "summary": {"changed": 1, "skipped": 1, "not_found": 1, "refused": 0},
+    }
+    assert printer.summary.failed
+    assert "dry run" in e.stderr.getvalue()
+
+
+def test_id_spool_ignores_blank_lines_and_comments_and_batches():
+    lines = ["# header\n", "1\n", "\n", "  2  # trailing comment\n", "3\n"]
+    spool = IdSpool.from_lines(lines)
+    assert spool.count == 3
+    assert list(spool.batches(2)) == [[1, 2], [3]]
+
+
+@pytest.mark.parametrize("bad", ["abc", "-4", "0", "1.5", "99999999999999999999999"])
+def test_id_spool_refuses_bad_ids_with_line_number(bad):
+    with pytest.raises(UsageError, match="line 2"):
+        IdSpool.from_lines(["1\n", f"{bad}\n"])
+
+
+def test_id_spool_streams_a_large_input_with_flat_memory():
+    import tracemalloc
+
+    def lines():
+        for number in range(1, 300_001):
+            yield f"{number}\n"
+
+    tracemalloc.start()
+    spool = IdSpool.from_lines(lines())
+    total = sum(len(batch) for batch in spool.batches(5000))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert total == 300_000
+    assert peak < 20 * 1024 * 1024  # 300,000 ids spill to disk past 8 MiB
