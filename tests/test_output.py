@@ -117,7 +117,7 @@ def test_id_spool_ignores_blank_lines_and_comments_and_batches():
     assert list(spool.batches(2)) == [[1, 2], [3]]
 
 
-@pytest.mark.parametrize("bad", ["abc", "-4", "0", "1.5", "99999999999999999999999"])
+@pytest.mark.parametrize("bad", ["abc", "-4", "0", "1.5", "99999999999999999999999", "1_000", "\u0663"])
 def test_id_spool_refuses_bad_ids_with_line_number(bad):
     with pytest.raises(UsageError, match="line 2"):
         IdSpool.from_lines(["1\n", f"{bad}\n"])
@@ -137,3 +137,22 @@ def test_id_spool_streams_a_large_input_with_flat_memory():
     tracemalloc.stop()
     assert total == 300_000
     assert peak < 20 * 1024 * 1024  # 300,000 ids spill to disk past 8 MiB
+
+
+def test_id_stream_property_any_text_is_ids_or_one_usage_error():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.text(max_size=30), max_size=20))
+    def check(lines):
+        try:
+            spool = IdSpool.from_lines(line + "\n" for line in lines)
+        except UsageError as error:
+            assert "\n" not in error.message
+            return
+        ids = [value for batch in spool.batches(7) for value in batch]
+        assert len(ids) == spool.count
+        assert all(0 < value < 2**63 for value in ids)
+
+    check()

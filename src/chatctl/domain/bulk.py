@@ -57,12 +57,10 @@ class Summary:
 
 
 def parse_id(text: str, where: str = "") -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        value = -1
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else 0
     if value <= 0 or value > MAX_ID:
-        raise UsageError(f"bad id '{text}'{where}: ids are positive whole numbers")
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise UsageError(f"bad id {shown!r}{where}: ids are positive whole numbers")
     return value
 
 
