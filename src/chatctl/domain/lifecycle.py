@@ -71,3 +71,22 @@ def create_tickets(
     result = connection.execute(insert(Ticket).returning(Ticket.chat_id, Ticket.id, sort_by_parameter_order=True),
                                 rows)
     return {chat_id: ticket_id for chat_id, ticket_id in result}
+
+
+def create_tickets_each(
+    connection: Connection, tickets: Sequence[tuple[int, int | None, str, dt.datetime]]
+) -> dict[int, int]:
+    """Like ``create_tickets`` for ``(chat_id, agent_id, reason, created_at)`` rows that differ in
+    reason and time (events ingest: each ticket is created at its event's ``at``).  One statement
+    per batch.  Returns chat id -> ticket id."""
+    from sqlalchemy import insert
+
+    from chatctl.storage.models import Ticket
+
+    if not tickets:
+        return {}
+    rows = [{"chat_id": chat_id, "agent_id": agent_id, "status": "open", "reason": reason, "created_at": at}
+            for chat_id, agent_id, reason, at in tickets]
+    result = connection.execute(insert(Ticket).returning(Ticket.chat_id, Ticket.id, sort_by_parameter_order=True),
+                                rows)
+    return {chat_id: ticket_id for chat_id, ticket_id in result}
