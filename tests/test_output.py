@@ -156,3 +156,9 @@ def test_id_stream_property_any_text_is_ids_or_one_usage_error():
         assert all(0 < value < 2**63 for value in ids)
 
     check()
+
+
+def test_negative_durations_render():
+    from chatctl.output import human_value
+
+    assert human_value(dt.timedelta(minutes=-90), None, machine=False) == "-1h30m"

@@ -81,7 +81,7 @@ def human_value(value: Any, tz: dt.tzinfo | None, *, machine: bool) -> str:
     if isinstance(value, dt.timedelta):
         from chatctl.domain.timeparse import format_duration
 
-        return format_duration(value)
+        return format_duration(value) if value >= dt.timedelta(0) else "-" + format_duration(-value)
     if isinstance(value, (list, tuple)):
         return ",".join(human_value(item, tz, machine=machine) for item in value)
     if isinstance(value, Mapping):

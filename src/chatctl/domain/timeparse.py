@@ -257,6 +257,9 @@ def _parse_timestamp(text: str, zone: tzinfo, accepted_forms: str) -> datetime:
     cleaned = text.strip()
     if not cleaned:
         raise UsageError(f"empty time: {accepted_forms}")
+    if len(cleaned) > 10 and cleaned[10] not in "Tt ":
+        # fromisoformat takes any character between date and time; a typo must not.
+        raise UsageError(f"bad time {text!r}: {accepted_forms}")
     try:
         # upper() lets people type a lowercase "t" separator or "z" suffix.
         parsed = datetime.fromisoformat(cleaned.upper())
