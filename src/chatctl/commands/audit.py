@@ -1,7 +1,124 @@
-"""chatctl audit: The audit trail: list events, revert an operation."""
+"""chatctl audit: the audit trail (R15): list events, revert an operation."""
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 
-app = typer.Typer(help="The audit trail: list events, revert an operation.", no_args_is_help=True)
+from chatctl.commands.common import (AllOpt, BatchSizeOpt, DryRunOpt, LimitOpt, OutputOpt, YesOpt, confirm_selection,
+                                     desk, fmt, run_mutation)
+from chatctl.errors import UsageError
+
+app = typer.Typer(
+    help="The audit trail: every change chatctl made, who made it and under which operation; "
+    "undo an operation.\n\nExample:\n\n    chatctl audit list --entity chat:42\n"
+    "    chatctl audit revert 01JDZ8Q3K4V7W2M5N6P8R9S0TA --dry-run",
+    no_args_is_help=True,
+)
+
+DEFAULT_LIMIT = 50
+AUDIT_COLUMNS = ["id", "at", "actor", "action", "entity", "entity_id", "operation", "after", "reason"]
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    entity: Annotated[Optional[str], typer.Option(
+        "--entity", help="Only this entity: chat:ID, ticket:ID, agent:HANDLE or preference:KEY.",
+        show_default=False)] = None,
+    operation: Annotated[Optional[str], typer.Option(
+        "--operation", help="Only this operation id (a sweep run id or a command's operation).",
+        show_default=False)] = None,
+    actor: Annotated[Optional[str], typer.Option(
+        "--actor", help="Only changes made by this actor (a handle, ops:NAME or system).",
+        show_default=False)] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", help="Only events at or after this time: ISO 8601 or relative (-2h, -7d).",
+        show_default=False)] = None,
+    after: Annotated[Optional[int], typer.Option(
+        "--after", min=1, help="Continue after this event id (printed on stderr when a page is full).",
+        show_default=False)] = None,
+    limit: LimitOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = None,
+) -> None:
+    """List audit events, newest first.
+
+    JSON fields: id, at, actor, action, entity, entity_id, operation, before,
+    after, reason.  --all streams every matching event.
+
+    Example: chatctl audit list --entity chat:42 -o json
+    """
+    from chatctl.commands.common import as_of
+    from chatctl.domain.audit_log import check_operation_id, list_events, parse_entity
+    from chatctl.output import render_rows
+
+    if limit is not None and all_:
+        raise UsageError("give --limit or --all, not both")
+    the_desk = desk(ctx)
+    entity_ref = parse_entity(entity) if entity is not None else None
+    if operation is not None:
+        check_operation_id(operation)
+    since_at = as_of(since, the_desk) if since is not None else None
+    page = None if all_ else (limit or DEFAULT_LIMIT)
+    last: dict = {}
+
+    def remember(rows):
+        for row in rows:
+            last["id"] = row["id"]
+            yield row
+
+    with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
+        tz = the_desk.tz(connection)
+        rows = list_events(connection, entity=entity_ref, operation=operation, actor=actor, since=since_at,
+                           before_id=after, limit=page)
+        count = render_rows(the_desk.env, remember(rows), AUDIT_COLUMNS, fmt(output), tz=tz,
+                            empty="no audit events")
+    if page is not None and count == page:
+        the_desk.env.note(f"showing {count} events; more with --after {last['id']} or --all")
+
+
+@app.command("revert")
+def revert(
+    ctx: typer.Context,
+    operation_id: Annotated[str, typer.Argument(help="The operation to undo (a sweep run id or a command's "
+                                                "operation id).", show_default=False)],
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    batch_size: BatchSizeOpt = 1000,
+    output: OutputOpt = None,
+) -> None:
+    """Restore the values an operation changed, where nothing has changed them since.
+
+    Each change of the operation is reported: changed (restored), skipped
+    (already reverted), refused (a later change to the same chat, ticket,
+    agent or preference - the conflicting operation is named - or a creation,
+    which is never undone by deleting), not_found (the row is gone).  Values
+    that are not columns, such as the comments a close removed (R9), cannot
+    come back.  The revert is itself audited (action audit.revert) under a new
+    operation id, so it can be reverted in turn.  Needs --yes, or a
+    confirmation typed at a terminal; --dry-run needs neither.
+
+    Exit 1 when the operation is unknown or some changes were refused.
+
+    Example: chatctl audit revert 01JDZ8Q3K4V7W2M5N6P8R9S0TA --dry-run
+    """
+    from chatctl.domain.audit_log import OperationEvents, Reverter, check_operation_id, count_operation_events
+    from chatctl.errors import RuleRefused
+
+    check_operation_id(operation_id)
+    the_desk = desk(ctx)
+    engine = the_desk.engine()
+    with the_desk.errors(), engine.connect() as connection:
+        count = count_operation_events(connection, operation_id)
+        actor = the_desk.actor(connection)
+    if not actor.can_supervise:
+        raise RuleRefused("roles", f"actor '{actor.name}' has role {actor.role}: reverting an operation needs a "
+                                   "supervisor, an admin or ops:NAME")
+    if not dry_run:
+        confirm_selection(the_desk, yes, f"revert {count} change(s) of operation {operation_id}?")
+    reverter = Reverter(operation_id, revert_operation_id=the_desk.operation_id, actor=actor.name,
+                        now=the_desk.now())
+    run_mutation(the_desk, OperationEvents(engine, operation_id, count), reverter, output=output, dry_run=dry_run,
+                 what=f"revert of {operation_id}", batch_size=batch_size)
