@@ -1,7 +1,314 @@
-"""chatctl tickets: Tickets: list, close, reopen, archive, assign, bulk cleanup."""
+"""chatctl tickets: the tickets view, one ticket, and bulk ticket actions (R13, R14, R15)."""
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import Annotated, Optional
+
 import typer
 
-app = typer.Typer(help="Tickets: list, close, reopen, archive, assign, bulk cleanup.", no_args_is_help=True)
+from chatctl.commands.common import (AfterOpt, AgentOpt, AllOpt, BatchSizeOpt, DryRunOpt, IdsArg, LimitOpt,
+                                     OutputOpt, YesOpt, confirm_selection, desk, fmt, run_mutation, spool_ids)
+
+app = typer.Typer(
+    help="Tickets: list, show, close, reopen, archive, unarchive, assign, and scripted bulk cleanup.\n\n"
+    "Tickets never expire (R13): only people close them.  Archived tickets are read-only until "
+    "unarchived.  Agents cannot transfer tickets to other agents (R14).\n\n"
+    "Example:\n\n\b\n    chatctl tickets list --status open --older-than 30d\n"
+    "    chatctl tickets close --where 'age>30d' reason=out_of_hours --dry-run",
+    no_args_is_help=True,
+)
+
+TICKET_COLUMNS = ["id", "chat_id", "status", "reason", "agent", "created_at", "closed_at", "archived_at"]
+DEFAULT_LIMIT = 50
+# Measured with bench/ticket_cleanup.py (docs/benchmarks.md): larger batches
+# gain little and hold row locks longer.
+DEFAULT_BATCH_SIZE = 2000
+
+
+class Status(str, Enum):
+    open = "open"
+    closed = "closed"
+
+
+class Reason(str, Enum):
+    out_of_hours = "out_of_hours"
+    no_agents = "no_agents"
+    inactivity = "inactivity"
+    manual = "manual"
+
+
+OptionalIdsArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Ids, or - to read them from standard input (one per line; blank lines and # "
+                   "comments ignored).  With --where, further filter expressions.", metavar="ID...|-",
+                   show_default=False),
+]
+WhereOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--where", metavar="EXPR", help="Select by filter instead of ids: FIELD OP VALUE, several ANDed (repeat "
+                 "--where or list them after it).  Fields: status, reason, agent, created, closed, "
+                 "archived, age, chat.  Needs --yes or a confirmation at a terminal.", show_default=False),
+]
+TimeOpt = Optional[str]
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: Annotated[Optional[Status], typer.Option("--status", help="open or closed.",
+                                                     show_default=False)] = None,
+    archived: Annotated[bool, typer.Option("--archived", help="Only archived tickets.")] = False,
+    include_archived: Annotated[bool, typer.Option("--include-archived",
+                                                   help="Archived tickets too.")] = False,
+    agent: AgentOpt = None,
+    reason: Annotated[Optional[Reason], typer.Option("--reason", help="out_of_hours, no_agents, "
+                                                     "inactivity or manual.", show_default=False)] = None,
+    older_than: Annotated[TimeOpt, typer.Option("--older-than", help="Created more than DUR ago (30d, 12h).",
+                                                show_default=False)] = None,
+    created_before: Annotated[TimeOpt, typer.Option("--created-before", help="Created before TS "
+                                                    "(ISO 8601 or -7d).", show_default=False)] = None,
+    created_after: Annotated[TimeOpt, typer.Option("--created-after", help="Created at or after TS.",
+                                                   show_default=False)] = None,
+    limit: LimitOpt = None,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = None,
+) -> None:
+    """The tickets view (R1): open and closed tickets, not archived, newest first.
+
+    A full page prints the cursor of the next one on stderr; --all streams
+    every row with flat memory.
+
+    Example: chatctl tickets list --status open --agent alice -o json
+    """
+    import contextlib
+
+    from chatctl.domain.agents import require_agent_id
+    from chatctl.domain.tickets import TicketQuery, encode_cursor, iter_tickets
+    from chatctl.domain.timeparse import parse_duration, parse_relative_or_timestamp
+    from chatctl.errors import UsageError
+    from chatctl.output import render_rows
+
+    if archived and include_archived:
+        raise UsageError("give --archived or --include-archived, not both")
+    if all_ and (limit is not None or after is not None):
+        raise UsageError("--all streams every row: drop --limit and --after")
+    the_desk = desk(ctx)
+    now = the_desk.now()
+    with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
+        tz = the_desk.tz(connection)
+        bounds = [parse_relative_or_timestamp(created_before, now, tz)] if created_before else []
+        if older_than:
+            bounds.append(now - parse_duration(older_than))
+        query = TicketQuery(
+            status=status.value if status else None,
+            archived="only" if archived else "include" if include_archived else "exclude",
+            agent_id=require_agent_id(connection, agent) if agent else None,
+            reason=reason.value if reason else None,
+            created_before=min(bounds) if bounds else None,
+            created_after=parse_relative_or_timestamp(created_after, now, tz) if created_after else None,
+        )
+        page = None if all_ else (limit or DEFAULT_LIMIT)
+        more: list[str] = []
+
+        def rows():
+            # One row beyond the page tells whether a next page exists.
+            last = None
+            tickets = iter_tickets(connection, query, limit=page + 1 if page else None, after=after)
+            with contextlib.closing(tickets):
+                for number, row in enumerate(tickets):
+                    if number == page:
+                        more.append(encode_cursor(last["created_at"], last["id"]))
+                        return
+                    last = row
+                    yield row
+
+        render_rows(the_desk.env, rows(), TICKET_COLUMNS, fmt(output), tz=tz, empty="no tickets")
+    if more:
+        the_desk.env.note(f"more tickets: --after {more[0]}")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    ticket_id: Annotated[str, typer.Argument(metavar="ID", help="The ticket's id.", show_default=False)],
+    output: OutputOpt = None,
+) -> None:
+    """One ticket: its fields, its source chat and its audit history.
+
+    Example: chatctl tickets show 42 -o json
+    """
+    from chatctl.domain.bulk import parse_id
+    from chatctl.domain.tickets import TICKET_FIELDS, show_ticket
+    from chatctl.output import choose_format, render_record, render_rows
+
+    the_desk = desk(ctx)
+    number = parse_id(ticket_id.strip())
+    with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
+        tz = the_desk.tz(connection)
+        record = show_ticket(connection, number)
+    chosen = choose_format(fmt(output), the_desk.env)
+    if chosen in ("json", "jsonl", "ids"):
+        render_record(the_desk.env, record, chosen, tz=tz)
+        return
+    flat = {key: record[key] for key in TICKET_FIELDS}
+    for key, value in (record["chat"] or {}).items():
+        flat[f"chat_{key}"] = value
+    render_record(the_desk.env, flat, chosen, tz=tz)
+    if record["history"]:
+        the_desk.env.stdout.write("\n")
+        render_rows(the_desk.env, record["history"], ["id", "at", "actor", "action", "before", "after", "reason"],
+                    chosen, tz=tz)
+
+
+def _mutate(ctx: typer.Context, ids: list[str] | None, make_action, *, output, dry_run: bool, batch_size: int,
+            what: str) -> None:
+    from chatctl.domain.tickets import apply_action
+
+    the_desk = desk(ctx)
+    spool = spool_ids(ids or [], the_desk)
+    at = the_desk.now()
+    with the_desk.errors():
+        actor = the_desk.actor()
+        action = make_action(at, actor)
+
+    def apply(connection, batch):
+        return apply_action(connection, batch, action, at=at, actor=actor.name,
+                            operation_id=the_desk.operation_id)
+
+    run_mutation(the_desk, spool, apply, output=output, dry_run=dry_run, what=what, batch_size=batch_size)
+
+
+@app.command("close")
+def close(
+    ctx: typer.Context,
+    ids: OptionalIdsArg = None,
+    where: WhereOpt = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
+    output: OutputOpt = None,
+) -> None:
+    """Close tickets by id, from standard input, or every open unarchived ticket a filter selects.
+
+    Closing a closed ticket is skipped (exit 0); an archived ticket is
+    refused (R13) until unarchived.  --where walks the matches in batches
+    of --batch-size, each its own short transaction with its audit rows;
+    Ctrl-C keeps the finished batches and exits 130.  --dry-run needs no
+    confirmation.
+
+    Example: chatctl tickets close --where 'age>30d' reason=out_of_hours --yes
+    """
+    from chatctl.domain.tickets import close_action
+
+    if not where:
+        _mutate(ctx, ids, lambda at, actor: close_action(at), output=output, dry_run=dry_run,
+                batch_size=batch_size, what="tickets close")
+        return
+    _close_where([*where, *(ids or [])], ctx, yes=yes, dry_run=dry_run, batch_size=batch_size, output=output)
+
+
+def _close_where(expressions: list[str], ctx: typer.Context, *, yes: bool, dry_run: bool, batch_size: int,
+                 output) -> None:
+    from sqlalchemy import and_
+
+    from chatctl.domain.filters import compile_ticket_filter, parse_expressions
+    from chatctl.domain.tickets import TicketSelection, apply_action, close_action
+    from chatctl.errors import UsageError
+
+    the_desk = desk(ctx)
+    if "-" in expressions:
+        raise UsageError("give ids (or -) or --where, not both")
+    conditions = parse_expressions(expressions)
+    at = the_desk.now()
+    text = " ".join(str(condition) for condition in conditions)
+    with the_desk.errors():
+        where = and_(*compile_ticket_filter(conditions, at, the_desk.tz()))
+        actor = the_desk.actor()
+        selection = TicketSelection(the_desk.engine(), where)
+        if not (dry_run or yes) and the_desk.env.stdin_isatty:
+            if selection.counted() == 0:
+                the_desk.env.note(f"no open, unarchived tickets match {text}; nothing to do")
+                return
+        count = f"{selection.count:,} " if selection.count is not None else ""
+        if not dry_run:
+            confirm_selection(the_desk, yes, f"close the {count}open tickets matching {text}")
+        if selection.count is None and the_desk.env.stderr_isatty and not the_desk.env.quiet:
+            selection.counted()  # the progress bar's total, for its ETA
+    action = close_action(at, reason=f"selected by --where {text}")
+
+    def apply(connection, batch):
+        return apply_action(connection, batch, action, at=at, actor=actor.name,
+                            operation_id=the_desk.operation_id, where=where)
+
+    run_mutation(the_desk, selection, apply, output=output, dry_run=dry_run, what="tickets close",
+                 batch_size=batch_size)
+
+
+@app.command("reopen")
+def reopen(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
+           batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE, output: OutputOpt = None) -> None:
+    """Reopen closed tickets; an archived ticket is refused (R13) until unarchived.
+
+    Example: chatctl tickets reopen 42 43
+    """
+    from chatctl.domain.tickets import reopen_action
+
+    _mutate(ctx, ids, lambda at, actor: reopen_action(at), output=output, dry_run=dry_run,
+            batch_size=batch_size, what="tickets reopen")
+
+
+@app.command("archive")
+def archive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
+            batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE, output: OutputOpt = None) -> None:
+    """Archive tickets now, whatever their status: they leave the tickets view and become read-only.
+
+    Example: chatctl tickets list --status closed -o ids | chatctl tickets archive -
+    """
+    from chatctl.domain.tickets import archive_action
+
+    _mutate(ctx, ids, lambda at, actor: archive_action(at), output=output, dry_run=dry_run,
+            batch_size=batch_size, what="tickets archive")
+
+
+@app.command("unarchive")
+def unarchive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
+              batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE, output: OutputOpt = None) -> None:
+    """Bring archived tickets back to the tickets view, writable again.
+
+    Example: chatctl tickets unarchive 42
+    """
+    from chatctl.domain.tickets import unarchive_action
+
+    _mutate(ctx, ids, lambda at, actor: unarchive_action(at), output=output, dry_run=dry_run,
+            batch_size=batch_size, what="tickets unarchive")
+
+
+@app.command("assign")
+def assign(
+    ctx: typer.Context,
+    ids: IdsArg,
+    agent: Annotated[str, typer.Option("--agent", help="The agent to assign the tickets to.",
+                                       show_default=False)],
+    dry_run: DryRunOpt = False,
+    batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
+    output: OutputOpt = None,
+) -> None:
+    """Assign tickets to an agent (audited).
+
+    R14: an actor with role agent cannot assign a ticket to another agent;
+    they may take an unassigned ticket for themselves, not one that is another
+    agent's.  Supervisors and admins assign freely.  Archived tickets are
+    refused (R13).
+
+    Example: chatctl --actor carol tickets assign 42 43 --agent bob
+    """
+    from chatctl.domain.agents import require_agent_id
+    from chatctl.domain.tickets import assign_action
+
+    the_desk = desk(ctx)
+    with the_desk.errors(), the_desk.engine().connect() as connection:
+        agent_id = require_agent_id(connection, agent)
+    _mutate(ctx, ids, lambda at, actor: assign_action(agent_id, agent, actor), output=output, dry_run=dry_run,
+            batch_size=batch_size, what="tickets assign")

@@ -1,0 +1,401 @@
+"""Tickets (R13, R14, R15): the tickets view, one ticket in full, and the
+set-based bulk actions close, reopen, archive, unarchive and assign.
+
+Every action works on a batch of ids in the caller's transaction with a
+constant number of statements, whatever the batch size:
+
+1. lock the batch's rows (``SELECT ... FOR UPDATE`` on PostgreSQL, ordered by
+   id so two bulk commands never deadlock; SQLite's ``BEGIN IMMEDIATE`` already
+   serialises writers) and read the columns the audit needs;
+2. one ``UPDATE ... RETURNING`` over the eligible ids that re-checks the
+   eligibility in its own ``WHERE``;
+3. one audit ``INSERT`` (R15) for exactly the rows the update returned.
+
+Rules applied here:
+
+* R13: tickets never expire (no sweep closes one).  An archived ticket is
+  read-only: close, reopen and assign are refused until it is unarchived.
+  An action that would change nothing (closing a closed ticket) is
+  ``skipped``, never refused.
+* R14: an actor with role ``agent`` cannot assign a ticket to another agent.
+  An agent may take an *unassigned* ticket for themselves; taking one that is
+  assigned to someone else is a transfer and is refused as well.  Supervisors
+  and admins assign freely.
+
+A selection by filter (``close --where``) walks the ticket ids by keyset
+(``id > last ORDER BY id LIMIT n``), so a million matches never sit in memory
+and each batch is its own short transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from chatctl.domain import audit
+from chatctl.domain.bulk import ItemResult
+from chatctl.errors import NotFound, UsageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.sql import ColumnElement
+
+    from chatctl.domain.actors import Actor
+
+TICKET_FIELDS = ("id", "chat_id", "status", "reason", "agent", "created_at", "closed_at", "archived_at")
+ENTITY = "ticket"
+READ_ONLY = "ticket is archived and read-only until unarchived (R13)"
+NO_TRANSFER = "agents cannot transfer tickets (R14)"
+ARCHIVED_CHOICES = ("exclude", "only", "include")
+
+
+# -- reading ---------------------------------------------------------------------------
+def _ticket_query():
+    from sqlalchemy import select
+
+    from chatctl.storage.models import Agent, Ticket
+
+    return (
+        select(Ticket.id, Ticket.chat_id, Ticket.status, Ticket.reason, Agent.handle.label("agent"),
+               Ticket.created_at, Ticket.closed_at, Ticket.archived_at)
+        .select_from(Ticket)
+        .outerjoin(Agent, Agent.id == Ticket.agent_id)
+    )
+
+
+def ticket_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ticket in the JSON shape of SPEC 2.3, fields in that order."""
+    return {key: row[key] for key in TICKET_FIELDS}
+
+
+@dataclass(frozen=True)
+class TicketQuery:
+    """What ``tickets list`` selects.  Times are aware UTC instants."""
+
+    status: str | None = None
+    archived: str = "exclude"
+    agent_id: int | None = None
+    reason: str | None = None
+    created_before: dt.datetime | None = None
+    created_after: dt.datetime | None = None
+
+
+def encode_cursor(created_at: dt.datetime, ticket_id: int) -> str:
+    text = f"{created_at.astimezone(dt.timezone.utc).isoformat()}|{ticket_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, ticket_id = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+        instant = dt.datetime.fromisoformat(created)
+        if instant.tzinfo is None:
+            raise ValueError(cursor)
+        return instant, int(ticket_id)
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"bad cursor '{cursor}': pass the value printed after a full page") from None
+
+
+def iter_tickets(connection: Connection, query: TicketQuery, *, limit: int | None = None,
+                 after: str | None = None) -> Iterator[dict[str, Any]]:
+    """Tickets newest first (``created_at`` then id, descending), streamed.
+
+    ``after`` is a cursor from ``encode_cursor``: the page continues strictly
+    after that ticket, by keyset, so deep pages cost what the first one does.
+    """
+    from sqlalchemy import tuple_
+
+    from chatctl.storage.models import Ticket
+
+    statement = _ticket_query()
+    if query.archived == "exclude":
+        statement = statement.where(Ticket.archived_at.is_(None))
+    elif query.archived == "only":
+        statement = statement.where(Ticket.archived_at.is_not(None))
+    if query.status:
+        statement = statement.where(Ticket.status == query.status)
+    if query.agent_id is not None:
+        statement = statement.where(Ticket.agent_id == query.agent_id)
+    if query.reason:
+        statement = statement.where(Ticket.reason == query.reason)
+    if query.created_before is not None:
+        statement = statement.where(Ticket.created_at < query.created_before)
+    if query.created_after is not None:
+        statement = statement.where(Ticket.created_at >= query.created_after)
+    if after:
+        created, ticket_id = decode_cursor(after)
+        statement = statement.where(tuple_(Ticket.created_at, Ticket.id) < tuple_(
+            _typed(created), _integer(ticket_id)))
+    statement = statement.order_by(Ticket.created_at.desc(), Ticket.id.desc())
+    if limit is not None:
+        statement = statement.limit(limit)
+    result = connection.execution_options(yield_per=1000).execute(statement)
+    try:
+        for row in result:
+            yield ticket_json(row._mapping)
+    finally:
+        result.close()
+
+
+def _typed(instant: dt.datetime):
+    from sqlalchemy import bindparam
+
+    from chatctl.storage.models import UTCDateTime
+
+    return bindparam(None, instant, type_=UTCDateTime())
+
+
+def _integer(value: int):
+    from sqlalchemy import BigInteger, bindparam
+
+    return bindparam(None, value, type_=BigInteger())
+
+
+def show_ticket(connection: Connection, ticket_id: int) -> dict[str, Any]:
+    """The ticket, a brief of its source chat, and its audit history (oldest first)."""
+    from sqlalchemy import select
+
+    from chatctl.storage.models import Agent, AuditEvent, Chat, Customer, Ticket
+
+    row = connection.execute(_ticket_query().where(Ticket.id == ticket_id)).first()
+    if row is None:
+        raise NotFound(f"no ticket {ticket_id}")
+    record = ticket_json(row._mapping)
+    chat = connection.execute(
+        select(Chat.id, Chat.status, Chat.channel, Customer.display_name.label("customer"),
+               Agent.handle.label("agent"), Chat.created_at, Chat.last_activity_at, Chat.closed_at)
+        .select_from(Chat)
+        .join(Customer, Customer.id == Chat.customer_id)
+        .outerjoin(Agent, Agent.id == Chat.agent_id)
+        .where(Chat.id == row.chat_id)
+    ).first()
+    record["chat"] = dict(chat._mapping) if chat is not None else None
+    history = connection.execute(
+        select(AuditEvent.__table__)
+        .where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(ticket_id))
+        .order_by(AuditEvent.id)
+    )
+    record["history"] = [audit.audit_json(event._mapping) for event in history]
+    return record
+
+
+# -- changing ----------------------------------------------------------------------------
+@dataclass
+class Action:
+    """One ticket action over a batch.
+
+    ``classify(row)`` returns ``None`` when the locked row is eligible, else an
+    ``ItemResult``-ready ``(result, reason)``; ``eligible`` is the same test as
+    SQL, re-checked inside the UPDATE; ``values(row)`` the new column values.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    eligible: Callable[[], ColumnElement[bool]]
+    classify: Callable[[Mapping[str, Any]], tuple[str, str] | None]
+    values: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def _archived_refusal(row: Mapping[str, Any]) -> tuple[str, str] | None:
+    return ("refused", READ_ONLY) if row["archived_at"] is not None else None
+
+
+def close_action(at: dt.datetime, *, reason: str | None = None) -> Action:
+    from chatctl.storage.models import Ticket
+
+    def classify(row):
+        if row["status"] == "closed":
+            return ("skipped", "already closed")
+        return _archived_refusal(row)
+
+    return Action("close", ("status", "closed_at"),
+                  lambda: (Ticket.status == "open") & Ticket.archived_at.is_(None),
+                  classify, {"status": "closed", "closed_at": at}, reason)
+
+
+def reopen_action(at: dt.datetime) -> Action:
+    from chatctl.storage.models import Ticket
+
+    def classify(row):
+        if row["status"] == "open":
+            return ("skipped", "already open")
+        return _archived_refusal(row)
+
+    return Action("reopen", ("status", "closed_at"),
+                  lambda: (Ticket.status == "closed") & Ticket.archived_at.is_(None),
+                  classify, {"status": "open", "closed_at": None})
+
+
+def archive_action(at: dt.datetime) -> Action:
+    from chatctl.storage.models import Ticket
+
+    def classify(row):
+        return ("skipped", "already archived") if row["archived_at"] is not None else None
+
+    return Action("archive", ("archived_at",), lambda: Ticket.archived_at.is_(None), classify,
+                  {"archived_at": at})
+
+
+def unarchive_action(at: dt.datetime) -> Action:
+    from chatctl.storage.models import Ticket
+
+    def classify(row):
+        return ("skipped", "not archived") if row["archived_at"] is None else None
+
+    return Action("unarchive", ("archived_at",), lambda: Ticket.archived_at.is_not(None), classify,
+                  {"archived_at": None})
+
+
+def assign_action(agent_id: int, handle: str, actor: Actor) -> Action:
+    """Assign to ``agent_id``; R14 decides what an actor with role ``agent`` may do."""
+    from sqlalchemy import false
+
+    from chatctl.storage.models import Ticket
+
+    own = actor.is_agent_role
+    taking = own and actor.agent_id == agent_id
+
+    def classify(row):
+        if row["agent_id"] == agent_id:
+            return ("skipped", f"already assigned to {handle}")
+        if own and not taking:
+            return ("refused", NO_TRANSFER)
+        refusal = _archived_refusal(row)
+        if refusal:
+            return refusal
+        if taking and row["agent_id"] is not None:
+            return ("refused", f"{NO_TRANSFER}: the ticket is another agent's")
+        return None
+
+    def eligible():
+        if own and not taking:
+            return false()
+        condition = Ticket.archived_at.is_(None) & ((Ticket.agent_id != agent_id) | Ticket.agent_id.is_(None))
+        if taking:
+            condition = Ticket.archived_at.is_(None) & Ticket.agent_id.is_(None)
+        return condition
+
+    return Action("assign", ("agent_id",), eligible, classify, {"agent_id": agent_id})
+
+
+def apply_action(
+    connection: Connection,
+    ids: list[int],
+    action: Action,
+    *,
+    at: dt.datetime,
+    actor: str,
+    operation_id: str,
+    where: ColumnElement[bool] | None = None,
+) -> list[ItemResult]:
+    """Apply ``action`` to one batch of ticket ids in the caller's transaction.
+
+    ``where`` (a compiled filter) narrows the batch further and is re-checked
+    under the lock: a ticket that stopped matching is ``skipped``.
+    Returns one result per id, in input order.
+    """
+    from sqlalchemy import case, literal, select, update
+
+    from chatctl.storage.engine import is_postgres
+    from chatctl.storage.models import Ticket
+
+    if not ids:
+        return []
+    matches = case((where, 1), else_=0) if where is not None else literal(1)
+    locked = (
+        select(Ticket.id, Ticket.status, Ticket.agent_id, Ticket.closed_at, Ticket.archived_at,
+               matches.label("matches"))
+        .where(Ticket.id.in_(ids))
+        .order_by(Ticket.id)
+    )
+    if is_postgres(connection):
+        locked = locked.with_for_update(of=Ticket.__table__)
+    rows = {row.id: row._mapping for row in connection.execute(locked)}
+
+    results: dict[int, ItemResult] = {}
+    before: dict[int, dict[str, Any]] = {}
+    for ticket_id, row in rows.items():
+        verdict = action.classify(row)
+        if verdict is None and not row["matches"]:
+            verdict = ("skipped", "no longer matches the filter")
+        if verdict is not None:
+            results[ticket_id] = ItemResult(ticket_id, *verdict)
+        else:
+            before[ticket_id] = {column: row[column] for column in action.columns}
+
+    if before:
+        condition = Ticket.id.in_(list(before)) & action.eligible()
+        if where is not None:
+            condition = condition & where
+        statement = update(Ticket).where(condition).values(**action.values).returning(Ticket.id)
+        changed = [ticket_id for (ticket_id,) in connection.execute(statement)]
+        events = []
+        for ticket_id in changed:
+            old, new = audit.diff(before[ticket_id], action.values)
+            events.append(audit.event(at=at, actor=actor, action=f"tickets.{action.name}", entity_type=ENTITY,
+                                      entity_id=ticket_id, operation_id=operation_id, before=old, after=new,
+                                      reason=action.reason))
+            results[ticket_id] = ItemResult(ticket_id, "changed")
+        audit.record(connection, events)
+        for ticket_id in before.keys() - set(changed):
+            # Cannot happen under the row lock; reported rather than assumed.
+            results[ticket_id] = ItemResult(ticket_id, "skipped", "changed by someone else meanwhile")
+    return [results.get(ticket_id, ItemResult(ticket_id, "not_found", "no such ticket")) for ticket_id in ids]
+
+
+# -- selection by filter ---------------------------------------------------------------------
+class TicketSelection:
+    """The open, unarchived tickets a filter matches, replayed as id batches by keyset.
+
+    Quacks like ``bulk.IdSpool`` (``count``, ``batches(size)``, ``close()``) so
+    the one bulk engine runs it: progress, dry run, Ctrl-C and the summary
+    behave exactly as for ids from standard input.  Each batch is read in its
+    own short transaction on the primary; the action re-checks everything
+    under the row lock, so a ticket changed in between is reported, not lost.
+    """
+
+    def __init__(self, engine: Engine, where: ColumnElement[bool]) -> None:
+        self.engine = engine
+        self.where = where
+        self.count: int | None = None
+
+    def _condition(self):
+        from chatctl.storage.models import Ticket
+
+        return self.where & (Ticket.status == "open") & Ticket.archived_at.is_(None)
+
+    def counted(self) -> int:
+        """How many tickets the filter selects now (for the prompt and the progress bar)."""
+        from sqlalchemy import func, select
+
+        from chatctl.storage.models import Ticket
+
+        with self.engine.connect() as connection:
+            self.count = connection.execute(
+                select(func.count()).select_from(Ticket).where(self._condition())).scalar_one()
+        return self.count
+
+    def batches(self, size: int) -> Iterator[list[int]]:
+        from sqlalchemy import select
+
+        from chatctl.storage.models import Ticket
+
+        last = 0
+        while True:
+            with self.engine.connect() as connection:
+                ids = list(connection.execute(
+                    select(Ticket.id).where(Ticket.id > _integer(last), self._condition())
+                    .order_by(Ticket.id).limit(size)).scalars())
+            if ids:
+                yield ids
+            if len(ids) < size:
+                return
+            last = ids[-1]
+
+    def close(self) -> None:
+        pass
