@@ -1,7 +1,397 @@
-"""chatctl chats: The five views and every chat action."""
+"""chatctl chats: the five views, filters, one chat in full, and every chat action."""
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import Annotated, Optional
+
 import typer
 
-app = typer.Typer(help="The five views and every chat action.", no_args_is_help=True)
+from chatctl.commands.common import (
+    AfterOpt,
+    AgentOpt,
+    AllOpt,
+    BatchSizeOpt,
+    DryRunOpt,
+    IdsArg,
+    LimitOpt,
+    OutputOpt,
+    desk,
+    fmt,
+    run_mutation,
+    spool_ids,
+)
+
+app = typer.Typer(
+    help="The five views (live, pending, tagged, closed, tickets), filters, one chat in full, "
+    "and every chat action.\n\nExample:\n\n    chatctl chats list live --unread\n"
+    "    chatctl chats filter status=live 'idle>2h' -o ids | chatctl chats close - --reason stale",
+    no_args_is_help=True,
+)
+
+
+class View(str, Enum):
+    live = "live"
+    pending = "pending"
+    tagged = "tagged"
+    closed = "closed"
+    tickets = "tickets"
+
+
+class Sort(str, Enum):
+    activity = "activity"
+    new = "new"
+    closed = "closed"
+
+
+ChatIdArg = Annotated[int, typer.Argument(help="The chat id.", min=1, show_default=False)]
+AsOpt = Annotated[str, typer.Option("--as", help="The agent handle acting in the chat.", show_default=False)]
+BATCH_SIZE = 5000
+
+
+def _marker(text: str, colour: str):
+    return lambda value, row: f"[{colour}]{text}[/{colour}]" if value else ""
+
+
+def _chat_columns(view: str):
+    from chatctl.output import Column
+
+    if view == "tickets":
+        return ["id", "chat_id", "status", "reason", "agent", "created_at", "closed_at"]
+    columns = [Column("id"), Column("unread", "", _marker("●", "blue")), Column("new", "", _marker("new", "green")),
+               Column("channel"), Column("customer"), Column("agent"), Column("flagged", style=_marker("⚑", "yellow")),
+               Column("last_customer_message_at", "customer wrote"), Column("last_activity_at", "activity")]
+    if view == "tagged":
+        columns += [Column("status"), Column("tagged")]
+    if view == "pending":
+        columns.append(Column("pending_since", "pending since"))
+    if view == "closed":
+        columns += [Column("closed_at", "closed"), Column("closed_by", "by"), Column("close_reason", "reason")]
+    return columns
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    view: Annotated[View, typer.Argument(help="live, pending, tagged, closed or tickets.")] = View.live,
+    agent: AgentOpt = None,
+    channel: Annotated[Optional[str], typer.Option("--channel", help="Only this channel (whatsapp, webchat...).",
+                                                   show_default=False)] = None,
+    flagged: Annotated[Optional[bool], typer.Option("--flagged/--not-flagged", help="Only flagged / unflagged chats.",
+                                                    show_default=False)] = None,
+    new: Annotated[bool, typer.Option("--new", help="Only new chats (no agent reply yet).")] = False,
+    unread: Annotated[bool, typer.Option("--unread", help="Only chats with new customer activity.")] = False,
+    sort: Annotated[Optional[Sort], typer.Option(
+        "--sort", help="activity: latest customer message first (default); new: newest chat first; "
+        "closed: latest closed first (default of the closed view).", show_default=False)] = None,
+    limit: LimitOpt = None,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = None,
+) -> None:
+    """List one view (R1).  In the live view, "new" (green) marks chats no agent has answered
+    and a blue dot marks new customer activity since the agent last looked (R2).
+
+    The tagged view lists open chats where --agent (default: the acting agent) is @-tagged,
+    with everyone tagged and their presence.  The tickets view lists tickets, open and closed,
+    not archived.  A full page prints "next page: --after CURSOR" on stderr; --all streams
+    every row.
+
+    Example: chatctl chats list live --unread --sort activity --limit 20
+    """
+    from chatctl.domain.chats import ViewOptions, list_view
+    from chatctl.output import choose_format, render_rows
+
+    if all_ and (limit is not None):
+        from chatctl.errors import UsageError
+
+        raise UsageError("give --limit or --all, not both")
+    the_desk = desk(ctx)
+    options = ViewOptions(view=view.value, agent=agent, channel=channel, flagged=flagged, new=new, unread=unread,
+                          sort=sort.value if sort else None, limit=None if all_ else (limit or 50), after=after)
+    flat = choose_format(fmt(output), the_desk.env) not in ("json", "jsonl")
+    with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
+        actor_agent = None
+        if view is View.tagged and agent is None:
+            actor = the_desk.actor()
+            actor_agent = actor.name if actor.agent_id is not None else None
+        page = list_view(connection, options, actor_agent=actor_agent, flat=flat)
+        render_rows(the_desk.env, page.rows, _chat_columns(view.value), fmt(output), tz=the_desk.tz(connection),
+                    empty=f"no chats in the {view.value} view" if view is not View.tickets else "no tickets")
+    if page.next_cursor:
+        the_desk.env.note(f"next page: --after {page.next_cursor}")
+
+
+@app.command("filter")
+def filter_(
+    ctx: typer.Context,
+    expressions: Annotated[list[str], typer.Argument(help="FIELD OP VALUE, several ANDed (e.g. status=live "
+                                                     "'idle>2h' 'customer~acme').", show_default=False)],
+    count: Annotated[bool, typer.Option("--count", help="Print only the number of matching chats.")] = False,
+    ids_only: Annotated[bool, typer.Option("--ids-only", help="Print only ids (same as -o ids).")] = False,
+    output: OutputOpt = None,
+) -> None:
+    """Chats matching every expression, by id (streamed).
+
+    Fields: status, channel, agent, customer, flagged, tagged, created, closed, closed_by,
+    reason, idle, age.  Operators: = != < <= > >= and ~ (contains, any case).  Values are
+    always bound parameters.
+
+    Example: chatctl chats filter status=live 'idle>2h' -o ids | chatctl chats close -
+    """
+    from chatctl.domain.chats import filter_chats
+    from chatctl.output import render_rows
+
+    the_desk = desk(ctx)
+    with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
+        tz = the_desk.tz(connection)
+        result = filter_chats(connection, expressions, now=the_desk.now(), tz=tz, count=count)
+        if count:
+            the_desk.env.stdout.write(f"{result}\n")
+            return
+        columns = ["id", "status", "channel", "customer", "agent", "flagged", "new", "unread", "created_at",
+                   "last_activity_at", "closed_at", "closed_by"]
+        render_rows(the_desk.env, result, columns, "ids" if ids_only else fmt(output), tz=tz,
+                    empty="no chats match")
+
+
+@app.command("show")
+def show(ctx: typer.Context, chat_id: ChatIdArg, output: OutputOpt = None) -> None:
+    """One chat in full: fields, messages, comments with their tags, ticket, what can be sent
+    to the customer now and why (R11), and its audit history.
+
+    Example: chatctl chats show 1042 -o json
+    """
+    from chatctl.domain.chats import show_chat
+    from chatctl.output import choose_format, render_record, render_rows
+
+    the_desk = desk(ctx)
+    with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
+        record = show_chat(connection, chat_id, now=the_desk.now())
+        tz = the_desk.tz(connection)
+    chosen = choose_format(fmt(output), the_desk.env)
+    if chosen in ("json", "jsonl", "ids"):
+        render_record(the_desk.env, record, chosen, tz=tz)
+        return
+    window = record["reply_window"]
+    summary = {key: value for key, value in record.items() if not isinstance(value, (list, dict))}
+    summary["tagged"] = ", ".join(f"{p['handle']} ({p['presence']})" for p in record["tagged"])
+    summary["can send"] = f"{window['can_send']}: {window['reason']}"
+    render_record(the_desk.env, summary, chosen, tz=tz)
+    sections = (
+        ("messages", record["messages"], ["created_at", "author", "kind", "template", "body"]),
+        ("comments", [{**c, "mentions": ", ".join(c["mentions"])} for c in record["comments"]],
+         ["created_at", "author", "mentions", "body"]),
+        ("history", record["history"], ["at", "actor", "action", "operation", "reason"]),
+    )
+    for title, rows, columns in sections:
+        if rows:
+            the_desk.env.stdout.write(f"\n{title}:\n")
+            render_rows(the_desk.env, rows, columns, chosen, tz=tz)
+
+
+# -- actions ----------------------------------------------------------------------------
+def _acting(the_desk, connection=None):
+    from chatctl.domain.chat_actions import Acting
+
+    return Acting(actor=the_desk.actor(connection), now=the_desk.now(), operation_id=the_desk.operation_id)
+
+
+def _bulk(ctx: typer.Context, ids: list[str], make_apply, *, output, dry_run: bool, what: str,
+          batch_size: int = BATCH_SIZE) -> None:
+    """Resolve ids and people first (bad input changes nothing), then run the batches."""
+    the_desk = desk(ctx)
+    spool = spool_ids(ids, the_desk)
+    with the_desk.errors(), the_desk.engine().connect() as connection:
+        apply = make_apply(connection, _acting(the_desk, connection))
+    run_mutation(the_desk, spool, apply, output=output, dry_run=dry_run, what=what, batch_size=batch_size)
+
+
+def _single(ctx: typer.Context, chat_id: int, make_apply, *, output, dry_run: bool, what: str) -> None:
+    """One chat; a refusal also gets its own line on stderr naming the rule (exit 1)."""
+    from chatctl.domain.bulk import IdSpool
+
+    the_desk = desk(ctx)
+    seen = []
+    with the_desk.errors(), the_desk.engine().connect() as connection:
+        inner = make_apply(connection, _acting(the_desk, connection))
+
+    def apply(connection, batch):
+        results = inner(connection, batch)
+        seen.extend(results)
+        return results
+
+    try:
+        run_mutation(the_desk, IdSpool.from_words([str(chat_id)]), apply, output=output, dry_run=dry_run, what=what)
+    finally:
+        for item in seen:
+            if item.result in ("refused", "not_found"):
+                the_desk.env.warn(f"chatctl: chat {item.id}: {item.reason}")
+
+
+@app.command("flag")
+def flag(ctx: typer.Context, ids: IdsArg,
+         note: Annotated[Optional[str], typer.Option("--note", help="Why, for whoever follows up.",
+                                                     show_default=False)] = None,
+         dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+    """Flag chats to follow up later (R3): the inactivity and agent timeouts leave them alone.
+
+    Example: chatctl chats flag 1042 1043 --note 'waiting on billing'
+    """
+    from chatctl.domain import chat_actions
+
+    _bulk(ctx, ids, lambda c, acting: chat_actions.flag(acting, note), output=output, dry_run=dry_run,
+          what="flag", batch_size=batch_size)
+
+
+@app.command("unflag")
+def unflag(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
+           batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+    """Remove the flag: the sweeps treat the chats normally again from their next run (R3).
+
+    Example: chatctl chats list live --flagged -o ids | chatctl chats unflag -
+    """
+    from chatctl.domain import chat_actions
+
+    _bulk(ctx, ids, lambda c, acting: chat_actions.unflag(acting), output=output, dry_run=dry_run, what="unflag",
+          batch_size=batch_size)
+
+
+@app.command("pending")
+def pending(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
+            batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+    """Mark live chats pending, waiting on the customer (R6: live chats only).
+
+    Example: chatctl chats pending 1042
+    """
+    from chatctl.domain import chat_actions
+
+    _bulk(ctx, ids, lambda c, acting: chat_actions.pending(acting), output=output, dry_run=dry_run,
+          what="pending", batch_size=batch_size)
+
+
+@app.command("close")
+def close(ctx: typer.Context, ids: IdsArg,
+          reason: Annotated[Optional[str], typer.Option("--reason", help="close_reason (default: manual).",
+                                                        show_default=False)] = None,
+          include_flagged: Annotated[bool, typer.Option("--include-flagged",
+                                                        help="Close flagged chats too (skipped otherwise).")] = False,
+          dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+    """Close live or pending chats (closed_by=agent, whoever closes by hand).  Their comments,
+    tags and unread tag notifications go in the same transaction (R9).  Flagged chats are
+    skipped unless --include-flagged.
+
+    Example: chatctl chats filter status=live 'idle>4h' -o ids | chatctl chats close - --dry-run
+    """
+    from chatctl.domain import chat_actions
+
+    _bulk(ctx, ids, lambda c, acting: chat_actions.close(acting, reason, include_flagged=include_flagged),
+          output=output, dry_run=dry_run, what="close", batch_size=batch_size)
+
+
+@app.command("reopen")
+def reopen(ctx: typer.Context, ids: IdsArg,
+           agent: Annotated[Optional[str], typer.Option("--agent", help="Assign to this agent (default: the acting "
+                                                        "agent; required when acting as ops).",
+                                                        show_default=False)] = None,
+           dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+    """Reopen closed chats: live again, assigned to the agent; the inactivity clock restarts (R10).
+
+    Example: chatctl --actor alice chats reopen 1042
+    """
+    from chatctl.domain import chat_actions
+
+    def make(connection, acting):
+        return chat_actions.reopen(acting, chat_actions.reopening_agent(connection, acting.actor, agent))
+
+    _bulk(ctx, ids, make, output=output, dry_run=dry_run, what="reopen", batch_size=batch_size)
+
+
+@app.command("convert")
+def convert(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
+            batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+    """Turn live or pending chats into tickets (reason manual); comments and tags go (R9).
+
+    Example: chatctl chats convert 1042
+    """
+    from chatctl.domain import chat_actions
+
+    _bulk(ctx, ids, lambda c, acting: chat_actions.convert(acting), output=output, dry_run=dry_run,
+          what="convert", batch_size=batch_size)
+
+
+@app.command("assign")
+def assign(ctx: typer.Context, ids: IdsArg,
+           agent: Annotated[str, typer.Option("--agent", help="The agent to assign.", show_default=False)],
+           dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+    """Assign live or pending chats to an agent.
+
+    Example: chatctl chats list live --agent carol -o ids | chatctl chats assign - --agent bob
+    """
+    from chatctl.domain import chat_actions
+
+    _bulk(ctx, ids, lambda c, acting: chat_actions.assign(acting, chat_actions.find_person(c, agent)),
+          output=output, dry_run=dry_run, what="assign", batch_size=batch_size)
+
+
+@app.command("seen")
+def seen(ctx: typer.Context, chat_id: ChatIdArg, as_: AsOpt, dry_run: DryRunOpt = False,
+         output: OutputOpt = None) -> None:
+    """Mark a chat seen by its assigned agent: clears the unread dot until the customer writes (R2).
+
+    Example: chatctl chats seen 1042 --as alice
+    """
+    from chatctl.domain import chat_actions
+
+    _single(ctx, chat_id, lambda c, acting: chat_actions.seen(acting, chat_actions.find_person(c, as_)),
+            output=output, dry_run=dry_run, what="seen")
+
+
+@app.command("reply")
+def reply(
+    ctx: typer.Context,
+    chat_id: ChatIdArg,
+    as_: AsOpt,
+    text: Annotated[Optional[str], typer.Option("--text", help="A free-text message.", show_default=False)] = None,
+    template: Annotated[Optional[str], typer.Option("--template", help="A WhatsApp template name.",
+                                                    show_default=False)] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Template parameter KEY=VALUE "
+                                                       "(repeatable).", show_default=False)] = None,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = None,
+) -> None:
+    """Send a message to the customer as the assigned agent.  Tagged agents cannot (R8).  A closed
+    chat takes text within closed_reply_window of closing, then only a WhatsApp template, and
+    stays closed (R11).  WhatsApp free text needs the customer to have written within 24 h.
+
+    Example: chatctl chats reply 1042 --as alice --template followup --param name=Ann
+    """
+    from chatctl.domain import chat_actions
+
+    params = chat_actions.parse_params(param or [])
+    _single(ctx, chat_id, lambda c, acting: chat_actions.reply(
+        acting, chat_actions.find_person(c, as_), text=text, template=template, params=params),
+        output=output, dry_run=dry_run, what="reply")
+
+
+@app.command("comment")
+def comment(
+    ctx: typer.Context,
+    chat_id: ChatIdArg,
+    as_: AsOpt,
+    text: Annotated[str, typer.Option("--text", help="The note; @handle tags a teammate.", show_default=False)],
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = None,
+) -> None:
+    """Add an internal comment to a live chat (R7).  Each @handle gets a notification and the chat
+    in their tagged view; an unknown handle is refused and nothing is written.
+
+    Example: chatctl chats comment 1042 --as alice --text '@bob can you check the refund?'
+    """
+    from chatctl.domain import chat_actions
+
+    def make(connection, acting):
+        author, mentions = chat_actions.prepare_comment(connection, as_, text)
+        return chat_actions.comment(acting, author, mentions, text)
+
+    _single(ctx, chat_id, make, output=output, dry_run=dry_run, what="comment")

@@ -1,7 +1,80 @@
-"""chatctl notifications: The bell: tag notifications per agent."""
+"""chatctl notifications: the bell of each agent (one notification per @-tag)."""
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 
-app = typer.Typer(help="The bell: tag notifications per agent.", no_args_is_help=True)
+from chatctl.commands.common import AllOpt, DryRunOpt, LimitOpt, OutputOpt, desk, fmt, run_mutation
+
+app = typer.Typer(
+    help="Each agent's bell: one notification per @-tag in a comment.\n\nExample:\n\n"
+    "    chatctl notifications list --agent bob --unread\n    chatctl notifications read --agent bob --all",
+    no_args_is_help=True,
+)
+
+AgentRequired = Annotated[Optional[str], typer.Option(
+    "--agent", help="Whose bell (default: the acting agent).", show_default=False)]
+COLUMNS = ["id", "kind", "chat_id", "comment_id", "created_at", "read_at"]
+
+
+def _person(the_desk, connection, agent: str | None):
+    from chatctl.domain.chat_actions import find_person
+    from chatctl.errors import UsageError
+
+    actor = the_desk.actor(connection)
+    if agent is None:
+        if actor.agent_id is None:
+            raise UsageError(f"give --agent HANDLE ({actor.name} is not an agent)")
+        agent = actor.name
+    return actor, find_person(connection, agent)
+
+
+@app.command("list")
+def list_(ctx: typer.Context, agent: AgentRequired = None,
+          unread: Annotated[bool, typer.Option("--unread", help="Only unread notifications.")] = False,
+          limit: LimitOpt = None, all_: AllOpt = False, output: OutputOpt = None) -> None:
+    """An agent's notifications, newest first (50 unless --limit or --all).
+
+    Example: chatctl notifications list --agent bob --unread -o json
+    """
+    from chatctl.domain.notifications import list_notifications
+    from chatctl.output import render_rows
+
+    the_desk = desk(ctx)
+    with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
+        _actor, person = _person(the_desk, connection, agent)
+        rows = list_notifications(connection, person, unread=unread, limit=None if all_ else (limit or 50))
+        render_rows(the_desk.env, rows, COLUMNS, fmt(output), tz=the_desk.tz(connection),
+                    empty=f"no {'unread ' if unread else ''}notifications for {person.handle}")
+
+
+@app.command("read")
+def read(ctx: typer.Context,
+         ids: Annotated[Optional[list[str]], typer.Argument(help="Notification ids, or - for standard input.",
+                                                            metavar="[ID...|-]", show_default=False)] = None,
+         agent: AgentRequired = None,
+         all_: Annotated[bool, typer.Option("--all", help="Every unread notification of the agent.")] = False,
+         dry_run: DryRunOpt = False, output: OutputOpt = None) -> None:
+    """Mark notifications read (audited).  Agents mark their own; supervisors and admins anyone's.
+
+    Example: chatctl notifications read --agent bob --all
+    """
+    from chatctl.commands.common import spool_ids
+    from chatctl.domain.bulk import IdSpool
+    from chatctl.domain.chat_actions import Acting
+    from chatctl.domain.notifications import check_authority, mark_read, unread_ids
+    from chatctl.errors import UsageError
+
+    if bool(ids) == all_:
+        raise UsageError("give notification ids (or -), or --all")
+    the_desk = desk(ctx)
+    with the_desk.errors(), the_desk.engine().connect() as connection:
+        actor, person = _person(the_desk, connection, agent)
+        check_authority(actor, person)
+        spool = IdSpool.from_words(str(item) for item in unread_ids(connection, person)) if all_ \
+            else spool_ids(ids, the_desk)
+    acting = Acting(actor=actor, now=the_desk.now(), operation_id=the_desk.operation_id)
+    run_mutation(the_desk, spool, mark_read(acting, person), output=output, dry_run=dry_run,
+                 what="notifications read")

@@ -1,0 +1,117 @@
+"""The bell: one notification per @-tag (R7), listed and marked read per agent.
+
+Tag notifications of a chat that closes or converts are marked read by the
+R9 purge (``lifecycle.purge_ephemeral``); the rows stay, so the bell keeps
+its history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from chatctl.domain import audit
+from chatctl.domain.bulk import ItemResult
+from chatctl.errors import RuleRefused
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from chatctl.domain.actors import Actor
+    from chatctl.domain.chat_actions import Acting, Apply, Person
+
+FIELDS = ("id", "agent", "kind", "chat_id", "comment_id", "created_at", "read_at")
+BATCH = 1000
+
+
+def check_authority(actor: Actor, person: Person) -> None:
+    """An agent reads their own bell; supervisors and admins may act for anyone."""
+    if actor.is_agent_role and actor.agent_id != person.id:
+        raise RuleRefused("authority", f"agents act on their own notifications only ({actor.name} is not "
+                          f"{person.handle})")
+
+
+def list_notifications(connection: Connection, person: Person, *, unread: bool = False,
+                       limit: int | None = 50) -> Iterator[dict[str, Any]]:
+    """Newest first, streamed in keyset batches (``limit=None``: all of them)."""
+    from sqlalchemy import select
+
+    from chatctl.storage.models import Notification
+
+    query = select(Notification.__table__).where(Notification.agent_id == person.id)
+    if unread:
+        query = query.where(Notification.read_at.is_(None))
+    last_id = None
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = BATCH if remaining is None else min(BATCH, remaining)
+        page = query if last_id is None else query.where(Notification.id < last_id)
+        batch = connection.execute(page.order_by(Notification.id.desc()).limit(size)).all()
+        for row in batch:
+            yield {"id": row.id, "agent": person.handle, "kind": row.kind, "chat_id": row.chat_id,
+                   "comment_id": row.comment_id, "created_at": row.created_at, "read_at": row.read_at}
+        if len(batch) < size:
+            return
+        last_id = batch[-1].id
+        if remaining is not None:
+            remaining -= len(batch)
+
+
+def unread_ids(connection: Connection, person: Person) -> Iterator[int]:
+    """Every unread notification id of ``person`` (for ``read --all``), streamed by keyset."""
+    from sqlalchemy import select
+
+    from chatctl.storage.models import Notification
+
+    last_id = 0
+    while True:
+        batch = connection.execute(
+            select(Notification.id).where(Notification.agent_id == person.id, Notification.read_at.is_(None),
+                                          Notification.id > last_id)
+            .order_by(Notification.id).limit(BATCH)).scalars().all()
+        yield from batch
+        if len(batch) < BATCH:
+            return
+        last_id = batch[-1]
+
+
+def mark_read(acting: Acting, person: Person) -> Apply:
+    """Mark notifications of ``person`` read, one UPDATE and one audit INSERT per batch."""
+    from sqlalchemy import select, update
+
+    from chatctl.domain.chat_actions import ids_match
+    from chatctl.storage.models import Notification
+
+    def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
+        rows = {row.id: row for row in connection.execute(
+            select(Notification.id, Notification.agent_id, Notification.read_at)
+            .where(ids_match(connection, Notification.id, ids)))}
+        decided = {}
+        for item, row in rows.items():
+            if row.agent_id != person.id:
+                decided[item] = ItemResult(item, "not_found", f"not a notification of {person.handle}")
+            elif row.read_at is not None:
+                decided[item] = ItemResult(item, "skipped", "already read")
+            else:
+                decided[item] = ItemResult(item, "changed")
+        todo = [item for item, result in decided.items() if result.result == "changed"]
+        changed: set[int] = set()
+        if todo:
+            changed = set(connection.execute(
+                update(Notification).where(ids_match(connection, Notification.id, todo),
+                                           Notification.read_at.is_(None))
+                .values(read_at=acting.now).returning(Notification.id)).scalars())
+        audit.record(connection, [
+            audit.event(at=acting.now, actor=acting.actor.name, action="notifications.read",
+                        entity_type="notification", entity_id=item, operation_id=acting.operation_id,
+                        before={"read_at": None}, after={"read_at": acting.now})
+            for item in sorted(changed)])
+        results = []
+        for item in ids:
+            result = decided.get(item, ItemResult(item, "not_found", "no such notification"))
+            if result.result == "changed" and item not in changed:
+                result = ItemResult(item, "skipped", "already read")
+            results.append(result)
+        return results
+
+    return apply
