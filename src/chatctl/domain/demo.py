@@ -327,13 +327,25 @@ def load(
 
 def _copy_writer(connection: Connection) -> Callable[[str, list[tuple]], None]:
     """PostgreSQL: COPY through the raw psycopg connection, inside the caller's transaction."""
+    from sqlalchemy import text
+
     raw = connection.connection.driver_connection
+    # Binary COPY spares the server parsing text (timestamps above all); it
+    # needs each column's exact type, read from the catalogue.
+    types = {}
+    for table, columns in COLUMNS.items():
+        found = dict(connection.execute(text(
+            "SELECT column_name, udt_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = :table"), {"table": table}).all())
+        types[table] = [found[column] for column in columns]
 
     def write(table: str, rows: list[tuple]) -> None:
         columns = ", ".join(COLUMNS[table])
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types[table])
+            write_row = copy.write_row
             for row in rows:
-                copy.write_row(row)
+                write_row(row)
 
     return write
 

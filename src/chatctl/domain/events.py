@@ -74,6 +74,16 @@ CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # The chat columns an event can change on an existing chat.
 CHAT_STATE = ("status", "last_customer_message_at", "last_agent_message_at", "last_activity_at",
               "agent_seen_at", "pending_since", "closed_at", "closed_by", "close_reason", "reassign_count")
+CHAT_STATE_TYPES = (("status", "varchar"), ("last_customer_message_at", "timestamptz"),
+                    ("last_agent_message_at", "timestamptz"), ("last_activity_at", "timestamptz"),
+                    ("agent_seen_at", "timestamptz"), ("pending_since", "timestamptz"),
+                    ("closed_at", "timestamptz"), ("closed_by", "varchar"), ("close_reason", "varchar"),
+                    ("reassign_count", "integer"))
+NEW_CHAT_COLUMNS = ("id", "customer_id", "channel", "status", "agent_id", "assigned_at", "reassign_count", "flagged",
+                    "created_at", "last_customer_message_at", "last_agent_message_at", "last_activity_at",
+                    "agent_seen_at")
+MESSAGE_COLUMNS = ("chat_id", "direction", "agent_id", "kind", "body", "created_at")
+AUDIT_COLUMNS = ("at", "actor", "action", "entity_type", "entity_id", "before", "after", "operation_id", "reason")
 REVIVE_COLUMNS = ("status", "pending_since", "closed_at", "closed_by", "close_reason", "reassign_count")
 
 
@@ -481,6 +491,12 @@ class _Chunk:
 
     # -- writing ---------------------------------------------------------------
     def _write(self) -> None:
+        """Write the chunk's outcome: a constant number of statements whatever its size.
+
+        PostgreSQL gets COPY for new chats, messages and audit rows and one
+        ``UPDATE ... FROM unnest(...)`` for changed chats; SQLite gets
+        executemany (its per-row cost is a function call, not a round trip).
+        """
         from sqlalchemy import bindparam, insert, update
 
         from chatctl.domain.lifecycle import create_tickets_each
@@ -494,24 +510,23 @@ class _Chunk:
                 insert(Customer).returning(Customer.address, Customer.id, sort_by_parameter_order=True), rows)
             self.customers.update(result.all())
         if self.new_chats:
-            connection.execute(insert(Chat), [
-                {"id": chat.id, "customer_id": self.customers[chat.customer], "channel": chat.channel,
-                 "status": chat.status, "agent_id": chat.agent_id, "assigned_at": chat.assigned_at,
-                 "reassign_count": 0, "flagged": False, "created_at": chat.created_at,
-                 "last_customer_message_at": chat.last_customer_message_at,
-                 "last_agent_message_at": chat.last_agent_message_at, "last_activity_at": chat.last_activity_at,
-                 "agent_seen_at": chat.agent_seen_at, "pending_since": None, "closed_at": None,
-                 "closed_by": None, "close_reason": None}
-                for chat in self.new_chats])
+            rows = [(chat.id, self.customers[chat.customer], chat.channel, chat.status, chat.agent_id,
+                     chat.assigned_at, 0, False, chat.created_at, chat.last_customer_message_at,
+                     chat.last_agent_message_at, chat.last_activity_at, chat.agent_seen_at)
+                    for chat in self.new_chats]
+            self._insert(Chat.__table__, NEW_CHAT_COLUMNS, rows)
         changed = [chat for chat in self.chats.values() if not chat.new and chat.state() != chat.original]
         if changed:
-            statement = (update(Chat).where(Chat.id == bindparam("chat_id"))
-                         .values({name: bindparam(f"new_{name}") for name in CHAT_STATE}))
-            connection.execute(statement, [
-                {"chat_id": chat.id, **{f"new_{name}": getattr(chat, name) for name in CHAT_STATE}}
-                for chat in changed])
+            if self.postgres:
+                self._update_chats_postgres(changed)
+            else:
+                statement = (update(Chat).where(Chat.id == bindparam("chat_id"))
+                             .values({name: bindparam(f"new_{name}") for name in CHAT_STATE}))
+                connection.execute(statement, [
+                    {"chat_id": chat.id, **{f"new_{name}": getattr(chat, name) for name in CHAT_STATE}}
+                    for chat in changed])
         if self.messages:
-            connection.execute(insert(Message), self.messages)
+            self._insert(Message.__table__, MESSAGE_COLUMNS, self.messages)
             self.summary.messages += len(self.messages)
         if self.tickets:
             ticket_ids = create_tickets_each(connection, self.tickets)
@@ -532,4 +547,43 @@ class _Chunk:
                 .values(presence=bindparam("new_presence"), presence_changed_at=bindparam("new_changed_at")),
                 [{"agent_id": agent_id, "new_presence": presence, "new_changed_at": at}
                  for agent_id, presence, at in moved])
-        audit.record(connection, self.audit_events)
+        if self.audit_events and self.postgres:
+            from psycopg.types.json import Jsonb
+
+            self._copy("audit_events", AUDIT_COLUMNS, [
+                tuple(Jsonb(event[name]) if name in ("before", "after") and event[name] is not None
+                      else event[name] for name in AUDIT_COLUMNS)
+                for event in self.audit_events])
+        else:
+            audit.record(connection, self.audit_events)
+
+    def _insert(self, table, columns: tuple[str, ...], rows: list) -> None:
+        """Rows as tuples in ``columns`` order (dicts are accepted too)."""
+        from sqlalchemy import insert
+
+        if rows and isinstance(rows[0], dict):
+            rows = [tuple(row[name] for name in columns) for row in rows]
+        if self.postgres:
+            self._copy(table.name, columns, rows)
+        else:
+            self.connection.execute(insert(table), [dict(zip(columns, row)) for row in rows])
+
+    def _copy(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        """COPY through the raw psycopg connection, inside the chunk's transaction."""
+        raw = self.connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _update_chats_postgres(self, chats: list[_ChatState]) -> None:
+        """One set-based UPDATE for every changed chat of the chunk, values passed as arrays."""
+        from sqlalchemy import text
+
+        assignments = ", ".join(f"{name} = v.{name}" for name in CHAT_STATE)
+        arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in (("id", "bigint"), *CHAT_STATE_TYPES))
+        self.connection.execute(
+            text(f"UPDATE chats SET {assignments} FROM unnest({arrays}) AS v(id, {', '.join(CHAT_STATE)}) "
+                 "WHERE chats.id = v.id"),
+            {"id": [chat.id for chat in chats],
+             **{name: [getattr(chat, name) for chat in chats] for name in CHAT_STATE}},
+        )
