@@ -99,16 +99,75 @@ def _update(connection: Connection, ids: Sequence[int], values: Mapping[str, Any
 def _audit_rows(acting: Acting, action: str, before: Mapping[int, Any], values: Mapping[str, Any],
                 changed: Iterable[int], *, extra: Mapping[int, Mapping[str, Any]] | None = None,
                 reason: str | None = None) -> list[dict[str, Any]]:
+    """One audit event per changed chat: the columns that changed, before and after (R15).
+
+    Every chat of a batch gets the same new values, so they are serialised once.
+    """
+    after_all = audit.snapshot(values)
     rows = []
     for chat_id in changed:
         old = before[chat_id]
-        previous, after = audit.diff({key: getattr(old, key) for key in values}, values)
+        keys = [key for key in values if getattr(old, key) != values[key]]
+        after = {key: after_all[key] for key in keys}
         if extra and chat_id in extra:
             after.update(extra[chat_id])
-        rows.append(audit.event(at=acting.now, actor=acting.actor.name, action=action, entity_type="chat",
-                                entity_id=chat_id, operation_id=acting.operation_id, before=previous,
-                                after=after, reason=reason))
+        rows.append({"at": acting.now, "actor": acting.actor.name, "action": action, "entity_type": "chat",
+                     "entity_id": str(chat_id), "before": {key: audit.jsonable(getattr(old, key)) for key in keys},
+                     "after": after, "operation_id": acting.operation_id, "reason": reason})
     return rows
+
+
+_AUDIT_FROM_JSON = """
+INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
+SELECT e.at, e.actor, e.action, e.entity_type, e.entity_id, e.before, e.after, e.operation_id, e.reason
+  FROM jsonb_to_recordset(CAST(:events AS jsonb))
+    AS e(at timestamptz, actor text, action text, entity_type text, entity_id text, before jsonb, after jsonb,
+         operation_id text, reason text)
+"""
+
+
+def record(connection: Connection, events: list[dict[str, Any]]) -> None:
+    """Insert a batch's audit events in one statement.
+
+    On PostgreSQL the batch travels as one JSON document unpacked by
+    ``jsonb_to_recordset``: a plain executemany is one INSERT per row, and a
+    multi-row VALUES list with thousands of placeholders (or arrays of JSON
+    text) costs more to build and parse on the client than to run.
+    """
+    import json
+
+    from sqlalchemy import text
+
+    if not events:
+        return
+    if connection.dialect.name != "postgresql":
+        audit.record(connection, events)
+        return
+    document = json.dumps([{**item, "at": audit.jsonable(item["at"])} for item in events])
+    connection.execute(text(_AUDIT_FROM_JSON), {"events": document})
+
+
+def purge(connection: Connection, chat_ids: Sequence[int], *, at: dt.datetime) -> dict[int, dict[str, int]]:
+    """R9 for the chats of a batch that have anything to purge.
+
+    Most chats close without comments: one cheap look-up on the chat indexes
+    keeps the three purge statements to the few chats that need them.
+    """
+    from sqlalchemy import select, union
+
+    from chatctl.domain.lifecycle import purge_ephemeral
+    from chatctl.storage.models import Comment, CommentMention, Notification
+
+    if not chat_ids:
+        return {}
+    having = union(
+        select(Comment.chat_id).where(ids_match(connection, Comment.chat_id, chat_ids)),
+        select(CommentMention.chat_id).where(ids_match(connection, CommentMention.chat_id, chat_ids)),
+        select(Notification.chat_id).where(ids_match(connection, Notification.chat_id, chat_ids),
+                                           Notification.read_at.is_(None), Notification.kind == "tagged"),
+    )
+    candidates = sorted(connection.execute(having).scalars())
+    return purge_ephemeral(connection, candidates, at=at) if candidates else {}
 
 
 def _results(ids: Sequence[int], decided: dict[int, ItemResult], changed: set[int]) -> list[ItemResult]:
@@ -162,7 +221,7 @@ def flag(acting: Acting, note: str | None) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "changed", None)
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.flagged.is_(False), Chat.status.in_(OPEN))
-        audit.record(connection, _audit_rows(acting, "chats.flag", rows, values, changed, reason=note))
+        record(connection, _audit_rows(acting, "chats.flag", rows, values, changed, reason=note))
         return _results(ids, decided, changed)
 
     return apply
@@ -179,7 +238,7 @@ def unflag(acting: Acting) -> Apply:
                    else ItemResult(chat_id, "skipped", "not flagged") for chat_id, row in rows.items()}
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.flagged.is_(True))
-        audit.record(connection, _audit_rows(acting, "chats.unflag", rows, values, changed))
+        record(connection, _audit_rows(acting, "chats.unflag", rows, values, changed))
         return _results(ids, decided, changed)
 
     return apply
@@ -204,7 +263,7 @@ def pending(acting: Acting) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "changed")
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.status == "live")
-        audit.record(connection, _audit_rows(acting, "chats.pending", rows, values, changed))
+        record(connection, _audit_rows(acting, "chats.pending", rows, values, changed))
         return _results(ids, decided, changed)
 
     return apply
@@ -217,7 +276,6 @@ def closed_by_for(actor: Actor) -> str:
 
 
 def close(acting: Acting, reason: str | None, *, include_flagged: bool = False) -> Apply:
-    from chatctl.domain.lifecycle import purge_ephemeral
     from chatctl.storage.models import Chat
 
     values = {"status": "closed", "closed_at": acting.now, "closed_by": closed_by_for(acting.actor),
@@ -239,8 +297,8 @@ def close(acting: Acting, reason: str | None, *, include_flagged: bool = False) 
                 decided[chat_id] = ItemResult(chat_id, "changed")
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, *guard)
-        purged = purge_ephemeral(connection, sorted(changed), at=acting.now)
-        audit.record(connection, _audit_rows(acting, "chats.close", rows, values, changed, extra=purged))
+        purged = purge(connection, sorted(changed), at=acting.now)
+        record(connection, _audit_rows(acting, "chats.close", rows, values, changed, extra=purged))
         return _results(ids, decided, changed)
 
     return apply
@@ -268,7 +326,7 @@ def reopen(acting: Acting, agent: Person) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "skipped", f"already {row.status}")
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.status == "closed")
-        audit.record(connection, _audit_rows(acting, "chats.reopen", rows, values, changed,
+        record(connection, _audit_rows(acting, "chats.reopen", rows, values, changed,
                                              reason=f"reopened for {agent.handle}"))
         return _results(ids, decided, changed)
 
@@ -289,7 +347,7 @@ def reopening_agent(connection: Connection, actor: Actor, handle: str | None) ->
 def convert(acting: Acting) -> Apply:
     from sqlalchemy import select
 
-    from chatctl.domain.lifecycle import create_tickets, purge_ephemeral
+    from chatctl.domain.lifecycle import create_tickets
     from chatctl.storage.models import Chat, Ticket
 
     values = {"status": "converted", "pending_since": None}
@@ -313,7 +371,7 @@ def convert(acting: Acting) -> Apply:
         changed = _update(connection, todo, values, Chat.status.in_(OPEN))
         created = create_tickets(connection, [(i, rows[i].agent_id) for i in sorted(changed)], reason="manual",
                                  at=acting.now)
-        purged = purge_ephemeral(connection, sorted(changed), at=acting.now)
+        purged = purge(connection, sorted(changed), at=acting.now)
         extra = {i: {"ticket_id": created[i], **purged.get(i, {})} for i in changed}
         events = _audit_rows(acting, "chats.convert", rows, values, changed, extra=extra)
         events += [audit.event(at=acting.now, actor=acting.actor.name, action="chats.convert", entity_type="ticket",
@@ -321,7 +379,7 @@ def convert(acting: Acting) -> Apply:
                                after={"chat_id": chat_id, "status": "open", "reason": "manual",
                                       "agent_id": rows[chat_id].agent_id, "created_at": acting.now})
                    for chat_id, ticket_id in created.items()]
-        audit.record(connection, events)
+        record(connection, events)
         for chat_id in changed:
             decided[chat_id] = ItemResult(chat_id, "changed", f"ticket {created[chat_id]}")
         return _results(ids, decided, changed)
@@ -348,7 +406,7 @@ def assign(acting: Acting, agent: Person) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "changed")
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.status.in_(OPEN))
-        audit.record(connection, _audit_rows(acting, "chats.assign", rows, values, changed,
+        record(connection, _audit_rows(acting, "chats.assign", rows, values, changed,
                                              reason=f"assigned to {agent.handle}"))
         return _results(ids, decided, changed)
 
@@ -372,7 +430,7 @@ def seen(acting: Acting, person: Person) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "changed")
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.agent_id == person.id)
-        audit.record(connection, _audit_rows(acting, "chats.seen", rows, values, changed,
+        record(connection, _audit_rows(acting, "chats.seen", rows, values, changed,
                                              reason=f"seen by {person.handle}"))
         return _results(ids, decided, changed)
 
@@ -429,7 +487,7 @@ def reply(acting: Acting, person: Person, *, text: str | None, template: str | N
                  "body": text if text is not None else "", "created_at": acting.now}
                 for chat_id in sorted(changed)])
         what = "text message" if text is not None else f"template {template}"
-        audit.record(connection, _audit_rows(acting, "chats.reply", rows, values, changed,
+        record(connection, _audit_rows(acting, "chats.reply", rows, values, changed,
                                              reason=f"{what} sent by {person.handle}"))
         return _results(ids, decided, changed)
 
@@ -519,7 +577,7 @@ def comment(acting: Acting, author: Person, mentions: Sequence[Person], text: st
         events = []
         for chat_id in sorted(changed):
             events += _audit_rows(acting, "chats.comment", rows, values, [chat_id], reason=reasons[chat_id])
-        audit.record(connection, events)
+        record(connection, events)
         return _results(ids, decided, changed)
 
     return apply
