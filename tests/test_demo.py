@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from freezegun import freeze_time
 from sqlalchemy import func, select, text
 
@@ -135,3 +136,28 @@ def test_demo_load_without_now_uses_the_clock(cli, engine):
 def test_demo_load_shows_progress_only_on_a_terminal(cli):
     piped = cli("demo", "load", "--chats", "20", "--now", NOW)
     assert piped.exit_code == 0 and "loading demo chats" not in piped.stderr
+
+
+def schema_snapshot(engine):
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    return {table: (sorted(map(repr, inspector.get_indexes(table))), sorted(map(repr, inspector.get_foreign_keys(
+        table)))) for table in inspector.get_table_names()}
+
+
+def test_big_load_into_empty_desk_restores_indexes_and_foreign_keys(cli, engine, monkeypatch):
+    from chatctl.domain import demo
+
+    before = schema_snapshot(engine)
+    monkeypatch.setattr(demo, "DEFER_INDEXES_FROM", 1)  # the path a million-chat load takes
+    result = cli("demo", "load", "--chats", "120", "--now", NOW)
+    assert result.exit_code == 0, result
+    assert schema_snapshot(engine) == before
+    assert cli("db", "check").exit_code == 0
+    # The foreign keys are back and enforced.
+    import sqlalchemy
+
+    with pytest.raises(sqlalchemy.exc.IntegrityError), engine.begin() as connection:
+        connection.execute(text("INSERT INTO messages (chat_id, direction, kind, body, created_at) "
+                                "VALUES (999999, 'inbound', 'text', 'x', '2026-01-01 00:00:00')"))

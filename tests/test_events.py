@@ -322,3 +322,38 @@ def test_ingest_from_file_with_text_summary(desk, tmp_path):
     fields = dict(line.split("\t") for line in result.stdout.splitlines()[1:])
     assert fields["chat_started"] == "2" and fields["chats_created"] == "2"
     assert "2 chats created" in result.stderr
+
+
+def test_deactivated_agent_cannot_act_but_can_go_offline(desk, engine):
+    assert desk("agents", "deactivate", "bob").exit_code == 0
+    result = ingest(desk, started(1, agent="bob"),
+                    {"type": "presence", "agent": "bob", "status": "online", "at": MONDAY_10},
+                    {"type": "presence", "agent": "bob", "status": "offline", "at": MONDAY_10}, expect=1)
+    assert "line 1: agent 'bob' is deactivated" in result.stderr
+    assert "line 2: agent 'bob' is deactivated" in result.stderr
+    assert result.json()["bad_lines"] == 2 and result.json()["events"]["presence"] == 1
+
+
+def test_ids_output_lists_generated_chats(desk):
+    result = desk("events", "ingest", "-", "-o", "ids", input=lines(started(None), started(5), started(None)))
+    assert result.exit_code == 0, result
+    ids = [int(line) for line in result.stdout.split()]
+    assert len(ids) == 2 and 5 not in ids
+
+
+def test_ingest_streams_and_commits_chunk_by_chunk(desk, engine):
+    from chatctl.domain.events import ingest as ingest_events
+
+    seen_in_database = []
+
+    def stream():
+        for n in range(1, 8):
+            if n == 4:
+                # The first chunk (3 lines) is committed before line 4 is even read.
+                with engine.connect() as connection:
+                    seen_in_database.append(connection.execute(text("SELECT count(*) FROM chats")).scalar_one())
+            yield json.dumps(started(n, customer=f"c{n}"))
+
+    summary = ingest_events(engine, stream(), actor="ops:tester", operation_id="OP",
+                            report_bad_line=lambda *_: None, chunk_lines=3)
+    assert seen_in_database == [3] and summary.chats_created == 7

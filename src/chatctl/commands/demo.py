@@ -48,6 +48,7 @@ def load(
     """
     from chatctl.commands.common import as_of
     from chatctl.domain.demo import load as load_demo
+    from chatctl.domain.prefs import get_preference
     from chatctl.output import progress, render_record
 
     the_desk = desk(ctx)
@@ -56,7 +57,7 @@ def load(
     with the_desk.errors(), progress(the_desk.env, "loading demo chats", total=chats) as bar:
         with engine.begin() as connection:
             summary = load_demo(
-                connection, chats=chats, agents=agents, seed=seed, now=at, zone=the_desk.tz(connection),
+                connection, chats=chats, agents=agents, seed=seed, now=at, zone=get_preference(connection, "timezone"),
                 append=append, actor=the_desk.actor(connection).name, operation_id=the_desk.operation_id,
                 advance=bar.advance,
             )

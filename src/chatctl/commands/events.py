@@ -42,6 +42,10 @@ def ingest(
     transaction each.  Audit: one event per created chat and ticket, per
     revived chat and per presence change; plain messages write none.
 
+    Output: a summary (events per type, chats and tickets created, bad
+    lines); -o json adds the ids of chats created without an explicit id
+    ("generated_chats", with their line); -o ids prints just those ids.
+
     Example:
 
     \b

@@ -389,11 +389,12 @@ class _Chunk:
         self._write()
         return self.bad
 
-    def _agent(self, handle: str, *, online: bool = False) -> _AgentState:
+    def _agent(self, handle: str, *, acting: bool = True) -> _AgentState:
+        """The agent named by an event; a deactivated one can only go offline."""
         agent = self.agents.get(handle)
         if agent is None:
             raise BadLine(f"unknown agent '{handle}'")
-        if not agent.active and online:
+        if not agent.active and acting:
             raise BadLine(f"agent '{handle}' is deactivated")
         return agent
 
@@ -406,7 +407,7 @@ class _Chunk:
     def _chat_started(self, event: Event) -> None:
         if event.chat is not None and event.chat in self.chats:
             raise BadLine(f"chat {event.chat} already exists")
-        agent = self._agent(event.agent, online=True) if event.agent else None
+        agent = self._agent(event.agent) if event.agent else None
         reason = None
         if not self.hours.is_open(event.at, self.zone, self.holidays):
             reason = "out_of_hours"
@@ -463,14 +464,14 @@ class _Chunk:
 
     def _agent_message(self, event: Event) -> None:
         chat = self._chat(event.chat)
-        agent = self._agent(event.agent, online=True)
+        agent = self._agent(event.agent)
         chat.last_agent_message_at = event.at
         chat.last_activity_at = event.at
         chat.agent_seen_at = event.at
         self._message(chat.id, "outbound", agent.id, event.text, event.at)
 
     def _presence(self, event: Event) -> None:
-        agent = self._agent(event.agent, online=event.status == "online")
+        agent = self._agent(event.agent, acting=event.status == "online")
         if agent.presence == event.status:
             return
         if agent.active:
