@@ -270,7 +270,7 @@ def list_view(connection: Connection, options: ViewOptions, *, actor_agent: str 
             raise UsageError("the tagged view needs --agent HANDLE (whose tags to show)")
         tagged_id = _agent_id(connection, handle)
         query = query.where(Chat.status.in_(("live", "pending")),
-                            Chat.id.in_(_tagged_chats(tagged_id)))
+                            _in_tagged_chats(connection, Chat.id, tagged_id))
     else:
         query = query.where(Chat.status == options.view)
         if options.agent is not None:
@@ -310,6 +310,22 @@ def _tagged_chats(agent_id: int):
     from chatctl.storage.models import CommentMention
 
     return select(CommentMention.chat_id).where(CommentMention.agent_id == agent_id)
+
+
+def _in_tagged_chats(connection: Connection, chat_id, agent_id: int):
+    """``chat_id`` is one the agent is tagged in.
+
+    On PostgreSQL as ``= ANY(ARRAY(subquery))``: the agent's few tags are read
+    first and each chat fetched by primary key.  A plain ``IN (subquery)``
+    lets the planner hash-join against every live and pending chat instead,
+    which grows with the desk rather than with the agent's tags.
+    """
+    from sqlalchemy import any_, func
+
+    tagged = _tagged_chats(agent_id)
+    if connection.dialect.name == "postgresql":
+        return chat_id == any_(func.array(tagged.scalar_subquery()))
+    return chat_id.in_(tagged)
 
 
 def tagged_people(connection: Connection, chat_ids: Sequence[int]) -> dict[int, list[dict[str, str]]]:
