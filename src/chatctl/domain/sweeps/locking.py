@@ -1,0 +1,179 @@
+"""One run at a time per job and shard.
+
+* PostgreSQL: a session advisory lock per ``job:shard`` on a connection held for
+  the run (``pg_try_advisory_lock`` on a stable 64-bit hash of the name).  It
+  dies with the session, so a killed run leaves nothing behind.
+* SQLite (and any engine without advisory locks): a row in ``sweep_leases``
+  with an expiry, renewed while the run makes progress.  A crashed holder
+  blocks the next run for at most the lease (``CHATCTL_SWEEP_LEASE_SECONDS``,
+  default 300).
+
+The lock only keeps overlapping cron runs from doing the same work twice over;
+correctness never depends on it (claims and the re-checked predicate do that),
+which is why tests can bypass it with ``--no-lock`` / ``CHATCTL_SWEEP_NO_LOCK=1``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import socket
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from chatctl.errors import LockedError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+DEFAULT_LEASE_SECONDS = 300
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_try_advisory_lock``."""
+    digest = hashlib.blake2b(f"chatctl.sweep:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lease_seconds() -> int:
+    try:
+        return max(1, int(os.environ.get("CHATCTL_SWEEP_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)))
+    except ValueError:
+        return DEFAULT_LEASE_SECONDS
+
+
+def holder_name(run_id: str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{run_id}"
+
+
+def _locked(name: str, detail: str = "") -> LockedError:
+    job, shard = name.split(":", 1)
+    return LockedError(f"another sweep holds the lock for job {job} (shard {shard}){detail}",
+                       hint="it is still running; --skip-if-locked exits 0 in that case")
+
+
+class AdvisoryLocks:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+        self._held: list[int] = []
+
+    def acquire(self, names: Sequence[str]) -> None:
+        from sqlalchemy import text
+
+        self._connection = self._engine.connect()
+        try:
+            for name in names:
+                key = lock_key(name)
+                got = self._connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+                # Session locks outlive the transaction; ending it keeps the
+                # idle-in-transaction timeout from killing the session.
+                self._connection.commit()
+                if not got:
+                    raise _locked(name)
+                self._held.append(key)
+        except BaseException:
+            self.release()
+            raise
+
+    def renew(self) -> None:
+        pass
+
+    def release(self) -> None:
+        from sqlalchemy import text
+
+        if self._connection is None:
+            return
+        try:
+            for key in self._held:
+                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            self._connection.commit()
+        finally:
+            self._held = []
+            self._connection.close()
+            self._connection = None
+
+
+class LeaseLocks:
+    def __init__(self, engine: Engine, holder: str, clock: Callable[[], dt.datetime]) -> None:
+        self._engine = engine
+        self._holder = holder
+        self._clock = clock
+        self._held: list[str] = []
+        self._renewed_at: dt.datetime | None = None
+        self._seconds = lease_seconds()
+
+    def acquire(self, names: Sequence[str]) -> None:
+        try:
+            for name in names:
+                self._take(name)
+                self._held.append(name)
+        except BaseException:
+            self.release()
+            raise
+        self._renewed_at = self._clock()
+
+    def _take(self, name: str) -> None:
+        from sqlalchemy import delete, insert, select
+
+        from chatctl.storage.models import SweepLease
+
+        now = self._clock()
+        with self._engine.begin() as connection:
+            connection.execute(delete(SweepLease).where(SweepLease.name == name, SweepLease.expires_at <= now))
+            current = connection.execute(select(SweepLease).where(SweepLease.name == name)).first()
+            if current is not None:
+                raise _locked(name, f": {current.holder} until {current.expires_at.isoformat()}")
+            connection.execute(insert(SweepLease).values(
+                name=name, holder=self._holder, acquired_at=now,
+                expires_at=now + dt.timedelta(seconds=self._seconds)))
+
+    def renew(self) -> None:
+        """Push the expiry out again once a third of the lease has gone by."""
+        from sqlalchemy import update
+
+        from chatctl.storage.models import SweepLease
+
+        now = self._clock()
+        if not self._held or (self._renewed_at and now - self._renewed_at < dt.timedelta(seconds=self._seconds / 3)):
+            return
+        with self._engine.begin() as connection:
+            connection.execute(update(SweepLease).where(SweepLease.name.in_(self._held),
+                                                        SweepLease.holder == self._holder)
+                               .values(expires_at=now + dt.timedelta(seconds=self._seconds)))
+        self._renewed_at = now
+
+    def release(self) -> None:
+        from sqlalchemy import delete
+
+        from chatctl.storage.models import SweepLease
+
+        if not self._held:
+            return
+        with self._engine.begin() as connection:
+            connection.execute(delete(SweepLease).where(SweepLease.name.in_(self._held),
+                                                        SweepLease.holder == self._holder))
+        self._held = []
+
+
+class NoLocks:
+    def acquire(self, names: Sequence[str]) -> None:
+        pass
+
+    def renew(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+def run_locks(engine: Engine, *, holder: str, clock: Callable[[], dt.datetime], enabled: bool = True):
+    """The lock kind for this engine: advisory on PostgreSQL, a lease elsewhere."""
+    from chatctl.storage.engine import is_postgres
+
+    if not enabled:
+        return NoLocks()
+    if is_postgres(engine):
+        return AdvisoryLocks(engine)
+    return LeaseLocks(engine, holder, clock)
