@@ -67,12 +67,15 @@ def default_actor() -> str:
 
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
-_PASSWORD_IN_DSN = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
+# ``?password=`` / ``&sslpassword=`` in a URL query ends at the next ``&``.
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&](?:ssl)?password=)(?P<pw>[^&\s]*)", re.IGNORECASE)
+_PASSWORD_IN_DSN = re.compile(r"(?P<head>\b(?:ssl)?password\s*=\s*)(?!\*\*\*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
     """Hide every password in ``text``: URL userinfo and ``password=`` DSN pairs."""
     text = _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    text = _PASSWORD_IN_QUERY.sub(lambda m: f"{m['head']}***", text)
     return _PASSWORD_IN_DSN.sub(lambda m: f"{m['head']}***", text)
 
 

@@ -33,7 +33,7 @@ def normalise_url(url: str):
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             f"bad database URL '{redact(url)}'",
             hint="use postgresql://user@host/dbname or sqlite:///path/to/file.db",
@@ -52,7 +52,8 @@ def normalise_url(url: str):
 
 def display_url(url: str) -> str:
     try:
-        return normalise_url(url).render_as_string(hide_password=True)
+        # redact() too: a password can also ride in the query (?password=...).
+        return redact(normalise_url(url).render_as_string(hide_password=True))
     except ConfigError:
         return redact(url)
 
