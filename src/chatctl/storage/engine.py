@@ -138,6 +138,12 @@ def _describe(error, url: str) -> str:
     first = redact(first)
     if "database is locked" in first:
         return f"database {display_url(url)} stayed locked for {SQLITE_BUSY_TIMEOUT_MS // 1000}s: {first}"
+    for setting in ("lock_timeout", "statement_timeout"):
+        if f"due to {setting.replace('_', ' ')}" in first:
+            # The session settings did their job; say which knob it was.
+            return (f"gave up on database {display_url(url)}: {first} (another session holds the rows, or "
+                    f"the statement ran too long; its transaction was rolled back; retry, or raise "
+                    f"{setting} in the profile or CHATCTL_{setting.upper()})")
     return f"cannot use database {display_url(url)}: {first}"
 
 
