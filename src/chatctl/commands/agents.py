@@ -106,3 +106,34 @@ def deactivate(ctx: typer.Context, handle: HandleArg) -> None:
 
     result = _change(ctx, deactivate_agent, handle)
     desk(ctx).env.note(f"{handle}: deactivated" + (" (already)" if result["result"] == "skipped" else ""))
+
+
+@app.command("drain")
+def drain(
+    ctx: typer.Context,
+    handle: HandleArg,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report exactly what would change; change nothing.")]
+    = False,
+    output: OutputOpt = None,
+) -> None:
+    """End of shift: hand the agent's open chats (live and pending) to online agents as R5 would.
+
+    Least-loaded online agents first, never the drained agent, agent_max_chats
+    respected; a chat nobody can take becomes a ticket (no_agents).  One result
+    per chat; audited as agents.drain.
+
+    Example: chatctl agents drain carol --dry-run && chatctl agents drain carol
+    """
+    from chatctl.commands.common import run_mutation
+    from chatctl.domain.agents import agent_by_handle
+    from chatctl.domain.assignment import drain as drain_step
+    from chatctl.domain.assignment import open_chat_ids
+    from chatctl.domain.bulk import IdSpool
+
+    the_desk = desk(ctx)
+    with the_desk.errors(), the_desk.engine().connect() as connection:
+        agent = agent_by_handle(connection, handle)
+        actor = the_desk.actor(connection)
+        spool = IdSpool.from_words(str(chat_id) for chat_id in open_chat_ids(connection, agent.id))
+    apply = drain_step(agent.id, handle, actor=actor.name, operation_id=the_desk.operation_id, now=the_desk.now())
+    run_mutation(the_desk, spool, apply, output=output, dry_run=dry_run, what=f"drain {handle}")

@@ -101,19 +101,19 @@ def apply_assignments(
     recheck: str,
     params: Mapping[str, Any],
     reason: str,
-) -> int:
+) -> set[int]:
     """Set ``agent_id``, ``assigned_at = at`` and ``reassign_count`` for each ``(row, agent, count)``.
 
     One UPDATE joined to the plan; ``recheck`` (SQL on alias ``c``) must still
     hold on the row, so a chat answered meanwhile is left alone.  ``row`` is the
     chat as claimed (id, agent_id, assigned_at, reassign_count), for the audit's
-    before-values.  Returns how many chats changed.
+    before-values.  Returns the ids of the chats that changed.
     """
     from chatctl.domain.sweeps.jobs import bind, returning_id
     from chatctl.storage.engine import is_postgres
 
     if not changes:
-        return 0
+        return set()
     plan = json.dumps([{"id": row["id"], "agent_id": agent, "rc": count} for row, agent, count in changes])
     if is_postgres(connection):
         source = "jsonb_to_recordset(CAST(:plan AS jsonb)) AS v(id bigint, agent_id integer, rc integer)"
@@ -139,4 +139,76 @@ def apply_assignments(
         events.append(audit.event(at=at, actor=actor, action=action, entity_type="chat", entity_id=row["id"],
                                   operation_id=operation_id, before=before, after=after, reason=reason))
     audit.record(connection, events)
-    return len(changed)
+    return changed
+
+
+# -- agents drain -------------------------------------------------------------------------------
+OPEN_STATUSES = ("live", "pending")
+
+
+def open_chat_ids(connection: Connection, agent_id: int) -> list[int]:
+    """The agent's open chats (live and pending), in id order."""
+    from sqlalchemy import text
+
+    return [row[0] for row in connection.execute(
+        text("SELECT id FROM chats WHERE agent_id = :agent AND status IN ('live', 'pending') ORDER BY id"),
+        {"agent": agent_id})]
+
+
+def drain(agent_id: int, handle: str, *, actor: str, operation_id: str, now: dt.datetime):
+    """The per-batch step of ``agents drain``: hand the agent's open chats to online agents as R5 would.
+
+    Least-loaded online agents first (never the drained agent), ``agent_max_chats``
+    respected; a chat nobody can take becomes a ticket (``no_agents``).  Unlike
+    the agent-timeout sweep a drain does not count as a reassignment
+    (``reassign_count`` unchanged).  Returns ``apply(connection, ids)`` for the
+    bulk engine.
+    """
+    from chatctl.domain.bulk import ItemResult
+    from chatctl.domain.prefs import get_preference
+    from chatctl.domain.sweeps.jobs import bind, convert_chats, typed_rows
+    from chatctl.storage.engine import is_postgres
+
+    still_theirs = "c.agent_id = :drain_agent AND c.status IN ('live', 'pending')"
+    params = {"drain_agent": agent_id}
+
+    def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
+        lock = " FOR UPDATE" if is_postgres(connection) else ""
+        rows = typed_rows(connection.execute(bind(
+            "SELECT c.id, c.status, c.agent_id, c.assigned_at, c.reassign_count, c.pending_since FROM chats c "
+            f"WHERE c.id IN :ids ORDER BY c.id{lock}"), {"ids": ids}))
+        found = {row["id"]: row for row in rows}
+        results: dict[int, ItemResult] = {}
+        mine = []
+        for chat_id in ids:
+            row = found.get(chat_id)
+            if row is None:
+                results[chat_id] = ItemResult(chat_id, "not_found", "no such chat")
+            elif row["agent_id"] != agent_id or row["status"] not in OPEN_STATUSES:
+                results[chat_id] = ItemResult(chat_id, "skipped", f"no longer an open chat of {handle}")
+            else:
+                mine.append(row)
+        plan = plan_assignments(connection, [(row["id"], row["agent_id"]) for row in mine],
+                                max_chats=get_preference(connection, "agent_max_chats"), exclude={agent_id})
+        changes = [(row, plan[row["id"]], row["reassign_count"]) for row in mine if plan[row["id"]] is not None]
+        moved = apply_assignments(connection, changes, at=now, actor=actor, action="agents.drain",
+                          operation_id=operation_id, recheck=still_theirs, params=params,
+                          reason=f"drained from {handle}")
+        handles = dict(connection.execute(bind("SELECT id, handle FROM agents WHERE id IN :ids"),
+                                          {"ids": [agent for _, agent, _ in changes] or [0]}).all())
+        for row, agent, _ in changes:
+            if row["id"] in moved:
+                results[row["id"]] = ItemResult(row["id"], "changed", f"to {handles[agent]}")
+        nobody = [row for row in mine if plan[row["id"]] is None]
+        tickets = convert_chats(connection, nobody, predicate=still_theirs, params=params, reason="no_agents",
+                                at=now, actor=actor, action="agents.drain", operation_id=operation_id,
+                                ticket_agent=lambda row: None)
+        for row in nobody:
+            if row["id"] in tickets:
+                results[row["id"]] = ItemResult(row["id"], "changed",
+                                                f"ticket {tickets[row['id']]} (no_agents: nobody can take it)")
+        for row in mine:
+            results.setdefault(row["id"], ItemResult(row["id"], "skipped", f"no longer an open chat of {handle}"))
+        return [results[chat_id] for chat_id in ids]
+
+    return apply

@@ -245,12 +245,8 @@ class Job:
     def _update(self, connection: Connection, context: SweepContext, ids: Sequence[int], assignments: str,
                 extra: Mapping[str, Any] | None = None) -> list[int]:
         """``UPDATE ... SET assignments WHERE id IN ids AND <eligibility again> RETURNING id``."""
-        if not ids:
-            return []
-        sql = (f"UPDATE {self.table} AS {self.alias} SET {assignments} "
-               f"WHERE {self.alias}.id IN :ids AND {self.predicate()} RETURNING {returning_id(connection, self.alias)}")
-        params = {**context.params(), **(extra or {}), "ids": list(ids)}
-        return [row[0] for row in connection.execute(bind(sql), params)]
+        return update_where(connection, self.table, self.alias, ids, assignments, self.predicate(),
+                            {**context.params(), **(extra or {})})
 
     def _close(self, connection: Connection, context: SweepContext, rows: list[dict], reason: str) -> int:
         from chatctl.domain.lifecycle import purge_ephemeral
@@ -276,34 +272,61 @@ class Job:
 
     def _convert(self, connection: Connection, context: SweepContext, rows: list[dict], reason: str,
                  ticket_agent: Callable[[dict], int | None]) -> int:
-        from chatctl.domain.lifecycle import create_tickets, purge_ephemeral
+        converted = convert_chats(connection, rows, predicate=self.predicate(), params=context.params(),
+                                  reason=reason, at=context.as_of, actor=context.actor, action=self.action,
+                                  operation_id=context.operation_id, ticket_agent=ticket_agent)
+        return len(converted)
 
-        changed = self._update(connection, context, [row["id"] for row in rows],
-                               "status = 'converted', pending_since = NULL")
-        if not changed:
-            return 0
-        by_id = {row["id"]: row for row in rows}
-        tickets = create_tickets(connection, [(chat_id, ticket_agent(by_id[chat_id])) for chat_id in changed],
-                                 reason=reason, at=context.as_of)
-        purged = purge_ephemeral(connection, changed, at=context.as_of)
-        events = []
-        for chat_id in changed:
-            events.append(audit.event(
-                at=context.as_of, actor=context.actor, action=self.action, entity_type="chat", entity_id=chat_id,
-                operation_id=context.operation_id,
-                before={"status": by_id[chat_id]["status"], "pending_since": by_id[chat_id]["pending_since"]},
-                after={"status": "converted", "pending_since": None},
-                reason=_reason(f"ticket {tickets[chat_id]} ({reason})", purged.get(chat_id)),
-            ))
-            events.append(audit.event(
-                at=context.as_of, actor=context.actor, action=self.action, entity_type="ticket",
-                entity_id=tickets[chat_id], operation_id=context.operation_id, before=None,
-                after={"chat_id": chat_id, "status": "open", "reason": reason,
-                       "agent_id": ticket_agent(by_id[chat_id]), "created_at": context.as_of},
-                reason=f"created from chat {chat_id}",
-            ))
-        audit.record(connection, events)
-        return len(changed)
+
+def update_where(connection: Connection, table: str, alias: str, ids: Sequence[int], assignments: str,
+                 predicate: str, params: Mapping[str, Any]) -> list[int]:
+    """``UPDATE table AS alias SET assignments WHERE id IN ids AND predicate RETURNING id``."""
+    if not ids:
+        return []
+    sql = (f"UPDATE {table} AS {alias} SET {assignments} "
+           f"WHERE {alias}.id IN :ids AND {predicate} RETURNING {returning_id(connection, alias)}")
+    return [row[0] for row in connection.execute(bind(sql), {**params, "ids": list(ids)})]
+
+
+NO_TICKET_YET = "NOT EXISTS (SELECT 1 FROM tickets existing WHERE existing.chat_id = c.id)"
+
+
+def convert_chats(connection: Connection, rows: Sequence[Mapping[str, Any]], *, predicate: str,
+                  params: Mapping[str, Any], reason: str, at: dt.datetime, actor: str, action: str,
+                  operation_id: str, ticket_agent: Callable[[Mapping[str, Any]], int | None]) -> dict[int, int]:
+    """Convert the chats of ``rows`` that still meet ``predicate`` into tickets (``reason``), with R9 and audit.
+
+    A chat that already has a ticket (one per chat) is left as it is.
+    Returns chat id -> new ticket id.
+    """
+    from chatctl.domain.lifecycle import create_tickets, purge_ephemeral
+
+    changed = update_where(connection, "chats", "c", [row["id"] for row in rows],
+                           "status = 'converted', pending_since = NULL",
+                           f"{predicate} AND {NO_TICKET_YET}", params)
+    if not changed:
+        return {}
+    by_id = {row["id"]: row for row in rows}
+    tickets = create_tickets(connection, [(chat_id, ticket_agent(by_id[chat_id])) for chat_id in changed],
+                             reason=reason, at=at)
+    purged = purge_ephemeral(connection, changed, at=at)
+    events = []
+    for chat_id in changed:
+        events.append(audit.event(
+            at=at, actor=actor, action=action, entity_type="chat", entity_id=chat_id, operation_id=operation_id,
+            before={"status": by_id[chat_id]["status"], "pending_since": by_id[chat_id]["pending_since"]},
+            after={"status": "converted", "pending_since": None},
+            reason=_reason(f"ticket {tickets[chat_id]} ({reason})", purged.get(chat_id)),
+        ))
+        events.append(audit.event(
+            at=at, actor=actor, action=action, entity_type="ticket", entity_id=tickets[chat_id],
+            operation_id=operation_id, before=None,
+            after={"chat_id": chat_id, "status": "open", "reason": reason,
+                   "agent_id": ticket_agent(by_id[chat_id]), "created_at": at},
+            reason=f"created from chat {chat_id}",
+        ))
+    audit.record(connection, events)
+    return tickets
 
 
 def returning_id(connection: Connection, alias: str) -> str:
@@ -347,10 +370,10 @@ class AssignmentJob(Job):
         for row in assigned:
             count = row["reassign_count"] + (1 if self.reassignment and row["agent_id"] is not None else 0)
             changes.append((row, plan[row["id"]], count))
-        outcome.detail["assigned"] = apply_assignments(
+        outcome.detail["assigned"] = len(apply_assignments(
             connection, changes, at=context.as_of, actor=context.actor, action=self.action,
             operation_id=context.operation_id, recheck=self.predicate(), params=context.params(),
-            reason="least-loaded online agent" + (" (R5)" if self.reassignment else " (R12)"))
+            reason="least-loaded online agent" + (" (R5)" if self.reassignment else " (R12)")))
         ticketed = self._convert(connection, context, nobody, reason_if_none, lambda row: None)
         bounced = self._convert(connection, context, bounded, "no_agents", lambda row: None)
         outcome.detail[reason_if_none] = outcome.detail.get(reason_if_none, 0) + ticketed
