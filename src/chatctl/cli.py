@@ -15,6 +15,8 @@ import typer
 
 from chatctl import __version__
 from chatctl.commands import agents, audit, chats, db, demo, events, notifications, prefs, sweep, tickets
+from chatctl.command_tree import LazyGroups, keep_indented_blocks_in_help, skip_coercing_unset_values
+from chatctl.completion import complete_agent_handle
 from chatctl.errors import ChatctlError, ExitCode
 
 app = typer.Typer(
@@ -26,17 +28,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
+    cls=LazyGroups,
 )
-app.add_typer(db.app, name="db")
-app.add_typer(demo.app, name="demo")
-app.add_typer(agents.app, name="agents")
-app.add_typer(chats.app, name="chats")
-app.add_typer(events.app, name="events")
-app.add_typer(notifications.app, name="notifications")
-app.add_typer(tickets.app, name="tickets")
-app.add_typer(prefs.app, name="prefs")
-app.add_typer(sweep.app, name="sweep")
-app.add_typer(audit.app, name="audit")
+# The groups, built only when the command line names one (see chatctl.command_tree).
+LazyGroups.apps = {
+    "db": db.app,
+    "demo": demo.app,
+    "agents": agents.app,
+    "chats": chats.app,
+    "events": events.app,
+    "notifications": notifications.app,
+    "tickets": tickets.app,
+    "prefs": prefs.app,
+    "sweep": sweep.app,
+    "audit": audit.app,
+}
+skip_coercing_unset_values()
+keep_indented_blocks_in_help()
 
 
 class Invocation:
@@ -95,6 +103,7 @@ def main_options(
         help="Config file (default: chatctl/config.toml in the user config dir).")] = None,
     actor: Annotated[Optional[str], typer.Option(
         "--actor", envvar="CHATCTL_ACTOR", show_envvar=True, show_default=False,
+        autocompletion=complete_agent_handle,
         help="Act as this agent handle (with its role); default ops:<os user>, an admin.")] = None,
     tz: Annotated[Optional[str], typer.Option(
         "--tz", show_default=False, help="Show times in this IANA zone (default: the desk's timezone).")] = None,

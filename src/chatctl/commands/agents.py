@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from chatctl.commands.common import OutputOpt, desk, fmt
+from chatctl.completion import complete_agent_handle
 
 app = typer.Typer(
     help="The desk's users: list, add, set presence, deactivate, drain at end of shift.\n\n"
@@ -28,7 +29,8 @@ class Presence(str, Enum):
     offline = "offline"
 
 
-HandleArg = Annotated[str, typer.Argument(help="The agent's handle.", show_default=False)]
+HandleArg = Annotated[str, typer.Argument(help="The agent's handle.", show_default=False,
+                                         autocompletion=complete_agent_handle)]
 AGENT_COLUMNS = ["handle", "name", "role", "presence", "active", "live_chats"]
 
 

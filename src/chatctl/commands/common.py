@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from chatctl.completion import complete_agent_handle
 from chatctl.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ AfterOpt = Annotated[Optional[str], typer.Option("--after", help="Continue after
 AllOpt = Annotated[bool, typer.Option("--all", help="Stream every row (no limit).")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, max=100_000,
                                            help="Rows per transaction.")]
-AgentOpt = Annotated[Optional[str], typer.Option("--agent", help="An agent handle.", show_default=False)]
+AgentOpt = Annotated[Optional[str], typer.Option("--agent", help="An agent handle.", show_default=False,
+                                                 autocompletion=complete_agent_handle)]
 
 
 def desk(ctx: typer.Context) -> Desk:

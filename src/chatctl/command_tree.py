@@ -1,0 +1,153 @@
+"""How chatctl's Typer app becomes its Click command tree: lazily, cheaply,
+with help texts that print their examples as written.
+
+Typer builds the Click command of every command of every group - inspecting
+each function's signature and evaluating its annotations - before it parses a
+single argument, and it coerces every option value through Pydantic, the
+unset ones included.  With dozens of commands that was most of the time
+``chatctl --help`` took, and it grew with every command added.  So:
+
+* ``LazyGroups``, the root command, builds a group's commands only when the
+  command line names that group.  Listings (the root ``--help``, completing
+  ``chatctl <Tab>``) use each group's help text instead of building it.
+* An option or argument that was not given, or a text value of a ``str``
+  parameter, is not handed to Pydantic (its value stays as it is), so
+  ``chatctl chats --help`` and a <Tab> load no Pydantic at all.
+* Indented blocks of a help text (the ``Example:`` commands) print line by
+  line as written; Click would rewrap them into one line.
+
+``tests/test_startup.py`` holds these to account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+from collections.abc import Iterator
+
+import typer
+from typer import _click as click
+from typer.core import TyperGroup
+
+
+class LazyGroups(TyperGroup):
+    """The root command: groups (``chatctl <group> ...``) are built on first use.
+
+    ``apps`` maps each group name to its Typer app, in the order ``--help`` lists them.
+    """
+
+    apps: dict[str, typer.Typer] = {}
+
+    def __init__(self, **attrs) -> None:
+        super().__init__(**attrs)
+        self._listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(dict.fromkeys([*self.apps, *self.commands]))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        app = self.apps.get(name)
+        if app is None:
+            return None
+        if self._listing:
+            return _summary(name, app)
+        from typer.main import get_group_from_info
+        from typer.models import TyperInfo
+
+        group = get_group_from_info(
+            TyperInfo(app, name=name),
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            suggest_commands=self.suggest_commands,
+            rich_markup_mode=self.rich_markup_mode,  # the root's, as add_typer would pass down
+        )
+        self.commands[name] = group
+        return group
+
+    @contextlib.contextmanager
+    def _summaries(self) -> Iterator[None]:
+        self._listing = True
+        try:
+            yield
+        finally:
+            self._listing = False
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with self._summaries():
+            super().format_commands(ctx, formatter)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str):
+        with self._summaries():
+            return super().shell_complete(ctx, incomplete)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.UsageError as error:
+            if args and "Did you mean" not in error.message:  # Typer suggests only among built groups
+                matches = difflib.get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    error.message = f"{error.message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
+            raise
+
+
+def _summary(name: str, app: typer.Typer) -> click.Command:
+    """A stand-in carrying only what a listing shows: the group's name, help and visibility."""
+    from typer.main import solve_typer_info_defaults
+    from typer.models import TyperInfo
+
+    info = solve_typer_info_defaults(TyperInfo(app, name=name))
+    return TyperGroup(name=name, help=info.help, short_help=info.short_help, hidden=bool(info.hidden))
+
+
+def skip_coercing_unset_values() -> None:
+    """Don't build a Pydantic validator to turn ``None`` into ``None``, or a ``str`` into itself.
+
+    For a value that was not given, or that is text for a single ``str``
+    parameter, this does what Typer's own ``process_value`` does - the same
+    value, the same missing-parameter check, the same callback - minus the
+    validator, which Typer builds (importing Pydantic) before looking at the value.
+    """
+    from typer._click.exceptions import MissingParameter
+    from typer.core import _TyperParameter
+
+    process_value = _TyperParameter.process_value
+    if getattr(process_value, "_chatctl", False):
+        return
+
+    def process_value_cheaply(self, ctx, value):
+        if value is None:
+            value = () if self.multiple or self.nargs == -1 else None  # what Typer's coercion returns
+        elif self.multiple or self.nargs != 1 or not isinstance(value, str) \
+                or self.type_descriptor.annotation is not str:
+            return process_value(self, ctx, value)
+        if self.required and self.value_is_missing(value):
+            raise MissingParameter(ctx=ctx, param=self)
+        return self.callback(ctx, self, value) if self.callback is not None else value
+
+    process_value_cheaply._chatctl = True
+    _TyperParameter.process_value = process_value_cheaply
+
+
+def keep_indented_blocks_in_help() -> None:
+    """Print the indented blocks of help texts line by line as written.
+
+    Click rewraps every paragraph that is not marked with a ``\\b`` line,
+    which joins the commands of an ``Example:`` block into one line.
+    """
+    from typer._click import formatting
+
+    wrap_text = formatting.wrap_text
+    if getattr(wrap_text, "_chatctl", False):
+        return
+    indented_paragraph = re.compile(r"(\A|\n\n)(?=[ \t]+\S)")
+
+    def wrap(text, *args, preserve_paragraphs=False, **kwargs):
+        if preserve_paragraphs:
+            text = indented_paragraph.sub(lambda match: match.group(1) + "\b\n", text)
+        return wrap_text(text, *args, preserve_paragraphs=preserve_paragraphs, **kwargs)
+
+    wrap._chatctl = True
+    formatting.wrap_text = wrap

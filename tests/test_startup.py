@@ -1,0 +1,153 @@
+"""Fast start as a tested property: help, version and completion requests run
+in a fresh interpreter without loading the database stack.
+
+(How fast is measured by bench/startup.py, not asserted here: timings on a
+shared machine make flaky tests.)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from chatctl.cli import app
+from chatctl.command_tree import LazyGroups, _summary
+
+HEAVY = ("sqlalchemy", "psycopg", "alembic", "tabulate", "rich", "pydantic")
+GROUPS = sorted(LazyGroups.apps)
+
+# Runs chatctl's real entry point and reports, as it exits, which heavy modules were imported.
+PROBE = """
+import atexit, sys
+heavy = {heavy!r}
+def report():
+    loaded = sorted(name for name in heavy if name in sys.modules)
+    sys.__stderr__.write("HEAVY-MODULES:" + ",".join(loaded) + "\\n")
+atexit.register(report)
+sys.argv = ["chatctl", *{argv!r}]
+from chatctl.cli import main
+main()
+"""
+
+
+def run_fresh(argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY, argv=argv)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
+    )
+    marker = [line for line in result.stderr.splitlines() if line.startswith("HEAVY-MODULES:")]
+    assert marker, f"the probe did not report: {result.stderr}"
+    loaded = [name for name in marker[-1].split(":", 1)[1].split(",") if name]
+    return result, loaded
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], [], ["-h"]], ids=["help", "version", "bare", "h"])
+def test_help_and_version_load_no_database_code(argv):
+    result, loaded = run_fresh(argv)
+    assert result.returncode == 0, result.stderr
+    assert loaded == [], f"`chatctl {' '.join(argv)}` imported {loaded} at start-up"
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_group_help_loads_no_database_code(group):
+    result, loaded = run_fresh([group, "--help"])
+    assert result.returncode == 0, result.stderr
+    assert f"chatctl {group}" in result.stdout
+    assert loaded == [], f"`chatctl {group} --help` imported {loaded}: import them inside the command functions"
+
+
+def test_every_command_help_loads_no_database_code():
+    """One interpreter for all commands (cheap): a command module's top-level imports show up here."""
+    from typer.main import get_command
+
+    root = get_command(app)
+    argv_list = [[group, name, "--help"] for group in GROUPS for name in root.get_command(None, group).commands]
+    probe = PROBE.replace("from chatctl.cli import main\nmain()", (
+        "from chatctl.cli import run\n"
+        "import contextlib, io\n"
+        "for argv in {all!r}:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        assert run(argv) == 0, argv\n"
+    ).format(all=argv_list))
+    result = subprocess.run([sys.executable, "-c", probe.format(heavy=HEAVY, argv=[])],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY-MODULES:\n" in result.stderr, result.stderr
+
+
+COMPLETION_REQUESTS = {
+    "bash-command": {"_CHATCTL_COMPLETE": "complete_bash", "COMP_WORDS": "chatctl ch", "COMP_CWORD": "1"},
+    "bash-choice": {"_CHATCTL_COMPLETE": "complete_bash", "COMP_WORDS": "chatctl agents list --output ",
+                    "COMP_CWORD": "4"},
+    "zsh": {"_CHATCTL_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "chatctl prefs get "},
+    "fish": {"_CHATCTL_COMPLETE": "complete_fish", "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+             "_TYPER_COMPLETE_ARGS": "chatctl chats "},
+}
+
+
+@pytest.mark.parametrize("request_env", COMPLETION_REQUESTS.values(), ids=COMPLETION_REQUESTS.keys())
+def test_completion_requests_load_no_database_code(request_env):
+    result, loaded = run_fresh([], env=request_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip(), "the completion request offered nothing"
+    # Typer itself renders completion help through Rich for zsh and fish; the database stack stays out.
+    loaded = [name for name in loaded if name != "rich"]
+    assert loaded == [], f"a completion request imported {loaded}"
+
+
+def test_completing_agent_handles_on_sqlite_needs_no_sqlalchemy(bare_cli, tmp_path):
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    assert bare_cli(["--database-url", url, "db", "init"]).exit_code == 0
+    assert bare_cli(["--database-url", url, "agents", "add", "alice", "--name", "Alice"]).exit_code == 0
+    result, loaded = run_fresh([], env={"_CHATCTL_COMPLETE": "complete_bash", "CHATCTL_DATABASE_URL": url,
+                                        "COMP_WORDS": "chatctl agents set-status a", "COMP_CWORD": "3"})
+    assert result.stdout.split() == ["alice"]
+    assert loaded == []
+
+
+def test_pretty_exceptions_never_show_locals():
+    # Locals can hold a database password: an unexpected traceback must not print them.
+    assert app.pretty_exceptions_show_locals is False
+
+
+# -- the lazy command tree (chatctl.command_tree) ---------------------------------------
+def _root():
+    from typer import _click as click
+    from typer.main import get_command
+
+    root = get_command(app)
+    return root, click.Context(root, info_name="chatctl", **root.context_settings)
+
+
+def test_root_help_builds_no_group_yet_lists_them_all_with_their_help():
+    root, context = _root()
+    text = root.get_help(context)
+    assert root.commands == {}, "listing the groups must not build them"
+    for group in GROUPS:
+        assert f"\n  {group} " in text
+        listed = _summary(group, LazyGroups.apps[group])
+        built = root.get_command(context, group)
+        assert (listed.help, listed.short_help, listed.hidden) == (built.help, built.short_help, built.hidden)
+    assert set(root.commands) == set(GROUPS)
+
+
+def test_a_group_is_built_only_when_named():
+    root, context = _root()
+    chats = root.get_command(context, "chats")
+    assert list(root.commands) == ["chats"]
+    assert chats.name == "chats" and chats.list_commands(context)
+    assert chats.rich_markup_mode is None, "groups inherit the root's plain help formatting"
+
+
+def test_a_mistyped_group_gets_a_suggestion(bare_cli):
+    result = bare_cli(["chat", "list"])
+    assert result.exit_code == 2
+    assert "No such command 'chat'. Did you mean 'chats'?" in result.stderr
+
+
+def test_unset_values_skip_coercion_but_given_ones_are_still_checked(bare_cli):
+    result = bare_cli(["agents", "list", "--output", "yaml"])
+    assert result.exit_code == 2 and "yaml" in result.stderr
