@@ -232,7 +232,24 @@ class Job:
     def apply(self, connection: Connection, context: SweepContext, rows: list[dict]) -> BatchOutcome:
         raise NotImplementedError
 
+    def single_statement(self, context: SweepContext) -> tuple[str, dict[str, Any], str] | None:
+        """PostgreSQL: the whole batch as one statement (claim, change, R9, audit), when the job has one.
+
+        Returns (sql, extra parameters, detail key) or None.
+        """
+        return None
+
     def run_batch(self, connection: Connection, context: SweepContext, last_id: int, size: int) -> BatchOutcome:
+        from chatctl.storage.engine import is_postgres
+
+        fast = self.single_statement(context) if is_postgres(connection) else None
+        if fast is not None:
+            sql, extra, key = fast
+            row = connection.execute(bind(sql), {**context.params(), **extra, "last_id": last_id, "size": size,
+                                                 "actor": context.actor, "action": self.action,
+                                                 "operation_id": context.operation_id}).one()
+            return BatchOutcome(claimed=row.claimed, changed=row.changed, last_id=row.last_id,
+                                detail={key: row.changed})
         rows = self.claim(connection, context, last_id, size)
         if not rows:
             return BatchOutcome(claimed=0, changed=0, last_id=None)
@@ -327,6 +344,57 @@ def convert_chats(connection: Connection, rows: Sequence[Mapping[str, Any]], *, 
         ))
     audit.record(connection, events)
     return tickets
+
+
+def _iso_utc(column: str) -> str:
+    """A timestamptz as ISO 8601 UTC text, like ``audit.jsonable`` writes it."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+
+
+def close_statement(job: Job, context: SweepContext, reason: str) -> tuple[str, dict[str, Any], str]:
+    """One PostgreSQL statement per batch: claim (SKIP LOCKED), close with the predicate re-checked on the
+    locked row, R9 purge, and the audit rows with the purge counts in their reason."""
+    predicate = job.predicate()
+    sql = f"""
+WITH claimed AS (
+    SELECT c.id, c.status, c.pending_since FROM chats c
+    WHERE {predicate} AND c.id > :last_id{job.shard_sql(context)}
+    ORDER BY c.id LIMIT :size FOR UPDATE SKIP LOCKED
+), changed AS (
+    UPDATE chats c SET status = 'closed', closed_at = :as_of, closed_by = 'system', close_reason = :close_reason,
+                       pending_since = NULL
+    FROM claimed WHERE c.id = claimed.id AND {predicate}
+    RETURNING c.id, claimed.status AS old_status, claimed.pending_since AS old_pending_since
+), read_notes AS (
+    UPDATE notifications n SET read_at = :as_of FROM changed
+    WHERE n.chat_id = changed.id AND n.read_at IS NULL AND n.kind = 'tagged' RETURNING n.chat_id
+), gone_tags AS (
+    DELETE FROM comment_mentions m USING changed WHERE m.chat_id = changed.id RETURNING m.chat_id
+), gone_comments AS (
+    DELETE FROM comments x USING changed WHERE x.chat_id = changed.id RETURNING x.chat_id
+), purged AS (
+    SELECT chat_id, sum(comments) AS comments, sum(tags) AS tags, sum(notes) AS notes FROM (
+        SELECT chat_id, 1 AS comments, 0 AS tags, 0 AS notes FROM gone_comments
+        UNION ALL SELECT chat_id, 0, 1, 0 FROM gone_tags
+        UNION ALL SELECT chat_id, 0, 0, 1 FROM read_notes) AS removed
+    GROUP BY chat_id
+), audit AS (
+    INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
+    SELECT :as_of, :actor, :action, 'chat', changed.id::text,
+           jsonb_build_object('status', changed.old_status, 'closed_at', NULL, 'closed_by', NULL,
+                              'close_reason', NULL, 'pending_since', {_iso_utc("changed.old_pending_since")}),
+           CAST(:after AS jsonb), :operation_id,
+           CASE WHEN purged.chat_id IS NULL THEN :close_reason
+                ELSE :close_reason || '; comments_removed=' || purged.comments || ', tags_removed=' || purged.tags
+                     || ', notifications_read=' || purged.notes END
+    FROM changed LEFT JOIN purged ON purged.chat_id = changed.id
+    RETURNING 1
+)
+SELECT (SELECT max(id) FROM claimed) AS last_id, (SELECT count(*) FROM claimed) AS claimed,
+       (SELECT count(*) FROM changed) AS changed, (SELECT count(*) FROM audit) AS audited"""
+    after = audit.snapshot({"status": "closed", "closed_at": context.as_of, "closed_by": SYSTEM,
+                            "close_reason": reason, "pending_since": None})
+    return sql, {"close_reason": reason, "after": json_param(after)}, "closed"
 
 
 def returning_id(connection: Connection, alias: str) -> str:
@@ -425,6 +493,11 @@ class Inactivity(Job):
     conditions = (LIVE, UNFLAGGED, IDLE, NOT_ASSIGNED_THIS_RUN)
     claim_columns = ("id", "status", "agent_id", "pending_since")
 
+    def single_statement(self, context: SweepContext):
+        if context.prefs["inactivity_action"] == "ticket":
+            return None
+        return close_statement(self, context, "inactivity")
+
     def apply(self, connection: Connection, context: SweepContext, rows: list[dict]) -> BatchOutcome:
         if context.prefs["inactivity_action"] == "ticket":
             changed = self._convert(connection, context, rows, "inactivity", lambda row: row["agent_id"])
@@ -441,6 +514,9 @@ class Pending(Job):
     conditions = (PENDING, PENDING_DUE)
     claim_columns = ("id", "status", "pending_since")
 
+    def single_statement(self, context: SweepContext):
+        return close_statement(self, context, "pending_timeout")
+
     def apply(self, connection: Connection, context: SweepContext, rows: list[dict]) -> BatchOutcome:
         changed = self._close(connection, context, rows, "pending_timeout")
         return BatchOutcome(changed=changed, detail={"closed": changed})
@@ -455,6 +531,25 @@ class Archive(Job):
     alias = "t"
     conditions = (NOT_ARCHIVED, ARCHIVE_DUE)
     claim_columns = ("id",)
+
+    def single_statement(self, context: SweepContext):
+        predicate = self.predicate()
+        sql = f"""
+WITH claimed AS (
+    SELECT t.id FROM tickets t WHERE {predicate} AND t.id > :last_id{self.shard_sql(context)}
+    ORDER BY t.id LIMIT :size FOR UPDATE SKIP LOCKED
+), changed AS (
+    UPDATE tickets t SET archived_at = :as_of FROM claimed WHERE t.id = claimed.id AND {predicate} RETURNING t.id
+), audit AS (
+    INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
+    SELECT :as_of, :actor, :action, 'ticket', changed.id::text, CAST(:before AS jsonb), CAST(:after AS jsonb),
+           :operation_id, 'ticket_archive_after (R13)'
+    FROM changed RETURNING 1
+)
+SELECT (SELECT max(id) FROM claimed) AS last_id, (SELECT count(*) FROM claimed) AS claimed,
+       (SELECT count(*) FROM changed) AS changed, (SELECT count(*) FROM audit) AS audited"""
+        return sql, {"before": json_param({"archived_at": None}),
+                     "after": json_param(audit.snapshot({"archived_at": context.as_of}))}, "archived"
 
     def apply(self, connection: Connection, context: SweepContext, rows: list[dict]) -> BatchOutcome:
         changed = self._update(connection, context, [row["id"] for row in rows], "archived_at = :as_of")
