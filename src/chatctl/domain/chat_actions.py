@@ -104,15 +104,22 @@ def _audit_rows(acting: Acting, action: str, before: Mapping[int, Any], values: 
     Every chat of a batch gets the same new values, so they are serialised once.
     """
     after_all = audit.snapshot(values)
+    keys = list(values)
+    new_values = [values[key] for key in keys]
+    positions: list[int] | None = None
     rows = []
     for chat_id in changed:
         old = before[chat_id]
-        keys = [key for key in values if getattr(old, key) != values[key]]
-        after = {key: after_all[key] for key in keys}
+        if positions is None:
+            # Rows are tuples: reading by position is much cheaper than by name at 100,000 rows.
+            positions = [old._fields.index(key) for key in keys]
+        old_values = [old[position] for position in positions]
+        changed_keys = [(key, value) for key, value, new in zip(keys, old_values, new_values) if value != new]
+        after = {key: after_all[key] for key, _value in changed_keys}
         if extra and chat_id in extra:
             after.update(extra[chat_id])
         rows.append({"at": acting.now, "actor": acting.actor.name, "action": action, "entity_type": "chat",
-                     "entity_id": str(chat_id), "before": {key: audit.jsonable(getattr(old, key)) for key in keys},
+                     "entity_id": str(chat_id), "before": {key: audit.jsonable(value) for key, value in changed_keys},
                      "after": after, "operation_id": acting.operation_id, "reason": reason})
     return rows
 
