@@ -269,13 +269,18 @@ def test_r13_archive_hides_ticket_and_twice_is_skipped(cli, engine):
 
 
 def test_r13_reopen_while_not_archived(cli, engine):
-    (ticket,) = add_tickets(engine, {"status": "closed", "closed_at": NOW - days(1)})
-    assert cli("tickets", "reopen", ticket).exit_code == 0
+    precise = NOW - days(2) + dt.timedelta(microseconds=120034)
+    ticket, other = add_tickets(engine, {"status": "closed", "closed_at": NOW - days(1)},
+                                {"status": "closed", "closed_at": precise})
+    assert cli("tickets", "reopen", ticket, other).exit_code == 0
     row = tickets(engine)[ticket]
     assert row["status"] == "open" and row["closed_at"] is None
-    (event,) = audit_rows(engine)
+    event, other_event = audit_rows(engine)
+    # The audit keeps timestamps as ISO 8601 in UTC, exactly as written, so a revert restores them.
     assert event.before == {"status": "closed", "closed_at": (NOW - days(1)).isoformat()}
     assert event.after == {"status": "open", "closed_at": None}
+    assert other_event.before["closed_at"] == precise.isoformat()
+    assert dt.datetime.fromisoformat(other_event.before["closed_at"]) == precise
 
 
 def test_r13_tickets_never_expire_on_a_day_without_sweeps(cli, engine):

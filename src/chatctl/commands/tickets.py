@@ -223,9 +223,10 @@ def _close_where(expressions: list[str], ctx: typer.Context, *, yes: bool, dry_r
     conditions = parse_expressions(expressions)
     at = the_desk.now()
     text = " ".join(str(condition) for condition in conditions)
+    with the_desk.errors(), the_desk.engine().connect() as connection:
+        where = and_(*compile_ticket_filter(conditions, at, the_desk.tz(connection)))
+        actor = the_desk.actor(connection)
     with the_desk.errors():
-        where = and_(*compile_ticket_filter(conditions, at, the_desk.tz()))
-        actor = the_desk.actor()
         selection = TicketSelection(the_desk.engine(), where)
         if not (dry_run or yes) and the_desk.env.stdin_isatty:
             if selection.counted() == 0:
