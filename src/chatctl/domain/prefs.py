@@ -22,7 +22,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
         if value not in allowed:
-            raise UsageError(f"bad value '{text}': use one of {', '.join(allowed)}")
+            raise UsageError(f"bad value {text!r}: use one of {', '.join(allowed)}")
         return value
 
     return parse
@@ -32,9 +32,9 @@ def _integer(text: str) -> int:
     try:
         value = int(text.strip())
     except ValueError:
-        raise UsageError(f"bad value '{text}': use a whole number >= 0") from None
+        raise UsageError(f"bad value {text!r}: use a whole number >= 0") from None
     if value < 0:
-        raise UsageError(f"bad value '{text}': use a whole number >= 0")
+        raise UsageError(f"bad value {text!r}: use a whole number >= 0")
     return value
 
 
@@ -81,7 +81,7 @@ def spec_for(key: str) -> PreferenceSpec:
     try:
         return PREFERENCES[key]
     except KeyError:
-        raise UsageError(f"unknown preference '{key}': use one of {', '.join(PREFERENCES)}") from None
+        raise UsageError(f"unknown preference {key!r}: use one of {', '.join(PREFERENCES)}") from None
 
 
 def parse_value(key: str, text: str) -> Any:

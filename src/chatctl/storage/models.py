@@ -98,6 +98,9 @@ class Customer(Base):
     address: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
+    # chats filter customer=NAME matches the display name or the address (revision 0002).
+    __table_args__ = (Index("ix_customers_display_name", "display_name"),)
+
 
 class Chat(Base):
     __tablename__ = "chats"
