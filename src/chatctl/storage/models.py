@@ -200,6 +200,8 @@ class Notification(Base):
     __table_args__ = (
         Index("ix_notifications_agent_read", "agent_id", "read_at", "id"),
         Index("ix_notifications_chat", "chat_id"),
+        # ON DELETE SET NULL from comments: the R9 purge finds them by index (revision 0003)
+        Index("ix_notifications_comment", "comment_id"),
     )
 
 
