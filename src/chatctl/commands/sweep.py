@@ -18,9 +18,15 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+def _complete_job(ctx: typer.Context, args: list[str], incomplete: str) -> list[str]:
+    from chatctl.completion import complete_sweep_job
+
+    return complete_sweep_job(ctx, args, incomplete)
+
+
 JobsArg = Annotated[Optional[list[str]], typer.Argument(
     help="Jobs to run (default: all, in order): unattended, agent-timeout, inactivity, pending, archive, "
-    "cleanup.", metavar="[JOB]...", show_default=False)]
+    "cleanup.", metavar="[JOB]...", show_default=False, autocompletion=_complete_job)]
 
 
 @app.command("run")
@@ -180,4 +186,8 @@ def show(ctx: typer.Context,
     the_desk = desk(ctx)
     with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
         record = run_record(connection, run_id)
+    if output is None or output.value not in ("json", "jsonl"):
+        counts = record.pop("counts") or {}
+        for job, figures in counts.items():
+            record[job] = ", ".join(f"{key} {value}" for key, value in figures.items())
     render_record(the_desk.env, record, fmt(output), tz=the_desk.tz())
