@@ -400,25 +400,26 @@ def sqlite_desk(tmp_path):
 
 @pytest.mark.slow
 def test_huge_id_stream_streams_with_flat_memory(sqlite_desk):
-    """6,000,000 ids (~51 MB of text) through ``chats close - --dry-run``: the peak RSS of the
+    """3,000,000 ids (~24 MB of text) through ``chats close - --dry-run``: the peak RSS of the
     process stays far below the input size, and no higher than for 300,000 ids plus a margin."""
     args = ["--database-url", sqlite_desk, "-q", "chats", "close", "-", "--dry-run", "-o", "ids",
             "--batch-size", "20000"]
     small = feed(args, (str(n) for n in range(1_000_000, 1_300_000)))
-    big = feed(args, (str(n) for n in range(1_000_000, 7_000_000)))
+    big = feed(args, (str(n) for n in range(1_000_000, 4_000_000)))
     for code, peak, fed, stderr in (small, big):
         assert code == 1 and not TRACEBACK.search(stderr), stderr  # every id is not found: exit 1
         assert peak > 0
     code, peak, fed, stderr = big
-    assert fed > 45_000_000
+    assert fed > 23_000_000
     assert peak < 120 * 1024, f"peak RSS {peak} KiB for {fed} bytes of ids"
     assert peak < small[1] + 30 * 1024, f"memory grew with the input: {small[1]} KiB -> {peak} KiB"
 
 
 @pytest.mark.slow
 def test_million_line_event_file_streams_with_flat_memory(sqlite_desk):
-    """1,000,000 event lines (a mix of new chats, messages and presence) through
-    ``events ingest -``: the peak RSS stays far below the input size."""
+    """300,000 event lines (~30 MB: new chats, messages, presence) through ``events ingest -``:
+    the peak RSS stays far below the input size and does not grow with it (20,000 lines
+    for comparison).  The 1,000,000-line figure is in docs/benchmarks.md ("Big tables")."""
 
     def events(count, base):
         for n in range(count):
@@ -434,12 +435,12 @@ def test_million_line_event_file_streams_with_flat_memory(sqlite_desk):
                 yield json.dumps({"type": "customer_message", "chat": chat, "text": "more", "at": at})
 
     args = ["--database-url", sqlite_desk, "-q", "events", "ingest", "-"]
-    small = feed(args, events(50_000, 10_000_000))
-    big = feed(args, events(1_000_000, 20_000_000))
+    small = feed(args, events(20_000, 10_000_000))
+    big = feed(args, events(300_000, 20_000_000))
     code, peak, fed, stderr = big
     assert code == 1, stderr  # the presence lines name an unknown agent: reported and skipped
     assert not TRACEBACK.search(stderr), stderr[-2000:]
     assert all(BAD_LINE.match(line) for line in stderr.splitlines()), stderr[-2000:]
-    assert fed > 90_000_000
+    assert fed > 30_000_000
     assert peak < 150 * 1024, f"peak RSS {peak} KiB for {fed} bytes of events"
     assert peak < small[1] + 40 * 1024, f"memory grew with the input: {small[1]} KiB -> {peak} KiB"

@@ -134,6 +134,8 @@ class Chat(Base):
         Index("ix_chats_status_activity", "status", "last_activity_at", "id"),
         Index("ix_chats_status_pending", "status", "pending_since", "id"),
         Index("ix_chats_agent_status", "agent_id", "status"),
+        # one agent's live view by customer activity (revision 0004)
+        Index("ix_chats_agent_status_last_customer", "agent_id", "status", "last_customer_message_at", "id"),
         Index("ix_chats_customer", "customer_id"),
         Index("ix_chats_closed_at", "closed_at"),
     )
