@@ -40,11 +40,7 @@ def load(
     PostgreSQL): interrupted, it leaves nothing.  Audit: one event for the
     whole load (entity desk, action demo.load, the counts in "after").
 
-    Example:
-
-    \b
-      chatctl demo load
-      chatctl demo load --chats 1000000 --seed 7 --now 2026-11-30T10:00Z
+    Example: chatctl demo load --chats 1000000 --seed 7 --now 2026-11-30T10:00Z
     """
     from chatctl.commands.common import as_of
     from chatctl.domain.demo import load as load_demo

@@ -46,11 +46,7 @@ def ingest(
     lines); -o json adds the ids of chats created without an explicit id
     ("generated_chats", with their line); -o ids prints just those ids.
 
-    Example:
-
-    \b
-      chatctl events ingest traffic.jsonl
-      zcat backfill.jsonl.gz | chatctl events ingest - -o json
+    Example: zcat backfill.jsonl.gz | chatctl events ingest - -o json
     """
     from chatctl.domain.events import ingest as ingest_events
     from chatctl.errors import ExitCode, UsageError
