@@ -19,8 +19,9 @@ import time
 
 from pgserver import PostgresServer
 
-BASE_OPTIONS = ("-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c max_connections=50 -c shared_buffers=32MB")
+# Commits are flushed (synchronous_commit on) so a committed change is in the WAL the standby streams.
+BASE_OPTIONS = ("-c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off "
+                "-c max_connections=50 -c shared_buffers=32MB")
 
 
 class ConfiguredServer(PostgresServer):
@@ -99,7 +100,7 @@ class Standby(ConfiguredServer):
 def wait_for_replay(primary: ConfiguredServer, standby: Standby, database: str = "postgres",
                     timeout: float = 30.0) -> None:
     """Until the standby has replayed everything the primary has written so far."""
-    [(target,)] = primary.execute("SELECT pg_current_wal_lsn()::text")
+    [(target,)] = primary.execute("SELECT pg_current_wal_insert_lsn()::text")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         [(caught_up,)] = standby.execute(

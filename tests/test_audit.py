@@ -47,9 +47,11 @@ def close_chats(engine, ids, operation, *, at=CLOSED_AT, actor="system", action=
 
 def reopen_chat(engine, chat_id, operation, *, at):
     with engine.begin() as connection:
-        before = dict(connection.execute(sa.select(Chat.status, Chat.closed_at, Chat.closed_by, Chat.close_reason)
+        before = dict(connection.execute(sa.select(Chat.status, Chat.closed_at, Chat.closed_by, Chat.close_reason,
+                                                   Chat.last_activity_at)
                                          .where(Chat.id == chat_id)).mappings().one())
-        after = {"status": "live", "closed_at": None, "closed_by": None, "close_reason": None}
+        # A reopen counts as activity (R10).
+        after = {"status": "live", "closed_at": None, "closed_by": None, "close_reason": None, "last_activity_at": at}
         connection.execute(sa.update(Chat).where(Chat.id == chat_id).values(**after))
         audit.record(connection, [audit.event(at=at, actor="ops:someone", action="chats.reopen", entity_type="chat",
                                               entity_id=chat_id, operation_id=operation, before=before, after=after)])
@@ -359,3 +361,36 @@ def test_revert_by_an_agent_role_is_refused(cli, engine):
     r = cli("--actor", "sam", "audit", "revert", "OP1", "--yes")
     assert r.exit_code == 0, r
     assert audit_rows(engine, action="audit.revert")[0].actor == "sam"
+
+
+# -- end to end, with the commands that write the events ---------------------------------------
+def test_revert_a_sweep_run_restores_the_chats_it_closed(cli, engine):
+    seed(engine, chats=4)
+    as_of = (T0 + dt.timedelta(hours=3)).isoformat()
+    run = cli("sweep", "run", "inactivity", "--as-of", as_of, "-o", "json")
+    assert run.exit_code == 0, run
+    assert run.json()["jobs"]["inactivity"]["changed"] == 4
+    reopen_chat(engine, 4, "LATER", at=T0 + dt.timedelta(hours=4))   # someone reopened chat 4 since
+    r = cli("audit", "revert", run.json()["run_id"], "--yes", "-o", "json")
+    assert r.exit_code == 1, r
+    results = {item["id"]: item for item in r.json()["results"]}
+    assert [results[f"chat:{i}"]["result"] for i in (1, 2, 3)] == ["changed"] * 3
+    assert results["chat:4"]["result"] == "refused" and "LATER" in results["chat:4"]["reason"]
+    for chat_id in (1, 2, 3):
+        restored = chat(engine, chat_id)
+        assert (restored.status, restored.closed_at, restored.closed_by) == ("live", None, None)
+    assert cli("db", "check").exit_code == 0
+    # the next sweep at the same instant closes them again: a revert is not an exemption
+    again = cli("sweep", "run", "inactivity", "--as-of", as_of, "-o", "json")
+    assert again.json()["jobs"]["inactivity"]["changed"] == 3
+
+
+def test_revert_a_bulk_close_by_ids(cli, engine):
+    seed(engine, chats=3)
+    closed = cli("chats", "close", "1", "2", "--reason", "spam", "-o", "json")
+    assert closed.exit_code == 0, closed
+    r = cli("audit", "revert", closed.json()["operation"], "--yes", "-o", "json")
+    assert r.exit_code == 0, r
+    assert r.json()["summary"]["changed"] == 2
+    assert {chat(engine, i).status for i in (1, 2, 3)} == {"live"}
+    assert chat(engine, 1).close_reason is None

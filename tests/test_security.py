@@ -263,3 +263,40 @@ def test_sql_looking_filter_values_are_inert(cli, engine, value):
         assert json.loads(result.stdout) == []
     with engine.connect() as connection:
         assert "chats" in set(sa.inspect(connection).get_table_names())
+
+
+# -- database roles ----------------------------------------------------------------------------
+@pytest.mark.postgres
+def test_read_only_role_serves_read_url_and_cannot_write(pg_server, pg_template, bare_cli):
+    """The recommended replica/reporting role: SELECT only, read-only transactions."""
+    import uuid
+
+    import psycopg
+
+    suffix = uuid.uuid4().hex[:8]
+    database, reader = f"ro_{suffix}", f"desk_reader_{suffix}"
+    statements = [f"CREATE DATABASE {database} TEMPLATE {pg_template}", f"CREATE ROLE {reader} LOGIN",
+                  f"ALTER ROLE {reader} SET default_transaction_read_only = on"]
+    with psycopg.connect(pg_server + "/postgres", autocommit=True) as admin:
+        for statement in statements:
+            admin.execute(statement)
+    try:
+        with psycopg.connect(f"{pg_server}/{database}", autocommit=True) as owner:
+            owner.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}")
+        writer_url = f"{pg_server}/{database}"
+        reader_url = writer_url.replace("postgres@", f"{reader}@", 1)
+        assert bare_cli(["--database-url", writer_url, "agents", "add", "alice", "--name", "A"]).exit_code == 0
+        listed = bare_cli(["--database-url", writer_url, "--read-url", reader_url, "agents", "list", "-o", "json"])
+        assert listed.exit_code == 0 and [a["handle"] for a in listed.json()] == ["alice"], listed
+        for args in (["agents", "add", "bob", "--name", "B"], ["prefs", "set", "timezone", "UTC"]):
+            refused = bare_cli(["--database-url", reader_url, *args])
+            assert refused.exit_code == 3, refused
+            assert "read-only" in refused.stderr and refused.stderr.count("\n") == 1
+        with psycopg.connect(pg_server + "/postgres", autocommit=True) as admin:
+            admin.execute(f"ALTER ROLE {reader} RESET default_transaction_read_only")
+        denied = bare_cli(["--database-url", reader_url, "agents", "add", "bob", "--name", "B"])
+        assert denied.exit_code == 3 and "permission denied" in denied.stderr and "privilege" in denied.stderr
+    finally:
+        with psycopg.connect(pg_server + "/postgres", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            admin.execute(f"DROP ROLE IF EXISTS {reader}")

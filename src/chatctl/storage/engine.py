@@ -24,6 +24,8 @@ DEFAULT_SESSION = {
     "idle_in_transaction_session_timeout": "5min",
 }
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction: a standby, or default_transaction_read_only
+INSUFFICIENT_PRIVILEGE_SQLSTATE = "42501"  # e.g. a read-only role asked to write
 
 
 def normalise_url(url: str):
@@ -128,6 +130,17 @@ def translate_errors(url: str) -> Iterator[None]:
     except exc.DBAPIError as error:
         if error.connection_invalidated:
             raise DatabaseError(_describe(error, url)) from None
+        if getattr(error.orig, "sqlstate", None) == READ_ONLY_SQLSTATE:
+            raise DatabaseError(
+                f"database {display_url(url)} is read-only (a hot standby, or a read-only role or "
+                "transaction): writes and sweeps need the primary; point --database-url at it and keep "
+                "replicas for --read-url"
+            ) from None
+        if getattr(error.orig, "sqlstate", None) == INSUFFICIENT_PRIVILEGE_SQLSTATE:
+            raise DatabaseError(
+                f"{_describe(error, url)} (the database role lacks a privilege this command needs: "
+                "writes need the read-write role, see docs/security.md)"
+            ) from None
         raise
 
 

@@ -1,0 +1,77 @@
+"""The same sweep from several hosts at once (docs/scaling.md): separate
+``chatctl sweep run`` processes against one PostgreSQL database -- sharded,
+unsharded, and with the run lock bypassed -- change each eligible chat
+exactly once, with exactly one audit row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import uuid
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from chatctl.storage.engine import create_engine
+from chatctl.storage.models import Chat, Customer
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+T0 = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.timezone.utc)
+CHATS = 600
+
+
+@pytest.fixture
+def pg_url(pg_server, pg_template):
+    name = f"scale_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server + "/postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
+    yield f"{pg_server}/{name}"
+    with psycopg.connect(pg_server + "/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def seed_idle_chats(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.insert(Customer).values(id=1, display_name="C", address="+27820000001", created_at=T0))
+        connection.execute(sa.insert(Chat), [
+            {"id": i, "customer_id": 1, "channel": "webchat", "status": "live", "created_at": T0,
+             "last_customer_message_at": T0, "last_agent_message_at": T0, "last_activity_at": T0,
+             "flagged": False, "reassign_count": 0} for i in range(1, CHATS + 1)])
+    engine.dispose()
+
+
+def test_several_sweepers_change_each_chat_exactly_once(pg_url, tmp_path):
+    seed_idle_chats(pg_url)
+    as_of = (T0 + dt.timedelta(hours=3)).isoformat()
+    base = [sys.executable, "-m", "chatctl", "--database-url", pg_url, "-q", "sweep", "run", "inactivity",
+            "--as-of", as_of, "--batch-size", "25"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATCTL_") or k.startswith("CHATCTL_TEST_")}
+    hosts = [
+        (base + ["--shard", "1/2"], {}),
+        (base + ["--shard", "2/2"], {}),
+        (base, {"CHATCTL_SWEEP_NO_LOCK": "1"}),   # lock bypassed: only the claims keep them apart
+        (base, {"CHATCTL_SWEEP_NO_LOCK": "1"}),
+        (base + ["--skip-if-locked"], {}),
+    ]
+    processes = [subprocess.Popen(args, env={**env, **extra}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for args, extra in hosts]
+    outcomes = [(process.wait(timeout=300), process.stderr.read()) for process in processes]
+    for code, stderr in outcomes:
+        assert code == 0, stderr
+        assert "Traceback" not in stderr
+
+    engine = create_engine(pg_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM chats WHERE status = 'closed'")).scalar() == CHATS
+        per_chat = connection.execute(sa.text(
+            "SELECT entity_id, count(*) FROM audit_events WHERE entity_type = 'chat' GROUP BY entity_id")).all()
+        runs = connection.execute(sa.text("SELECT count(*) FROM sweep_runs")).scalar()
+    engine.dispose()
+    assert len(per_chat) == CHATS
+    assert {count for _, count in per_chat} == {1}      # none doubled, none lost
+    assert runs == len(hosts)
