@@ -248,6 +248,23 @@ def test_completes_output_formats_and_preference_keys():
     assert complete(["prefs", "set"], "inac") == ["inactivity_timeout", "inactivity_action"]
 
 
+def test_sweep_jobs_complete_in_run_order_without_repeats():
+    from chatctl.completion import complete_sweep_job
+    from chatctl.domain.sweeps import JOB_ORDER
+
+    context = generator.command_tree(app).context
+    assert complete_sweep_job(context, [], "") == list(JOB_ORDER)
+    assert complete_sweep_job(context, ["inactivity"], "") == [job for job in JOB_ORDER if job != "inactivity"]
+    assert complete_sweep_job(context, [], "a") == ["agent-timeout", "archive"]
+
+
+def test_sweep_run_offers_the_jobs():
+    from chatctl.domain.sweeps import JOB_ORDER
+
+    assert complete(["sweep", "run"], "") == list(JOB_ORDER), (
+        "wire autocompletion=chatctl.completion.complete_sweep_job into sweep run's JOB argument")
+
+
 # -- completion: agent handles from the database --------------------------------------
 @pytest.fixture
 def desk_with_agents(bare_cli, tmp_path):

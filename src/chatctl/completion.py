@@ -4,7 +4,7 @@ The completion scripts in ``completions/`` call ``chatctl`` with
 ``_CHATCTL_COMPLETE`` set on every <Tab>, so what is offered always matches
 the installed version.  Commands, options and fixed choices (output formats,
 tabs, jobs, preference keys) come from the command tree itself; agent handles
-come from here.
+and sweep jobs come from here.
 
 A completer runs while the user waits at a prompt, so it must be quick and
 must never print an error into their command line: it reads the database
@@ -96,3 +96,17 @@ def _postgres_agents(url: str, prefix: str) -> list[tuple[str, str, str, str]]:
     ) as connection:
         query = _AGENT_QUERY.format(true="true", marker="%s", limit=MAX_SUGGESTIONS)
         return [tuple(row) for row in connection.execute(query, (prefix,)).fetchall()]
+
+
+def complete_sweep_job(ctx: typer.Context, args: list[str], incomplete: str) -> list[str]:
+    """Sweep job names starting with ``incomplete``, in run order, leaving out those already given.
+
+    Use as ``typer.Argument(..., autocompletion=complete_sweep_job)`` on ``sweep run [JOB]...``.
+    """
+    try:
+        from chatctl.domain.sweeps import JOB_ORDER
+
+        given = set(ctx.params.get("jobs") or ()) | set(args)
+        return [job for job in JOB_ORDER if job.startswith(incomplete) and job not in given]
+    except Exception:  # noqa: BLE001 - a <Tab> must never show an error
+        return []
