@@ -298,9 +298,14 @@ class Job:
 def update_where(connection: Connection, table: str, alias: str, ids: Sequence[int], assignments: str,
                  predicate: str, params: Mapping[str, Any]) -> list[int]:
     """``UPDATE table AS alias SET assignments WHERE id IN ids AND predicate RETURNING id``."""
+    from chatctl.storage.engine import is_postgres
+
     if not ids:
         return []
-    sql = (f"UPDATE {table} AS {alias} SET {assignments} "
+    # SQLite would otherwise walk the status index the UPDATE is rewriting, instead of
+    # looking the ids up by rowid.
+    hint = "" if is_postgres(connection) else " NOT INDEXED"
+    sql = (f"UPDATE {table} AS {alias}{hint} SET {assignments} "
            f"WHERE {alias}.id IN :ids AND {predicate} RETURNING {returning_id(connection, alias)}")
     return [row[0] for row in connection.execute(bind(sql), {**params, "ids": list(ids)})]
 
@@ -353,7 +358,11 @@ def _iso_utc(column: str) -> str:
 
 def close_statement(job: Job, context: SweepContext, reason: str) -> tuple[str, dict[str, Any], str]:
     """One PostgreSQL statement per batch: claim (SKIP LOCKED), close with the predicate re-checked on the
-    locked row, R9 purge, and the audit rows with the purge counts in their reason."""
+    locked row, R9 purge, and the audit rows with the purge counts in their reason.
+
+    The purge matches ``= ANY(ARRAY(SELECT id FROM changed))``: the planner cannot size a CTE and
+    would hash-join a whole table per batch; an array of ids is looked up through the chat_id indexes.
+    """
     predicate = job.predicate()
     sql = f"""
 WITH claimed AS (
@@ -366,12 +375,13 @@ WITH claimed AS (
     FROM claimed WHERE c.id = claimed.id AND {predicate}
     RETURNING c.id, claimed.status AS old_status, claimed.pending_since AS old_pending_since
 ), read_notes AS (
-    UPDATE notifications n SET read_at = :as_of FROM changed
-    WHERE n.chat_id = changed.id AND n.read_at IS NULL AND n.kind = 'tagged' RETURNING n.chat_id
+    UPDATE notifications n SET read_at = :as_of
+    WHERE n.chat_id = ANY(ARRAY(SELECT id FROM changed)) AND n.read_at IS NULL AND n.kind = 'tagged'
+    RETURNING n.chat_id
 ), gone_tags AS (
-    DELETE FROM comment_mentions m USING changed WHERE m.chat_id = changed.id RETURNING m.chat_id
+    DELETE FROM comment_mentions m WHERE m.chat_id = ANY(ARRAY(SELECT id FROM changed)) RETURNING m.chat_id
 ), gone_comments AS (
-    DELETE FROM comments x USING changed WHERE x.chat_id = changed.id RETURNING x.chat_id
+    DELETE FROM comments x WHERE x.chat_id = ANY(ARRAY(SELECT id FROM changed)) RETURNING x.chat_id
 ), purged AS (
     SELECT chat_id, sum(comments) AS comments, sum(tags) AS tags, sum(notes) AS notes FROM (
         SELECT chat_id, 1 AS comments, 0 AS tags, 0 AS notes FROM gone_comments
@@ -539,7 +549,10 @@ WITH claimed AS (
     SELECT t.id FROM tickets t WHERE {predicate} AND t.id > :last_id{self.shard_sql(context)}
     ORDER BY t.id LIMIT :size FOR UPDATE SKIP LOCKED
 ), changed AS (
-    UPDATE tickets t SET archived_at = :as_of FROM claimed WHERE t.id = claimed.id AND {predicate} RETURNING t.id
+    UPDATE tickets t SET archived_at = :as_of
+    -- = ANY(ARRAY(...)): each claimed ticket by primary key.  A join with the CTE let the planner
+    -- hash-join a scan of every due ticket, once per batch, while a backlog is being archived.
+    WHERE t.id = ANY(ARRAY(SELECT id FROM claimed)) AND {predicate} RETURNING t.id
 ), audit AS (
     INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
     SELECT :as_of, :actor, :action, 'ticket', changed.id::text, CAST(:before AS jsonb), CAST(:after AS jsonb),
