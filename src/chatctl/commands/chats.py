@@ -21,6 +21,7 @@ from chatctl.commands.common import (
     run_mutation,
     spool_ids,
 )
+from chatctl.completion import complete_agent_handle
 
 app = typer.Typer(
     help="The five views (live, pending, tagged, closed, tickets), filters, one chat in full, "
@@ -45,7 +46,8 @@ class Sort(str, Enum):
 
 
 ChatIdArg = Annotated[int, typer.Argument(help="The chat id.", min=1, show_default=False)]
-AsOpt = Annotated[str, typer.Option("--as", help="The agent handle acting in the chat.", show_default=False)]
+AsOpt = Annotated[str, typer.Option("--as", help="The agent handle acting in the chat.", show_default=False,
+                                    autocompletion=complete_agent_handle)]
 # Chats per transaction; 2,000 measured best for a 100,000-chat close (docs/benchmarks.md).
 BATCH_SIZE = 2000
 
@@ -294,7 +296,8 @@ def close(ctx: typer.Context, ids: IdsArg,
 def reopen(ctx: typer.Context, ids: IdsArg,
            agent: Annotated[Optional[str], typer.Option("--agent", help="Assign to this agent (default: the acting "
                                                         "agent; required when acting as ops).",
-                                                        show_default=False)] = None,
+                                                        show_default=False,
+                                                        autocompletion=complete_agent_handle)] = None,
            dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
     """Reopen closed chats: live again, assigned to the agent; the inactivity clock restarts (R10).
 
@@ -323,7 +326,8 @@ def convert(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output:
 
 @app.command("assign")
 def assign(ctx: typer.Context, ids: IdsArg,
-           agent: Annotated[str, typer.Option("--agent", help="The agent to assign.", show_default=False)],
+           agent: Annotated[str, typer.Option("--agent", help="The agent to assign.", show_default=False,
+                                              autocompletion=complete_agent_handle)],
            dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
     """Assign live or pending chats to an agent.
 

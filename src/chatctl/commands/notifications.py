@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from chatctl.commands.common import AllOpt, DryRunOpt, LimitOpt, OutputOpt, desk, fmt, run_mutation
+from chatctl.completion import complete_agent_handle
 
 app = typer.Typer(
     help="Each agent's bell: one notification per @-tag in a comment.\n\nExample:\n\n"
@@ -15,7 +16,8 @@ app = typer.Typer(
 )
 
 AgentRequired = Annotated[Optional[str], typer.Option(
-    "--agent", help="Whose bell (default: the acting agent).", show_default=False)]
+    "--agent", help="Whose bell (default: the acting agent).", show_default=False,
+    autocompletion=complete_agent_handle)]
 COLUMNS = ["id", "kind", "chat_id", "comment_id", "created_at", "read_at"]
 
 
