@@ -231,13 +231,37 @@ class Reverter:
 
         results: list[ItemResult] = []
         audit_rows: list[dict[str, Any]] = []
+        self._pending: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
+        self._pending_keys: set[tuple[str, str]] = set()
         for event in ordered_events:
             result, audit_row = self._revert_one(connection, event, current, later.get(event.id))
             results.append(result)
             if audit_row is not None:
                 audit_rows.append(audit_row)
+        self._flush(connection)
         audit.record(connection, audit_rows)
         return results
+
+    # -- writing ---------------------------------------------------------------------------
+    def _queue(self, connection: Connection, entity_type: str, key: Any, restored: dict[str, Any]) -> None:
+        """Collect row updates by shape, so a batch costs one executemany per shape, not one round trip per row."""
+        if (entity_type, str(key)) in self._pending_keys:
+            self._flush(connection)  # the same row twice in one batch: keep the order of the writes
+        self._pending.setdefault((entity_type, tuple(restored)), []).append(
+            {"k_key": key, **{f"v_{name}": value for name, value in restored.items()}})
+        self._pending_keys.add((entity_type, str(key)))
+
+    def _flush(self, connection: Connection) -> None:
+        from sqlalchemy import bindparam
+
+        for (entity_type, columns), rows in self._pending.items():
+            table = self.tables[entity_type]
+            key_column = _key_column(entity_type, table)
+            statement = (table.update().where(key_column == bindparam("k_key", type_=key_column.type))
+                         .values({name: bindparam(f"v_{name}", type_=table.c[name].type) for name in columns}))
+            connection.execute(statement, rows)
+        self._pending = {}
+        self._pending_keys = set()
 
     # -- reading, locking ------------------------------------------------------------------
     def _lock_entities(self, connection: Connection, events) -> dict[tuple[str, str], dict[str, Any]]:
@@ -321,7 +345,7 @@ class Reverter:
             return outcome("refused", f"conflict: {mismatch} changed outside the audit trail")
 
         key_column = _key_column(event.entity_type, table)
-        connection.execute(table.update().where(key_column == row[key_column.name]).values(**restored))
+        self._queue(connection, event.entity_type, row[key_column.name], restored)
         previous = {key: row[key] for key in restorable}
         row.update(restored)
         reason = f"restored {', '.join(restorable)}"
