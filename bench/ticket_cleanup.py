@@ -142,6 +142,14 @@ def build(admin_url: str, url: str, tickets: int) -> None:
 def fresh_copy(admin_url: str, name: str) -> None:
     import psycopg
 
+    from chatctl.storage import schema
+    from chatctl.storage.engine import create_engine
+
+    # The base follows the schema to head first, so a copy always matches the
+    # chatctl the child process imports.
+    engine = create_engine(admin_url.rsplit("/", 1)[0] + "/bench_base")
+    schema.upgrade(engine)
+    engine.dispose()
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.execute(f"CREATE DATABASE {name} TEMPLATE bench_base STRATEGY FILE_COPY")

@@ -435,3 +435,28 @@ def test_close_where_ctrl_c_keeps_finished_batches_with_audit(cli, engine, monke
 def test_mutations_need_ids(cli, command):
     extra = ["--agent", "x"] if command == "assign" else []
     assert cli("tickets", command, *extra).exit_code == 2
+
+
+def test_close_where_at_a_terminal_asks_with_the_count(cli, engine, monkeypatch):
+    import typer
+
+    add_tickets(engine, {"age": days(40)}, {"age": days(50)}, {"age": days(2)})
+    asked = []
+
+    def answer(reply):
+        def confirm(question, **kwargs):
+            asked.append(question)
+            return reply
+        return confirm
+
+    monkeypatch.setattr(typer, "confirm", answer(False))
+    declined = cli("tickets", "close", "--where", "age>30d", tty=True)
+    assert declined.exit_code == 2 and "nothing changed" in declined.stderr
+    assert asked == ["close the 2 open tickets matching age>30d"]
+    assert {row["status"] for row in tickets(engine).values()} == {"open"}
+
+    monkeypatch.setattr(typer, "confirm", answer(True))
+    confirmed = cli("tickets", "close", "--where", "age>30d", "-o", "json", tty=True)
+    assert confirmed.exit_code == 0, confirmed
+    assert confirmed.json()["summary"]["changed"] == 2
+    assert sorted(row["status"] for row in tickets(engine).values()) == ["closed", "closed", "open"]

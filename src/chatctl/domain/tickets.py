@@ -2,14 +2,14 @@
 set-based bulk actions close, reopen, archive, unarchive and assign.
 
 Every action works on a batch of ids in the caller's transaction with a
-constant number of statements, whatever the batch size:
-
-1. lock the batch's rows (``SELECT ... FOR UPDATE`` on PostgreSQL, ordered by
-   id so two bulk commands never deadlock; SQLite's ``BEGIN IMMEDIATE`` already
-   serialises writers) and read the columns the audit needs;
-2. one ``UPDATE ... RETURNING`` over the eligible ids that re-checks the
-   eligibility in its own ``WHERE``;
-3. one audit ``INSERT`` (R15) for exactly the rows the update returned.
+constant number of statements, whatever the batch size.  On PostgreSQL that
+is one statement: a CTE locks the batch's rows (``FOR UPDATE``, in id order
+so two bulk commands never deadlock) and reads the values the audit records,
+an ``UPDATE ... RETURNING`` re-checks the eligibility (and the filter) in its
+own ``WHERE``, and an ``INSERT ... SELECT`` writes one audit event per changed
+row (R15).  On SQLite, whose ``BEGIN IMMEDIATE`` already serialises writers,
+it is a read, the same ``UPDATE`` and one audit ``INSERT``.  Only the ids left
+unchanged are read again, to say why (already closed, archived, ...).
 
 Rules applied here:
 
@@ -188,10 +188,11 @@ def show_ticket(connection: Connection, ticket_id: int) -> dict[str, Any]:
 class Action:
     """One ticket action over a batch.
 
-    ``classify(row)`` returns ``None`` when the locked row is eligible, else an
-    ``ItemResult``-ready ``(result, reason)``; ``eligible`` is the same test in
-    SQL, re-checked inside the UPDATE; ``values`` are the new column values and
-    ``columns`` the ones whose old values the audit event records.
+    ``eligible()`` is the SQL condition a ticket must meet to change (checked
+    inside the UPDATE); ``classify(row)`` says in words why a ticket that did
+    not change was left alone, as ``(result, reason)``, or ``None`` when it
+    looks eligible.  ``values`` are the new column values and ``columns`` the
+    ones whose old values the audit event records.
     """
 
     name: str
@@ -372,9 +373,9 @@ def _json_value(column, name: str):
     """A column's old value as the audit snapshot writes it (timestamps: Python's ISO 8601 in UTC)."""
     from sqlalchemy import Text, case, cast, func, literal
 
-    from chatctl.storage.models import Ticket
+    from chatctl.storage.models import Ticket, UTCDateTime
 
-    if not isinstance(Ticket.__table__.c[name].type, type(Ticket.__table__.c.created_at.type)):
+    if not isinstance(Ticket.__table__.c[name].type, UTCDateTime):
         return column
     utc = func.timezone(cast(literal("UTC"), Text), column)
     seconds = func.to_char(utc, cast(literal('YYYY-MM-DD"T"HH24:MI:SS'), Text))
