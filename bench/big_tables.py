@@ -127,8 +127,9 @@ def main() -> None:
         if options.url is None:
             started = time.perf_counter()
             assert run(["--database-url", url, "db", "init"]) == 0
-            assert run(["--database-url", url, "-q", "demo", "load", "--chats", str(options.chats),
-                        "--now", NOW, "-o", "json"]) == 0
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert run(["--database-url", url, "-q", "demo", "load", "--chats", str(options.chats),
+                            "--now", NOW]) == 0
             print(f"loaded {options.chats:,} chats in {time.perf_counter() - started:.0f}s", file=sys.stderr)
         with psycopg.connect(url, autocommit=True) as pg:
             pg.execute("VACUUM ANALYZE")

@@ -410,6 +410,7 @@ def test_huge_id_stream_streams_with_flat_memory(sqlite_desk):
         assert code == 1 and not TRACEBACK.search(stderr), stderr  # every id is not found: exit 1
         assert peak > 0
     code, peak, fed, stderr = big
+    print(f"ids: {fed:,} bytes -> peak {peak:,} KiB (300,000 ids: {small[2]:,} bytes -> {small[1]:,} KiB)")
     assert fed > 23_000_000
     assert peak < 120 * 1024, f"peak RSS {peak} KiB for {fed} bytes of ids"
     assert peak < small[1] + 30 * 1024, f"memory grew with the input: {small[1]} KiB -> {peak} KiB"
@@ -438,6 +439,7 @@ def test_million_line_event_file_streams_with_flat_memory(sqlite_desk):
     small = feed(args, events(20_000, 10_000_000))
     big = feed(args, events(300_000, 20_000_000))
     code, peak, fed, stderr = big
+    print(f"events: {fed:,} bytes -> peak {peak:,} KiB (20,000 lines: {small[2]:,} bytes -> {small[1]:,} KiB)")
     assert code == 1, stderr  # the presence lines name an unknown agent: reported and skipped
     assert not TRACEBACK.search(stderr), stderr[-2000:]
     assert all(BAD_LINE.match(line) for line in stderr.splitlines()), stderr[-2000:]
