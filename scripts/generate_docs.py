@@ -63,6 +63,11 @@ ENVIRONMENT = {
     "CHATCTL_TZ": "Time zone to show times in, like --tz.",
     **{f"CHATCTL_{key.upper()}": f"PostgreSQL {key} for chatctl's sessions (e.g. 30s); overrides the "
        "config profile's value." for key in chatctl_config.SESSION_KEYS},
+    "CHATCTL_SWEEP_LEASE_SECONDS": "How long a sweep's lease (the lock on SQLite and other engines without "
+    "advisory locks) lasts without renewal, in seconds (default 300): the longest a crashed run can hold "
+    "up the next one.",
+    "CHATCTL_SWEEP_NO_LOCK": "When 1, sweep run takes no lock, like --no-lock (for tests; correctness never "
+    "depends on the lock).",
     "NO_COLOR": "When set to any non-empty value, no colour or other escape codes are written (like --no-color).",
     "TERM": "When \"dumb\", no colour is written.",
     "PGPASSFILE": "libpq's password file (default ~/.pgpass): a database URL needs no password in it.",

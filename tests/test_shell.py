@@ -199,6 +199,17 @@ def test_man_renders_the_main_page(man_dir):
         assert f"\n       {code} " in text
 
 
+def test_every_environment_variable_chatctl_reads_is_documented(man_dir):
+    import re
+
+    named = set()
+    for source in (ROOT / "src" / "chatctl").rglob("*.py"):
+        named |= set(re.findall(r"\b_?CHATCTL_[A-Z][A-Z_]*[A-Z]\b", source.read_text()))
+    page = (man_dir / "chatctl.1").read_text()
+    assert sorted(name for name in named if f"\\fB{name}\\fR" not in page) == [], (
+        "add them to ENVIRONMENT in scripts/generate_docs.py")
+
+
 def test_group_page_documents_each_command_with_its_options_and_examples(man_dir):
     text = (man_dir / "chatctl-agents.1").read_text()
     assert '.SS "agents add"' in text
