@@ -112,6 +112,19 @@ def test_every_group_has_a_man_page_and_a_completion_for_each_shell():
                            "sweep", "audit"}
 
 
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_are_what_chatctl_show_completion_prints(shell):
+    """The committed scripts are Typer's own, as `chatctl --show-completion SHELL` prints them."""
+    result = subprocess.run([sys.executable, "-m", "chatctl", "--show-completion", shell], capture_output=True,
+                            text=True, env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
+    assert result.returncode == 0, result.stderr
+    committed = (ROOT / generator.COMPLETION_FILES[shell]).read_text()
+    shown = result.stdout.strip()
+    if shell == "zsh":  # ours also completes when autoloaded from $fpath
+        shown = shown.replace(generator._ZSH_REGISTER, generator._ZSH_EITHER)
+    assert [line for line in committed.splitlines() if not line.startswith("# Generated")] == shown.splitlines()
+
+
 # -- help text and examples -----------------------------------------------------------
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_command_and_option_of_the_group_has_help(group):
