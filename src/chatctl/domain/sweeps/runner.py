@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from chatctl.domain.sweeps.jobs import Job, SweepContext
 
-DEFAULT_BATCH_SIZE = 2000
+DEFAULT_BATCH_SIZE = 1000
 
 
 @dataclass
