@@ -227,3 +227,9 @@ def test_db_check_finds_violations(cli, engine):
     assert result.exit_code == 1
     broken = [row for row in result.json() if row["violations"]]
     assert broken[0]["examples"] == [1] and "R9" in broken[0]["check"]
+
+
+def test_db_status_names_the_environment_as_the_source(tmp_path, bare_cli, monkeypatch):
+    monkeypatch.setenv("CHATCTL_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    assert bare_cli(["db", "init"]).exit_code == 0
+    assert bare_cli(["db", "status", "-o", "json"]).json()["source"] == "CHATCTL_DATABASE_URL"

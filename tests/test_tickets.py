@@ -424,7 +424,7 @@ def test_close_where_ctrl_c_keeps_finished_batches_with_audit(cli, engine, monke
     monkeypatch.setattr(domain, "apply_action", interrupted_on_second_batch)
     result = cli("tickets", "close", "--where", "age>30d", "--yes", "--batch-size", "2", "-o", "jsonl")
     assert result.exit_code == 130, result
-    assert "2 changed" in result.stderr
+    assert "2 changed" in result.stderr and "(interrupted)" in result.stderr
     rows = tickets(engine)
     assert [i for i in created if rows[i]["status"] == "closed"] == created[:2]
     assert sorted(int(e.entity_id) for e in audit_rows(engine)) == created[:2]

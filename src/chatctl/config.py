@@ -134,7 +134,7 @@ def resolve(
         if not isinstance(chosen, dict):
             raise ConfigError(f"config file {config_path}: profile '{profile_name}' must be a table")
 
-    if database_url:
+    if database_url and database_url != env.get("CHATCTL_DATABASE_URL"):
         url, source = database_url, "--database-url"
     elif env.get("CHATCTL_DATABASE_URL"):
         url, source = env["CHATCTL_DATABASE_URL"], "CHATCTL_DATABASE_URL"

@@ -226,6 +226,7 @@ class MutationPrinter:
         self.summary = Summary()
         self._table: list[ItemResult] = []
         self._started = False
+        self.interrupted = False
 
     def __enter__(self) -> MutationPrinter:
         out = self.env.stdout
@@ -270,7 +271,7 @@ class MutationPrinter:
             render_rows(self.env, (item.as_json() for item in self._table), ["id", "result", "reason"], self.fmt)
         out.flush()
         prefix = "dry run, nothing changed: " if self.dry_run else ""
-        interrupted = " (interrupted)" if exc_info[0] is KeyboardInterrupt else ""
+        interrupted = " (interrupted)" if self.interrupted or exc_info[0] is KeyboardInterrupt else ""
         self.env.note(f"{prefix}{self.what}: {self.summary.line()}{interrupted} (operation {self.operation})")
 
 

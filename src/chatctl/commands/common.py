@@ -133,7 +133,7 @@ def run_mutation(
         try:
             run_batches(engine, spool.batches(batch_size), apply, report, dry_run=dry_run)
         except KeyboardInterrupt:
-            interrupted = True
+            interrupted = printer.interrupted = True
     spool.close()
     if interrupted:
         raise typer.Exit(ExitCode.INTERRUPTED)
