@@ -97,6 +97,8 @@ def test_prefs_defaults_set_get_unset(cli):
     ("key", "value", "fragment"),
     [
         ("inactivity_timeout", "soon", "90s, 30m"),
+        ("inactivity_timeout", "0s", "longer than 0s"),
+        ("pending_timeout", "PT0S", "longer than 0s"),
         ("inactivity_action", "explode", "close, ticket"),
         ("agent_max_chats", "-1", ">= 0"),
         ("timezone", "Mars/Base", "IANA"),

@@ -38,6 +38,14 @@ def _integer(text: str) -> int:
     return value
 
 
+def _timeout(text: str):
+    """A duration above zero: a zero timeout would let the next sweep act on every chat at once."""
+    value = timeparse.parse_duration(text)
+    if not value:
+        raise UsageError(f"bad value {text!r}: a timeout must be longer than 0s (e.g. 30m)")
+    return value
+
+
 @dataclass(frozen=True)
 class PreferenceSpec:
     key: str
@@ -51,21 +59,21 @@ class PreferenceSpec:
 PREFERENCES: dict[str, PreferenceSpec] = {
     spec.key: spec
     for spec in (
-        PreferenceSpec("inactivity_timeout", "duration", "30m", timeparse.parse_duration, timeparse.format_duration,
+        PreferenceSpec("inactivity_timeout", "duration > 0", "30m", _timeout, timeparse.format_duration,
                        "close (or ticket) a live chat idle this long (R4)"),
         PreferenceSpec("inactivity_action", "close|ticket", "close", _choice("close", "ticket"), str,
                        "what the inactivity sweep does (R4)"),
-        PreferenceSpec("agent_chat_timeout", "duration", "5m", timeparse.parse_duration, timeparse.format_duration,
+        PreferenceSpec("agent_chat_timeout", "duration > 0", "5m", _timeout, timeparse.format_duration,
                        "reassign a customer left unanswered this long (R5)"),
         PreferenceSpec("agent_max_chats", "integer >= 0", "0", _integer, str,
                        "most live chats per agent when (re)assigning; 0 = no limit (R5)"),
         PreferenceSpec("agent_max_reassignments", "integer >= 0", "3", _integer, str,
                        "reassignments before a chat becomes a ticket (R5)"),
-        PreferenceSpec("pending_timeout", "duration", "24h", timeparse.parse_duration, timeparse.format_duration,
+        PreferenceSpec("pending_timeout", "duration > 0", "24h", _timeout, timeparse.format_duration,
                        "close a pending chat after this long (R6)"),
         PreferenceSpec("closed_reply_window", "duration", "24h", timeparse.parse_duration, timeparse.format_duration,
                        "free-text replies allowed this long after closing (R11)"),
-        PreferenceSpec("ticket_archive_after", "duration", "90d", timeparse.parse_duration, timeparse.format_duration,
+        PreferenceSpec("ticket_archive_after", "duration > 0", "90d", _timeout, timeparse.format_duration,
                        "archive tickets this long after creation (R13)"),
         PreferenceSpec("timezone", "IANA zone", "UTC", timeparse.parse_zone, str,
                        "the desk's time zone: business hours, holidays, display"),
