@@ -357,3 +357,28 @@ def test_ingest_streams_and_commits_chunk_by_chunk(desk, engine):
     summary = ingest_events(engine, stream(), actor="ops:tester", operation_id="OP",
                             report_bad_line=lambda *_: None, chunk_lines=3)
     assert seen_in_database == [3] and summary.chats_created == 7
+
+
+def test_a_customer_created_meanwhile_by_another_ingest_is_reused(desk, engine):
+    """Two ingests meeting a new customer at once: the second waits, then reuses the row."""
+    import threading
+
+    other = engine.connect()
+    transaction = other.begin()
+    other.execute(Customer.__table__.insert().values(
+        display_name="Racer", address="+27820009999", created_at=at("2026-11-30T09:00:00Z")))
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=desk(
+        "events", "ingest", "-", input=lines(started(chat=901, customer="+27820009999")))))
+    worker.start()
+    worker.join(timeout=1.0)
+    assert worker.is_alive(), "the ingest should wait for the other transaction's customer row"
+    transaction.commit()
+    other.close()
+    worker.join(timeout=30)
+    assert outcome["result"].exit_code == 0, outcome["result"]
+    with engine.connect() as connection:
+        customers = connection.execute(
+            select(Customer.id).where(Customer.address == "+27820009999")).scalars().all()
+        chat_customer = connection.execute(select(Chat.customer_id).where(Chat.id == 901)).scalar_one()
+    assert customers == [chat_customer]

@@ -505,11 +505,20 @@ class _Chunk:
 
         connection = self.connection
         if self.new_customers:
+            # Another ingest may create the same customer at the same moment:
+            # insert what is missing, then read every id back.
+            from sqlalchemy import select
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
             rows = [{"address": address, "display_name": name[:200], "created_at": at}
                     for address, (name, at) in self.new_customers.items()]
-            result = connection.execute(
-                insert(Customer).returning(Customer.address, Customer.id, sort_by_parameter_order=True), rows)
-            self.customers.update(result.all())
+            connection.execute(dialect_insert(Customer).on_conflict_do_nothing(index_elements=["address"]), rows)
+            addresses = list(self.new_customers)
+            for start in range(0, len(addresses), 1000):
+                self.customers.update(connection.execute(
+                    select(Customer.address, Customer.id)
+                    .where(Customer.address.in_(addresses[start:start + 1000]))).all())
         if self.new_chats:
             rows = [(chat.id, self.customers[chat.customer], chat.channel, chat.status, chat.agent_id,
                      chat.assigned_at, 0, False, chat.created_at, chat.last_customer_message_at,
