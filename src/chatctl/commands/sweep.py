@@ -35,9 +35,10 @@ def run(
     jobs: JobsArg = None,
     dry_run: DryRunOpt = False,
     as_of: AsOfOpt = None,
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, max=100_000,
-        help="Rows per transaction (the default is chosen by benchmark: docs/benchmarks.md).")] = 1000,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, max=100_000, show_default=False,
+        help="Rows per transaction (default 1000 on PostgreSQL, 5000 on SQLite, chosen by benchmark: "
+        "docs/benchmarks.md).")] = None,
     max_changes: Annotated[Optional[int], typer.Option(
         "--max-changes", min=0, show_default=False,
         help="Safety breaker: if any one job would change more than N rows, change nothing and exit 5.")] = None,
