@@ -76,14 +76,37 @@ def event(
     }
 
 
+_FROM_JSON = """
+INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
+SELECT e.at, e.actor, e.action, e.entity_type, e.entity_id, e.before, e.after, e.operation_id, e.reason
+  FROM jsonb_to_recordset(CAST(:events AS jsonb))
+    AS e(at timestamptz, actor text, action text, entity_type text, entity_id text, before jsonb, after jsonb,
+         operation_id text, reason text)
+"""
+
+
 def record(connection: Connection, events: Iterable[dict[str, Any]]) -> int:
-    """Insert audit events (one executemany: SQLAlchemy batches it into multi-row VALUES)."""
-    from sqlalchemy import insert
+    """Insert a batch's audit events in one statement; returns how many.
+
+    On PostgreSQL the batch travels as one JSON document unpacked by
+    ``jsonb_to_recordset``: a plain executemany is one INSERT per row, and a
+    multi-row VALUES list with thousands of placeholders costs more to build
+    and parse on the client than to run (docs/benchmarks.md, bulk chat close).
+    SQLite has no round trip to save: executemany.
+    """
+    import json
+
+    from sqlalchemy import insert, text
 
     from chatctl.storage.models import AuditEvent
 
     rows = list(events)
-    if rows:
+    if not rows:
+        return 0
+    if connection.dialect.name == "postgresql":
+        document = json.dumps([{**row, "at": jsonable(row["at"])} for row in rows])
+        connection.execute(text(_FROM_JSON), {"events": document})
+    else:
         connection.execute(insert(AuditEvent), rows)
     return len(rows)
 

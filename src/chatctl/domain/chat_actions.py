@@ -124,36 +124,6 @@ def _audit_rows(acting: Acting, action: str, before: Mapping[int, Any], values: 
     return rows
 
 
-_AUDIT_FROM_JSON = """
-INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
-SELECT e.at, e.actor, e.action, e.entity_type, e.entity_id, e.before, e.after, e.operation_id, e.reason
-  FROM jsonb_to_recordset(CAST(:events AS jsonb))
-    AS e(at timestamptz, actor text, action text, entity_type text, entity_id text, before jsonb, after jsonb,
-         operation_id text, reason text)
-"""
-
-
-def record(connection: Connection, events: list[dict[str, Any]]) -> None:
-    """Insert a batch's audit events in one statement.
-
-    On PostgreSQL the batch travels as one JSON document unpacked by
-    ``jsonb_to_recordset``: a plain executemany is one INSERT per row, and a
-    multi-row VALUES list with thousands of placeholders (or arrays of JSON
-    text) costs more to build and parse on the client than to run.
-    """
-    import json
-
-    from sqlalchemy import text
-
-    if not events:
-        return
-    if connection.dialect.name != "postgresql":
-        audit.record(connection, events)
-        return
-    document = json.dumps([{**item, "at": audit.jsonable(item["at"])} for item in events])
-    connection.execute(text(_AUDIT_FROM_JSON), {"events": document})
-
-
 def purge(connection: Connection, chat_ids: Sequence[int], *, at: dt.datetime) -> dict[int, dict[str, int]]:
     """R9 for the chats of a batch that have anything to purge.
 
@@ -228,7 +198,7 @@ def flag(acting: Acting, note: str | None) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "changed", None)
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.flagged.is_(False), Chat.status.in_(OPEN))
-        record(connection, _audit_rows(acting, "chats.flag", rows, values, changed, reason=note))
+        audit.record(connection, _audit_rows(acting, "chats.flag", rows, values, changed, reason=note))
         return _results(ids, decided, changed)
 
     return apply
@@ -245,7 +215,7 @@ def unflag(acting: Acting) -> Apply:
                    else ItemResult(chat_id, "skipped", "not flagged") for chat_id, row in rows.items()}
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.flagged.is_(True))
-        record(connection, _audit_rows(acting, "chats.unflag", rows, values, changed))
+        audit.record(connection, _audit_rows(acting, "chats.unflag", rows, values, changed))
         return _results(ids, decided, changed)
 
     return apply
@@ -270,7 +240,7 @@ def pending(acting: Acting) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "changed")
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.status == "live")
-        record(connection, _audit_rows(acting, "chats.pending", rows, values, changed))
+        audit.record(connection, _audit_rows(acting, "chats.pending", rows, values, changed))
         return _results(ids, decided, changed)
 
     return apply
@@ -305,7 +275,7 @@ def close(acting: Acting, reason: str | None, *, include_flagged: bool = False) 
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, *guard)
         purged = purge(connection, sorted(changed), at=acting.now)
-        record(connection, _audit_rows(acting, "chats.close", rows, values, changed, extra=purged))
+        audit.record(connection, _audit_rows(acting, "chats.close", rows, values, changed, extra=purged))
         return _results(ids, decided, changed)
 
     return apply
@@ -333,7 +303,7 @@ def reopen(acting: Acting, agent: Person) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "skipped", f"already {row.status}")
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.status == "closed")
-        record(connection, _audit_rows(acting, "chats.reopen", rows, values, changed,
+        audit.record(connection, _audit_rows(acting, "chats.reopen", rows, values, changed,
                                              reason=f"reopened for {agent.handle}"))
         return _results(ids, decided, changed)
 
@@ -386,7 +356,7 @@ def convert(acting: Acting) -> Apply:
                                after={"chat_id": chat_id, "status": "open", "reason": "manual",
                                       "agent_id": rows[chat_id].agent_id, "created_at": acting.now})
                    for chat_id, ticket_id in created.items()]
-        record(connection, events)
+        audit.record(connection, events)
         for chat_id in changed:
             decided[chat_id] = ItemResult(chat_id, "changed", f"ticket {created[chat_id]}")
         return _results(ids, decided, changed)
@@ -413,7 +383,7 @@ def assign(acting: Acting, agent: Person) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "changed")
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.status.in_(OPEN))
-        record(connection, _audit_rows(acting, "chats.assign", rows, values, changed,
+        audit.record(connection, _audit_rows(acting, "chats.assign", rows, values, changed,
                                              reason=f"assigned to {agent.handle}"))
         return _results(ids, decided, changed)
 
@@ -437,7 +407,7 @@ def seen(acting: Acting, person: Person) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "changed")
         todo = [i for i, r in decided.items() if r.result == "changed"]
         changed = _update(connection, todo, values, Chat.agent_id == person.id)
-        record(connection, _audit_rows(acting, "chats.seen", rows, values, changed,
+        audit.record(connection, _audit_rows(acting, "chats.seen", rows, values, changed,
                                              reason=f"seen by {person.handle}"))
         return _results(ids, decided, changed)
 
@@ -494,7 +464,7 @@ def reply(acting: Acting, person: Person, *, text: str | None, template: str | N
                  "body": text if text is not None else "", "created_at": acting.now}
                 for chat_id in sorted(changed)])
         what = "text message" if text is not None else f"template {template}"
-        record(connection, _audit_rows(acting, "chats.reply", rows, values, changed,
+        audit.record(connection, _audit_rows(acting, "chats.reply", rows, values, changed,
                                              reason=f"{what} sent by {person.handle}"))
         return _results(ids, decided, changed)
 
@@ -584,7 +554,7 @@ def comment(acting: Acting, author: Person, mentions: Sequence[Person], text: st
         events = []
         for chat_id in sorted(changed):
             events += _audit_rows(acting, "chats.comment", rows, values, [chat_id], reason=reasons[chat_id])
-        record(connection, events)
+        audit.record(connection, events)
         return _results(ids, decided, changed)
 
     return apply
