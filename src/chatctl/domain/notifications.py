@@ -79,7 +79,7 @@ def mark_read(acting: Acting, person: Person) -> Apply:
     """Mark notifications of ``person`` read, one UPDATE and one audit INSERT per batch."""
     from sqlalchemy import select, update
 
-    from chatctl.domain.chat_actions import ids_match, record
+    from chatctl.domain.chat_actions import ids_match
     from chatctl.storage.models import Notification
 
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
@@ -101,7 +101,7 @@ def mark_read(acting: Acting, person: Person) -> Apply:
                 update(Notification).where(ids_match(connection, Notification.id, todo),
                                            Notification.read_at.is_(None))
                 .values(read_at=acting.now).returning(Notification.id)).scalars())
-        record(connection, [
+        audit.record(connection, [
             audit.event(at=acting.now, actor=acting.actor.name, action="notifications.read",
                         entity_type="notification", entity_id=item, operation_id=acting.operation_id,
                         before={"read_at": None}, after={"read_at": acting.now})
