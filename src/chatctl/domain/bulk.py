@@ -136,8 +136,3 @@ def run_batches(
             else:
                 transaction.commit()
         on_results(results)
-
-
-def ordered(ids: list[int], found: dict[int, ItemResult]) -> list[ItemResult]:
-    """Results in input order, ``not_found`` for ids with no row."""
-    return [found.get(item, ItemResult(item, "not_found", "no such id")) for item in ids]

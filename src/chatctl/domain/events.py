@@ -498,7 +498,7 @@ class _Chunk:
         ``UPDATE ... FROM unnest(...)`` for changed chats; SQLite gets
         executemany (its per-row cost is a function call, not a round trip).
         """
-        from sqlalchemy import bindparam, insert, update
+        from sqlalchemy import bindparam, update
 
         from chatctl.domain.lifecycle import create_tickets_each
         from chatctl.storage.models import Agent, Chat, Customer, Message

@@ -13,7 +13,7 @@ from chatctl.config import redact
 from chatctl.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Engine
 
 # Ops safety on PostgreSQL: a forgotten terminal must not hold locks for hours,
 # and one runaway statement must not run forever.  Override in the profile or
@@ -158,10 +158,3 @@ def _describe(error, url: str) -> str:
                     f"the statement ran too long; its transaction was rolled back; retry, or raise "
                     f"{setting} in the profile or CHATCTL_{setting.upper()})")
     return f"cannot use database {display_url(url)}: {first}"
-
-
-@contextlib.contextmanager
-def begin(engine: Engine) -> Iterator[Connection]:
-    """One transaction; on SQLite it is ``BEGIN IMMEDIATE`` (see ``_setup_sqlite``)."""
-    with engine.begin() as connection:
-        yield connection

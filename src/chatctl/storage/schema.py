@@ -69,13 +69,6 @@ def downgrade(engine: Engine, revision: str) -> tuple[str | None, str | None]:
     return before, after
 
 
-def history() -> list[dict]:
-    return [
-        {"revision": script.revision, "down_revision": script.down_revision, "message": script.doc}
-        for script in reversed(list(script_directory().walk_revisions()))
-    ]
-
-
 def require_head(connection: Connection) -> None:
     """Refuse a database whose schema is missing or not at head (exit 3)."""
     current = current_revision(connection)
