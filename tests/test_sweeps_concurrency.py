@@ -153,15 +153,24 @@ def test_message_between_claim_and_update_keeps_the_chat_live(engine, job):
 
 
 def _wait_for_audit(engine, minimum: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    from chatctl.storage.engine import create_engine
+
+    # A reader's engine: on SQLite the writers' engine begins with BEGIN
+    # IMMEDIATE and would queue behind the sweep for the write lock, letting it
+    # run to the end before the count is ever read.
+    reader = create_engine(engine.url.render_as_string(hide_password=False), for_writes=False)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with engine.connect() as connection:
-            if connection.execute(select(func.count()).select_from(AuditEvent)).scalar_one() >= minimum:
-                return
-        if process.poll() is not None:
-            raise AssertionError(f"the sweep ended before it could be killed: {process.communicate()}")
-        time.sleep(0.02)
-    raise AssertionError("no batch committed in time")
+    try:
+        while time.monotonic() < deadline:
+            with reader.connect() as connection:
+                if connection.execute(select(func.count()).select_from(AuditEvent)).scalar_one() >= minimum:
+                    return
+            if process.poll() is not None:
+                raise AssertionError(f"the sweep ended before it could be killed: {process.communicate()}")
+            time.sleep(0.02)
+        raise AssertionError("no batch committed in time")
+    finally:
+        reader.dispose()
 
 
 @pytest.mark.slow
