@@ -8,7 +8,8 @@ import pytest
 from chat_rows import Rows
 from sqlalchemy import inspect
 
-from chatctl.domain.chats import CHAT_FIELDS, TICKET_FIELDS
+from chatctl.domain.chats import CHAT_FIELDS
+from chatctl.domain.tickets import TICKET_FIELDS
 
 H = dt.timedelta(hours=1)
 M = dt.timedelta(minutes=1)

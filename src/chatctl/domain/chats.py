@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chatctl.domain.tickets import ticket_json, ticket_query
 from chatctl.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ SORTS = ("activity", "new", "closed")
 CHAT_FIELDS = ("id", "status", "channel", "customer", "agent", "flagged", "new", "unread", "created_at",
                "last_activity_at", "last_customer_message_at", "last_agent_message_at", "pending_since",
                "closed_at", "closed_by", "close_reason", "ticket_id")
-TICKET_FIELDS = ("id", "chat_id", "status", "reason", "agent", "created_at", "closed_at", "archived_at")
 # WhatsApp lets a business send free text only within 24 hours of the
 # customer's last message (its "customer-service window"); after that only
 # pre-approved templates are delivered.
@@ -85,23 +85,6 @@ def chat_json(row: Any) -> dict[str, Any]:
         "close_reason": row.close_reason,
         "ticket_id": row.ticket_id,
     }
-
-
-def ticket_query():
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Agent, Ticket
-
-    return (
-        select(Ticket.id, Ticket.chat_id, Ticket.status, Ticket.reason, Agent.handle.label("agent"),
-               Ticket.created_at, Ticket.closed_at, Ticket.archived_at)
-        .select_from(Ticket)
-        .outerjoin(Agent, Agent.id == Ticket.agent_id)
-    )
-
-
-def ticket_json(row: Any) -> dict[str, Any]:
-    return {key: getattr(row, key) for key in TICKET_FIELDS}
 
 
 # -- keyset paging ---------------------------------------------------------------------
@@ -365,7 +348,7 @@ def _list_tickets(connection: Connection, options: ViewOptions) -> Page:
     ordering = Ordering("new", Ticket.created_at, Ticket.id)
     return keyset_rows(connection, query, ordering, view="tickets", after=options.after, limit=options.limit,
                        key_attribute="created_at",
-                       decorate=lambda conn, batch: [ticket_json(row) for row in batch])
+                       decorate=lambda conn, batch: [ticket_json(row._mapping) for row in batch])
 
 
 # -- chats filter ---------------------------------------------------------------------
@@ -497,7 +480,7 @@ def show_chat(connection: Connection, chat_id: int, *, now: dt.datetime) -> dict
     ]
     record["tagged"] = tagged_people(connection, [chat_id]).get(chat_id, [])
     ticket = connection.execute(ticket_query().where(Ticket.chat_id == chat_id)).first()
-    record["ticket"] = ticket_json(ticket) if ticket is not None else None
+    record["ticket"] = ticket_json(ticket._mapping) if ticket is not None else None
     window = reply_window(row, now=now, closed_reply_window=get_preference(connection, "closed_reply_window"))
     record["reply_window"] = window.as_json()
     record["history"] = [

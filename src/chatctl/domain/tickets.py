@@ -53,7 +53,8 @@ ARCHIVED_CHOICES = ("exclude", "only", "include")
 
 
 # -- reading ---------------------------------------------------------------------------
-def _ticket_query():
+def ticket_query():
+    """Tickets with their agent's handle, in the columns of ``ticket_json``."""
     from sqlalchemy import select
 
     from chatctl.storage.models import Agent, Ticket
@@ -111,7 +112,7 @@ def iter_tickets(connection: Connection, query: TicketQuery, *, limit: int | Non
 
     from chatctl.storage.models import Ticket
 
-    statement = _ticket_query()
+    statement = ticket_query()
     if query.archived == "exclude":
         statement = statement.where(Ticket.archived_at.is_(None))
     elif query.archived == "only":
@@ -161,7 +162,7 @@ def show_ticket(connection: Connection, ticket_id: int) -> dict[str, Any]:
 
     from chatctl.storage.models import Agent, AuditEvent, Chat, Customer, Ticket
 
-    row = connection.execute(_ticket_query().where(Ticket.id == ticket_id)).first()
+    row = connection.execute(ticket_query().where(Ticket.id == ticket_id)).first()
     if row is None:
         raise NotFound(f"no ticket {ticket_id}")
     record = ticket_json(row._mapping)
