@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chatctl.domain import audit
-from chatctl.domain.bulk import ItemResult
+from chatctl.domain.bulk import ItemResult, ids_match
 from chatctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -60,16 +60,6 @@ class Person:
 
 
 # -- shared pieces -------------------------------------------------------------------
-def ids_match(connection: Connection, column: Any, ids: Sequence[int]):
-    """``column IN ids``: one array parameter on PostgreSQL, a bound list on SQLite."""
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy import BigInteger, any_, bindparam
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == any_(bindparam("batch_ids", list(ids), type_=ARRAY(BigInteger), unique=True))
-    return column.in_(list(ids))
-
-
 def _read(connection: Connection, ids: Sequence[int], *columns: Any) -> dict[int, Any]:
     """The batch's chats, locked against concurrent writers until the transaction ends."""
     from sqlalchemy import select

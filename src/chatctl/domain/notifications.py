@@ -79,7 +79,7 @@ def mark_read(acting: Acting, person: Person) -> Apply:
     """Mark notifications of ``person`` read, one UPDATE and one audit INSERT per batch."""
     from sqlalchemy import select, update
 
-    from chatctl.domain.chat_actions import ids_match
+    from chatctl.domain.bulk import ids_match
     from chatctl.storage.models import Notification
 
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:

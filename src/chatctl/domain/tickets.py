@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chatctl.domain import audit
-from chatctl.domain.bulk import ItemResult
+from chatctl.domain.bulk import ItemResult, ids_match
 from chatctl.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
@@ -340,7 +340,7 @@ def _change_postgres(connection: Connection, ids: list[int], action: Action, *, 
 
     locked = (
         select(Ticket.id, *(getattr(Ticket, column) for column in action.columns))
-        .where(_among(connection, Ticket.id, ids))
+        .where(ids_match(connection, Ticket.id, ids))
         .order_by(Ticket.id)
         .with_for_update(of=Ticket.__table__)
         .cte("locked")
@@ -397,12 +397,12 @@ def _change_sqlite(connection: Connection, ids: list[int], action: Action, *, at
         row.id: {column: getattr(row, column) for column in action.columns}
         for row in connection.execute(
             select(Ticket.id, *(getattr(Ticket, column) for column in action.columns))
-            .where(_among(connection, Ticket.id, ids), condition))
+            .where(ids_match(connection, Ticket.id, ids), condition))
     }
     if not before:
         return []
     changed = list(connection.execute(
-        update(Ticket).where(_among(connection, Ticket.id, list(before)), condition)
+        update(Ticket).where(ids_match(connection, Ticket.id, list(before)), condition)
         .values(**action.values).returning(Ticket.id)).scalars())
     name = f"tickets.{action.name}"
     events = []
@@ -425,7 +425,7 @@ def _explain(connection: Connection, ids: list[int], action: Action,
     results = {}
     for row in connection.execute(
         select(Ticket.id, Ticket.status, Ticket.agent_id, Ticket.closed_at, Ticket.archived_at,
-               matches.label("matches")).where(_among(connection, Ticket.id, ids))
+               matches.label("matches")).where(ids_match(connection, Ticket.id, ids))
     ):
         verdict = action.classify(row)
         if verdict is None and not row.matches:
@@ -435,24 +435,6 @@ def _explain(connection: Connection, ids: list[int], action: Action,
             verdict = ("skipped", "changed by someone else meanwhile")
         results[row.id] = ItemResult(row.id, *verdict)
     return results
-
-
-def _among(connection: Connection, column, ids: list[int]):
-    """``column IN ids``; on PostgreSQL one text parameter made an array (``= ANY``).
-
-    A comma-separated string is far cheaper to send than thousands of
-    parameters or a driver-dumped list, and it is still a bound parameter.
-    """
-    from sqlalchemy import BigInteger, Text, any_, bindparam, cast, func, literal
-
-    from chatctl.storage.engine import is_postgres
-
-    if is_postgres(connection):
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        text = bindparam(None, ",".join(map(str, ids)), type_=Text())
-        return column == any_(cast(func.string_to_array(text, cast(literal(","), Text)), ARRAY(BigInteger())))
-    return column.in_(ids)
 
 
 # -- selection by filter ---------------------------------------------------------------------
