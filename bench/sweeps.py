@@ -221,7 +221,7 @@ def naive_orm(url: str, sample: int) -> tuple[int, float]:
     from sqlalchemy import delete, select
     from sqlalchemy.orm import Session
 
-    from chatctl.domain import audit
+    from chatctl.domain.audit import writer as audit
     from chatctl.storage.engine import create_engine
     from chatctl.storage.models import AuditEvent, Chat, Comment, CommentMention, Notification
 

@@ -12,7 +12,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from chatctl.domain import audit
+from chatctl.domain.audit import writer as audit
 from chatctl.storage.models import Agent, AuditEvent, Chat, Customer, Preference, Ticket
 
 T0 = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.timezone.utc)

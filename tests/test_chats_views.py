@@ -8,8 +8,8 @@ import pytest
 from chat_rows import Rows
 from sqlalchemy import inspect
 
-from chatctl.domain.chats import CHAT_FIELDS
-from chatctl.domain.tickets import TICKET_FIELDS
+from chatctl.domain.chats.views import CHAT_FIELDS
+from chatctl.domain.tickets.actions import TICKET_FIELDS
 
 H = dt.timedelta(hours=1)
 M = dt.timedelta(minutes=1)
@@ -187,7 +187,7 @@ def test_list_all_streams_in_keyset_batches(cli, rows, engine, monkeypatch):
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from chatctl.domain import chats
+    from chatctl.domain.chats import views as chats
 
     monkeypatch.setattr(chats, "BATCH", 3)
     for i in range(10):
@@ -209,7 +209,7 @@ def test_list_uses_the_status_index(engine, rows, backend):
     """The live view's page is a range of the (status, last_customer_message_at, id) index."""
     from sqlalchemy import event
 
-    from chatctl.domain.chats import ViewOptions, list_view
+    from chatctl.domain.chats.views import ViewOptions, list_view
 
     for i in range(30):
         rows.chat(customer_wrote=(i + 1) * M)

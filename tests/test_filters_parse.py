@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from chatctl.domain import filters
-from chatctl.domain.filters import (
+from chatctl.parsing import filters
+from chatctl.parsing.filters import (
     CHAT_FIELDS,
     OPERATORS,
     TICKET_FIELDS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from chat_rows import Rows
 
-from chatctl.domain.notifications import FIELDS
+from chatctl.domain.chats.notifications import FIELDS
 from chatctl.storage.models import AuditEvent, Notification
 
 

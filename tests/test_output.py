@@ -10,7 +10,8 @@ import json
 import pytest
 
 from chatctl.context import Environment
-from chatctl.domain.bulk import IdSpool, ItemResult
+from chatctl.domain.batches import ItemResult
+from chatctl.parsing.ids import IdSpool
 from chatctl.errors import UsageError
 from chatctl.output import MutationPrinter, render_rows
 

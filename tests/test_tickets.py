@@ -408,7 +408,7 @@ def test_close_where_in_a_pipe_prints_no_progress(cli, engine):
 
 
 def test_close_where_ctrl_c_keeps_finished_batches_with_audit(cli, engine, monkeypatch):
-    import chatctl.domain.tickets as domain
+    import chatctl.domain.tickets.actions as domain
 
     created = add_tickets(engine, *({"age": days(40)} for _ in range(6)))
     real = domain.apply_action

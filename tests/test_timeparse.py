@@ -13,7 +13,7 @@ from freezegun import freeze_time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatctl.domain.timeparse import (
+from chatctl.parsing.timeparse import (
     BusinessHours,
     format_duration,
     format_holidays,
@@ -293,7 +293,7 @@ def test_timeparse_does_not_import_sqlalchemy() -> None:
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     completed = subprocess.run(
         [sys.executable, "-c",
-         "import sys, chatctl.domain.timeparse; print('sqlalchemy' in sys.modules)"],
+         "import sys, chatctl.parsing.timeparse; print('sqlalchemy' in sys.modules)"],
         capture_output=True, text=True, env=environment, check=True,
     )
     assert completed.stdout.strip() == "False"

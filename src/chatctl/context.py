@@ -131,7 +131,7 @@ class Desk:
     # -- who and when ------------------------------------------------------
     @property
     def operation_id(self) -> str:
-        from chatctl.domain.audit import new_operation_id
+        from chatctl.domain.audit.writer import new_operation_id
 
         if self._operation_id is None:
             self._operation_id = new_operation_id(self.now())
@@ -150,7 +150,7 @@ class Desk:
 
     def tz(self, connection: Connection | None = None) -> ZoneInfo:
         """``--tz`` when given, else the desk's ``timezone`` preference."""
-        from chatctl.domain.timeparse import parse_zone
+        from chatctl.parsing.timeparse import parse_zone
 
         if self._tz is None:
             if self._tz_name:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatctl.context import Environment
-from chatctl.domain.bulk import ItemResult, Summary
+from chatctl.domain.batches import ItemResult, Summary
 
 FORMATS = ("table", "plain", "tsv", "csv", "json", "jsonl", "markdown", "ids")
 STREAMING = ("tsv", "csv", "json", "jsonl", "ids")
@@ -79,7 +79,7 @@ def human_value(value: Any, tz: dt.tzinfo | None, *, machine: bool) -> str:
         local = value.astimezone(tz or dt.timezone.utc)
         return local.isoformat() if machine else local.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, dt.timedelta):
-        from chatctl.domain.timeparse import format_duration
+        from chatctl.parsing.timeparse import format_duration
 
         return format_duration(value) if value >= dt.timedelta(0) else "-" + format_duration(-value)
     if isinstance(value, (list, tuple)):

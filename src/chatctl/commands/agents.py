@@ -44,7 +44,7 @@ def list_(
 
     Example: chatctl agents list -o json
     """
-    from chatctl.domain.agents import list_agents
+    from chatctl.domain.agents.roster import list_agents
     from chatctl.output import render_rows
 
     the_desk = desk(ctx)
@@ -78,7 +78,7 @@ def add(
 
     Example: chatctl agents add bob --name 'Bob M.' --role agent --online
     """
-    from chatctl.domain.agents import add_agent
+    from chatctl.domain.agents.roster import add_agent
 
     result = _change(ctx, lambda c, **kw: add_agent(c, handle, name, role.value,
                                                     presence="online" if online else "offline", **kw))
@@ -92,7 +92,7 @@ def set_status(ctx: typer.Context, handle: HandleArg,
 
     Example: chatctl agents set-status bob offline
     """
-    from chatctl.domain.agents import set_presence
+    from chatctl.domain.agents.roster import set_presence
 
     result = _change(ctx, set_presence, handle, presence.value)
     desk(ctx).env.note(f"{handle}: {presence.value}" + (" (already)" if result["result"] == "skipped" else ""))
@@ -104,7 +104,7 @@ def deactivate(ctx: typer.Context, handle: HandleArg) -> None:
 
     Example: chatctl agents drain carol && chatctl agents deactivate carol
     """
-    from chatctl.domain.agents import deactivate as deactivate_agent
+    from chatctl.domain.agents.roster import deactivate as deactivate_agent
 
     result = _change(ctx, deactivate_agent, handle)
     desk(ctx).env.note(f"{handle}: deactivated" + (" (already)" if result["result"] == "skipped" else ""))
@@ -127,10 +127,10 @@ def drain(
     Example: chatctl agents drain carol --dry-run && chatctl agents drain carol
     """
     from chatctl.commands.common import run_mutation
-    from chatctl.domain.agents import agent_by_handle
-    from chatctl.domain.assignment import drain as drain_step
-    from chatctl.domain.assignment import open_chat_ids
-    from chatctl.domain.bulk import IdSpool
+    from chatctl.domain.agents.roster import agent_by_handle
+    from chatctl.domain.agents.assignment import drain as drain_step
+    from chatctl.domain.agents.assignment import open_chat_ids
+    from chatctl.parsing.ids import IdSpool
 
     the_desk = desk(ctx)
     with the_desk.errors(), the_desk.engine().connect() as connection:

@@ -51,7 +51,7 @@ def list_(
     Example: chatctl audit list --entity chat:42 -o json
     """
     from chatctl.commands.common import as_of
-    from chatctl.domain.audit_log import check_operation_id, list_events, parse_entity
+    from chatctl.domain.audit.log import check_operation_id, list_events, parse_entity
     from chatctl.output import render_rows
 
     if limit is not None and all_:
@@ -104,7 +104,7 @@ def revert(
 
     Example: chatctl audit revert 01JDZ8Q3K4V7W2M5N6P8R9S0TA --dry-run
     """
-    from chatctl.domain.audit_log import OperationEvents, Reverter, check_operation_id, count_operation_events
+    from chatctl.domain.audit.log import OperationEvents, Reverter, check_operation_id, count_operation_events
     from chatctl.errors import RuleRefused
 
     check_operation_id(operation_id)

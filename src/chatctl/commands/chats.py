@@ -102,7 +102,7 @@ def list_(
 
     Example: chatctl chats list live --unread --sort activity --limit 20
     """
-    from chatctl.domain.chats import ViewOptions, list_view
+    from chatctl.domain.chats.views import ViewOptions, list_view
     from chatctl.output import choose_format, render_rows
 
     if all_ and (limit is not None):
@@ -142,7 +142,7 @@ def filter_(
 
     Example: chatctl chats filter status=live 'idle>2h' -o ids | chatctl chats close -
     """
-    from chatctl.domain.chats import filter_chats
+    from chatctl.domain.chats.views import filter_chats
     from chatctl.output import render_rows
 
     the_desk = desk(ctx)
@@ -165,7 +165,7 @@ def show(ctx: typer.Context, chat_id: ChatIdArg, output: OutputOpt = None) -> No
 
     Example: chatctl chats show 1042 -o json
     """
-    from chatctl.domain.chats import show_chat
+    from chatctl.domain.chats.views import show_chat
     from chatctl.output import choose_format, render_record, render_rows
 
     the_desk = desk(ctx)
@@ -195,7 +195,7 @@ def show(ctx: typer.Context, chat_id: ChatIdArg, output: OutputOpt = None) -> No
 
 # -- actions ----------------------------------------------------------------------------
 def _acting(the_desk, connection=None):
-    from chatctl.domain.chat_actions import Acting
+    from chatctl.domain.chats.actions import Acting
 
     return Acting(actor=the_desk.actor(connection), now=the_desk.now(), operation_id=the_desk.operation_id)
 
@@ -212,7 +212,7 @@ def _bulk(ctx: typer.Context, ids: list[str], make_apply, *, output, dry_run: bo
 
 def _single(ctx: typer.Context, chat_id: int, make_apply, *, output, dry_run: bool, what: str) -> None:
     """One chat; a refusal also gets its own line on stderr naming the rule (exit 1)."""
-    from chatctl.domain.bulk import IdSpool
+    from chatctl.parsing.ids import IdSpool
 
     the_desk = desk(ctx)
     seen = []
@@ -241,7 +241,7 @@ def flag(ctx: typer.Context, ids: IdsArg,
 
     Example: chatctl chats flag 1042 1043 --note 'waiting on billing'
     """
-    from chatctl.domain import chat_actions
+    from chatctl.domain.chats import actions as chat_actions
 
     _bulk(ctx, ids, lambda c, acting: chat_actions.flag(acting, note), output=output, dry_run=dry_run,
           what="flag", batch_size=batch_size)
@@ -254,7 +254,7 @@ def unflag(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: 
 
     Example: chatctl chats list live --flagged -o ids | chatctl chats unflag -
     """
-    from chatctl.domain import chat_actions
+    from chatctl.domain.chats import actions as chat_actions
 
     _bulk(ctx, ids, lambda c, acting: chat_actions.unflag(acting), output=output, dry_run=dry_run, what="unflag",
           batch_size=batch_size)
@@ -267,7 +267,7 @@ def pending(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output:
 
     Example: chatctl chats pending 1042
     """
-    from chatctl.domain import chat_actions
+    from chatctl.domain.chats import actions as chat_actions
 
     _bulk(ctx, ids, lambda c, acting: chat_actions.pending(acting), output=output, dry_run=dry_run,
           what="pending", batch_size=batch_size)
@@ -286,7 +286,7 @@ def close(ctx: typer.Context, ids: IdsArg,
 
     Example: chatctl chats filter status=live 'idle>4h' -o ids | chatctl chats close - --dry-run
     """
-    from chatctl.domain import chat_actions
+    from chatctl.domain.chats import actions as chat_actions
 
     _bulk(ctx, ids, lambda c, acting: chat_actions.close(acting, reason, include_flagged=include_flagged),
           output=output, dry_run=dry_run, what="close", batch_size=batch_size)
@@ -303,7 +303,7 @@ def reopen(ctx: typer.Context, ids: IdsArg,
 
     Example: chatctl --actor alice chats reopen 1042
     """
-    from chatctl.domain import chat_actions
+    from chatctl.domain.chats import actions as chat_actions
 
     def make(connection, acting):
         return chat_actions.reopen(acting, chat_actions.reopening_agent(connection, acting.actor, agent))
@@ -318,7 +318,7 @@ def convert(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output:
 
     Example: chatctl chats convert 1042
     """
-    from chatctl.domain import chat_actions
+    from chatctl.domain.chats import actions as chat_actions
 
     _bulk(ctx, ids, lambda c, acting: chat_actions.convert(acting), output=output, dry_run=dry_run,
           what="convert", batch_size=batch_size)
@@ -333,7 +333,7 @@ def assign(ctx: typer.Context, ids: IdsArg,
 
     Example: chatctl chats list live --agent carol -o ids | chatctl chats assign - --agent bob
     """
-    from chatctl.domain import chat_actions
+    from chatctl.domain.chats import actions as chat_actions
 
     _bulk(ctx, ids, lambda c, acting: chat_actions.assign(acting, chat_actions.find_person(c, agent)),
           output=output, dry_run=dry_run, what="assign", batch_size=batch_size)
@@ -346,7 +346,7 @@ def seen(ctx: typer.Context, chat_id: ChatIdArg, as_: AsOpt, dry_run: DryRunOpt 
 
     Example: chatctl chats seen 1042 --as alice
     """
-    from chatctl.domain import chat_actions
+    from chatctl.domain.chats import actions as chat_actions
 
     _single(ctx, chat_id, lambda c, acting: chat_actions.seen(acting, chat_actions.find_person(c, as_)),
             output=output, dry_run=dry_run, what="seen")
@@ -371,7 +371,7 @@ def reply(
 
     Example: chatctl chats reply 1042 --as alice --template followup --param name=Ann
     """
-    from chatctl.domain import chat_actions
+    from chatctl.domain.chats import actions as chat_actions
 
     params = chat_actions.parse_params(param or [])
     _single(ctx, chat_id, lambda c, acting: chat_actions.reply(
@@ -393,7 +393,7 @@ def comment(
 
     Example: chatctl chats comment 1042 --as alice --text '@bob can you check the refund?'
     """
-    from chatctl.domain import chat_actions
+    from chatctl.domain.chats import actions as chat_actions
 
     def make(connection, acting):
         author, mentions = chat_actions.prepare_comment(connection, as_, text)

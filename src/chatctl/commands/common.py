@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from chatctl.context import Desk
-    from chatctl.domain.bulk import IdSpool, ItemResult
+    from chatctl.domain.batches import ItemResult
+    from chatctl.parsing.ids import IdSpool
 
 
 class OutputFormat(str, Enum):
@@ -73,7 +74,7 @@ def fmt(output: OutputFormat | None) -> str | None:
 
 def spool_ids(ids: list[str], desk: Desk) -> IdSpool:
     """``ID...`` or ``-``; refused before anything is written if any id is bad."""
-    from chatctl.domain.bulk import IdSpool
+    from chatctl.parsing.ids import IdSpool
 
     if not ids:
         raise UsageError("give ids, or - to read them from standard input")
@@ -85,7 +86,7 @@ def spool_ids(ids: list[str], desk: Desk) -> IdSpool:
 
 
 def as_of(text: str | None, desk: Desk) -> dt.datetime:
-    from chatctl.domain.timeparse import parse_relative_or_timestamp
+    from chatctl.parsing.timeparse import parse_relative_or_timestamp
 
     now = desk.now()
     if text is None:
@@ -119,7 +120,7 @@ def run_mutation(
     reports exactly what would change.  Exit 1 when items were not found or
     refused; 130 on Ctrl-C after reporting what the finished batches did.
     """
-    from chatctl.domain.bulk import run_batches
+    from chatctl.domain.batches import run_batches
     from chatctl.output import MutationPrinter, progress
 
     engine = desk.engine()

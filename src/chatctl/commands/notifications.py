@@ -22,7 +22,7 @@ COLUMNS = ["id", "kind", "chat_id", "comment_id", "created_at", "read_at"]
 
 
 def _person(the_desk, connection, agent: str | None):
-    from chatctl.domain.chat_actions import find_person
+    from chatctl.domain.chats.actions import find_person
     from chatctl.errors import UsageError
 
     actor = the_desk.actor(connection)
@@ -41,7 +41,7 @@ def list_(ctx: typer.Context, agent: AgentRequired = None,
 
     Example: chatctl notifications list --agent bob --unread -o json
     """
-    from chatctl.domain.notifications import list_notifications
+    from chatctl.domain.chats.notifications import list_notifications
     from chatctl.output import render_rows
 
     the_desk = desk(ctx)
@@ -64,9 +64,9 @@ def read(ctx: typer.Context,
     Example: chatctl notifications read --agent bob --all
     """
     from chatctl.commands.common import spool_ids
-    from chatctl.domain.bulk import IdSpool
-    from chatctl.domain.chat_actions import Acting
-    from chatctl.domain.notifications import check_authority, mark_read, unread_ids
+    from chatctl.parsing.ids import IdSpool
+    from chatctl.domain.chats.actions import Acting
+    from chatctl.domain.chats.notifications import check_authority, mark_read, unread_ids
     from chatctl.errors import UsageError
 
     if bool(ids) == all_:

@@ -86,9 +86,9 @@ def list_(
     """
     import contextlib
 
-    from chatctl.domain.agents import require_agent_id
-    from chatctl.domain.tickets import TicketQuery, encode_cursor, iter_tickets
-    from chatctl.domain.timeparse import parse_duration, parse_relative_or_timestamp
+    from chatctl.domain.agents.roster import require_agent_id
+    from chatctl.domain.tickets.actions import TicketQuery, encode_cursor, iter_tickets
+    from chatctl.parsing.timeparse import parse_duration, parse_relative_or_timestamp
     from chatctl.errors import UsageError
     from chatctl.output import render_rows
 
@@ -141,8 +141,8 @@ def show(
 
     Example: chatctl tickets show 42 -o json
     """
-    from chatctl.domain.bulk import parse_id
-    from chatctl.domain.tickets import TICKET_FIELDS, show_ticket
+    from chatctl.parsing.ids import parse_id
+    from chatctl.domain.tickets.actions import TICKET_FIELDS, show_ticket
     from chatctl.output import choose_format, render_record, render_rows
 
     the_desk = desk(ctx)
@@ -166,7 +166,7 @@ def show(
 
 def _mutate(ctx: typer.Context, ids: list[str] | None, make_action, *, output, dry_run: bool, batch_size: int,
             what: str) -> None:
-    from chatctl.domain.tickets import apply_action
+    from chatctl.domain.tickets.actions import apply_action
 
     the_desk = desk(ctx)
     spool = spool_ids(ids or [], the_desk)
@@ -202,7 +202,7 @@ def close(
 
     Example: chatctl tickets close --where 'age>30d' reason=out_of_hours --yes
     """
-    from chatctl.domain.tickets import close_action
+    from chatctl.domain.tickets.actions import close_action
 
     if not where:
         _mutate(ctx, ids, lambda at, actor: close_action(at), output=output, dry_run=dry_run,
@@ -215,8 +215,8 @@ def _close_where(expressions: list[str], ctx: typer.Context, *, yes: bool, dry_r
                  output) -> None:
     from sqlalchemy import and_
 
-    from chatctl.domain.filters import compile_ticket_filter, parse_expressions
-    from chatctl.domain.tickets import TicketSelection, apply_action, close_action
+    from chatctl.parsing.filters import compile_ticket_filter, parse_expressions
+    from chatctl.domain.tickets.actions import TicketSelection, apply_action, close_action
     from chatctl.errors import UsageError
 
     the_desk = desk(ctx)
@@ -256,7 +256,7 @@ def reopen(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
 
     Example: chatctl tickets reopen 42 43
     """
-    from chatctl.domain.tickets import reopen_action
+    from chatctl.domain.tickets.actions import reopen_action
 
     _mutate(ctx, ids, lambda at, actor: reopen_action(at), output=output, dry_run=dry_run,
             batch_size=batch_size, what="tickets reopen")
@@ -269,7 +269,7 @@ def archive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
 
     Example: chatctl tickets list --status closed -o ids | chatctl tickets archive -
     """
-    from chatctl.domain.tickets import archive_action
+    from chatctl.domain.tickets.actions import archive_action
 
     _mutate(ctx, ids, lambda at, actor: archive_action(at), output=output, dry_run=dry_run,
             batch_size=batch_size, what="tickets archive")
@@ -282,7 +282,7 @@ def unarchive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
 
     Example: chatctl tickets unarchive 42
     """
-    from chatctl.domain.tickets import unarchive_action
+    from chatctl.domain.tickets.actions import unarchive_action
 
     _mutate(ctx, ids, lambda at, actor: unarchive_action(at), output=output, dry_run=dry_run,
             batch_size=batch_size, what="tickets unarchive")
@@ -307,8 +307,8 @@ def assign(
 
     Example: chatctl --actor carol tickets assign 42 43 --agent bob
     """
-    from chatctl.domain.agents import require_agent_id
-    from chatctl.domain.tickets import assign_action
+    from chatctl.domain.agents.roster import require_agent_id
+    from chatctl.domain.tickets.actions import assign_action
 
     the_desk = desk(ctx)
     with the_desk.errors(), the_desk.engine().connect() as connection:

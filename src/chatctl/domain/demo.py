@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain import audit
+from chatctl.domain.audit import writer as audit
 from chatctl.errors import UsageError
 
 if TYPE_CHECKING:

@@ -55,8 +55,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain import audit
-from chatctl.domain.timeparse import parse_timestamp
+from chatctl.domain.audit import writer as audit
+from chatctl.parsing.timeparse import parse_timestamp
 from chatctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -500,7 +500,7 @@ class _Chunk:
         """
         from sqlalchemy import bindparam, update
 
-        from chatctl.domain.lifecycle import create_tickets_each
+        from chatctl.domain.chats.transitions import create_tickets_each
         from chatctl.storage.models import Agent, Chat, Customer, Message
 
         connection = self.connection

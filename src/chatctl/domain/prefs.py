@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain import audit, timeparse
+from chatctl.domain.audit import writer as audit
+
+from chatctl.parsing import timeparse
 from chatctl.errors import UsageError
 
 if TYPE_CHECKING:

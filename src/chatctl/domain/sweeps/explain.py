@@ -58,7 +58,7 @@ def _action(job: Job, context: SweepContext, row: dict) -> str:
 
 def explain_chat(connection: Connection, chat_id: int, context: SweepContext) -> dict[str, Any]:
     from chatctl.domain.sweeps.jobs import JOBS
-    from chatctl.domain.timeparse import format_duration
+    from chatctl.parsing.timeparse import format_duration
 
     verdicts = []
     chat = None

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain import audit
+from chatctl.domain.audit import writer as audit
 from chatctl.domain.sweeps import JOB_ORDER
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ class Job:
                             {**context.params(), **(extra or {})})
 
     def _close(self, connection: Connection, context: SweepContext, rows: list[dict], reason: str) -> int:
-        from chatctl.domain.lifecycle import purge_ephemeral
+        from chatctl.domain.chats.transitions import purge_ephemeral
 
         changed = self._update(
             connection, context, [row["id"] for row in rows],
@@ -321,7 +321,7 @@ def convert_chats(connection: Connection, rows: Sequence[Mapping[str, Any]], *, 
     A chat that already has a ticket (one per chat) is left as it is.
     Returns chat id -> new ticket id.
     """
-    from chatctl.domain.lifecycle import create_tickets, purge_ephemeral
+    from chatctl.domain.chats.transitions import create_tickets, purge_ephemeral
 
     changed = update_where(connection, "chats", "c", [row["id"] for row in rows],
                            "status = 'converted', pending_since = NULL",
@@ -429,7 +429,7 @@ class AssignmentJob(Job):
 
     def _assign(self, connection: Connection, context: SweepContext, rows: list[dict],
                 reason_if_none: str) -> BatchOutcome:
-        from chatctl.domain.assignment import apply_assignments, plan_assignments
+        from chatctl.domain.agents.assignment import apply_assignments, plan_assignments
 
         bounded = []
         candidates = []
@@ -469,7 +469,7 @@ class Unattended(AssignmentJob):
     conditions = (LIVE, UNFLAGGED, UNASSIGNED, UNANSWERED)
 
     def apply(self, connection: Connection, context: SweepContext, rows: list[dict]) -> BatchOutcome:
-        from chatctl.domain.assignment import online_agents
+        from chatctl.domain.agents.assignment import online_agents
 
         prefs = context.prefs
         if not prefs["business_hours"].is_open(context.as_of, prefs["timezone"], prefs["holidays"]):
@@ -583,7 +583,7 @@ class Cleanup(Job):
     claim_columns = ("id",)
 
     def apply(self, connection: Connection, context: SweepContext, rows: list[dict]) -> BatchOutcome:
-        from chatctl.domain.lifecycle import purge_ephemeral
+        from chatctl.domain.chats.transitions import purge_ephemeral
 
         # Nothing on the chat row changes; the claimed (locked) chat rows keep a
         # comment from being added meanwhile, and the purge is idempotent.

@@ -35,8 +35,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain import audit
-from chatctl.domain.bulk import ItemResult, ids_match
+from chatctl.domain.audit import writer as audit
+from chatctl.domain.batches import ItemResult
+from chatctl.storage.sql import ids_match
 from chatctl.errors import NotFound, UsageError
 
 if TYPE_CHECKING:

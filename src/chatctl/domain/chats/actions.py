@@ -29,8 +29,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain import audit
-from chatctl.domain.bulk import ItemResult, ids_match
+from chatctl.domain.audit import writer as audit
+from chatctl.domain.batches import ItemResult
+from chatctl.storage.sql import ids_match
 from chatctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def purge(connection: Connection, chat_ids: Sequence[int], *, at: dt.datetime) -
     """
     from sqlalchemy import select, union
 
-    from chatctl.domain.lifecycle import purge_ephemeral
+    from chatctl.domain.chats.transitions import purge_ephemeral
     from chatctl.storage.models import Comment, CommentMention, Notification
 
     if not chat_ids:
@@ -314,7 +315,7 @@ def reopening_agent(connection: Connection, actor: Actor, handle: str | None) ->
 def convert(acting: Acting) -> Apply:
     from sqlalchemy import select
 
-    from chatctl.domain.lifecycle import create_tickets
+    from chatctl.domain.chats.transitions import create_tickets
     from chatctl.storage.models import Chat, Ticket
 
     values = {"status": "converted", "pending_since": None}
@@ -420,7 +421,7 @@ def reply(acting: Acting, person: Person, *, text: str | None, template: str | N
     """Send a message to the customer as ``person`` (the chat's status does not change)."""
     from sqlalchemy import insert, select
 
-    from chatctl.domain.chats import reply_window
+    from chatctl.domain.chats.views import reply_window
     from chatctl.domain.prefs import get_preference
     from chatctl.storage.models import Agent, Chat, CommentMention, Message
 

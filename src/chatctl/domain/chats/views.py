@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain.tickets import ticket_json, ticket_query
+from chatctl.domain.tickets.actions import ticket_json, ticket_query
 from chatctl.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
@@ -357,7 +357,7 @@ def filter_chats(connection: Connection, words: Sequence[str], *, now: dt.dateti
     """Chats matching every expression, oldest id first (streamed), or their number."""
     from sqlalchemy import func, select
 
-    from chatctl.domain.filters import compile_chat_filter, parse_expressions
+    from chatctl.parsing.filters import compile_chat_filter, parse_expressions
     from chatctl.storage.models import Chat
 
     if not words:
@@ -428,7 +428,7 @@ def reply_window(chat: Any, *, now: dt.datetime, closed_reply_window: dt.timedel
 
 
 def _duration(value: dt.timedelta) -> str:
-    from chatctl.domain.timeparse import format_duration
+    from chatctl.parsing.timeparse import format_duration
 
     return format_duration(value)
 
@@ -445,7 +445,7 @@ def show_chat(connection: Connection, chat_id: int, *, now: dt.datetime) -> dict
     """The chat object plus messages, comments (with mentions), ticket, reply window and history."""
     from sqlalchemy import select
 
-    from chatctl.domain.audit import audit_json
+    from chatctl.domain.audit.writer import audit_json
     from chatctl.domain.prefs import get_preference
     from chatctl.storage.models import Agent, AuditEvent, Chat, Comment, CommentMention, Message, Ticket
 

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain import audit
+from chatctl.domain.audit import writer as audit
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -164,7 +164,7 @@ def drain(agent_id: int, handle: str, *, actor: str, operation_id: str, now: dt.
     (``reassign_count`` unchanged).  Returns ``apply(connection, ids)`` for the
     bulk engine.
     """
-    from chatctl.domain.bulk import ItemResult
+    from chatctl.domain.batches import ItemResult
     from chatctl.domain.prefs import get_preference
     from chatctl.domain.sweeps.jobs import bind, convert_chats, typed_rows
     from chatctl.storage.engine import is_postgres

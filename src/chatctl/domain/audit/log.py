@@ -35,8 +35,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain import audit
-from chatctl.domain.bulk import ItemResult
+from chatctl.domain.audit import writer as audit
+from chatctl.domain.batches import ItemResult
 from chatctl.errors import NotFound, UsageError
 
 if TYPE_CHECKING:

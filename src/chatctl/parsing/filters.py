@@ -60,8 +60,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select
 
-from chatctl.domain.agents import validate_handle
-from chatctl.domain.timeparse import parse_duration, parse_relative_or_timestamp, parse_timestamp
+from chatctl.domain.agents.roster import validate_handle
+from chatctl.parsing.timeparse import parse_duration, parse_relative_or_timestamp, parse_timestamp
 from chatctl.errors import UsageError
 from chatctl.storage.models import (
     CHANNELS,

@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain import audit
-from chatctl.domain.bulk import ItemResult
+from chatctl.domain.audit import writer as audit
+from chatctl.domain.batches import ItemResult
 from chatctl.errors import RuleRefused
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from chatctl.domain.actors import Actor
-    from chatctl.domain.chat_actions import Acting, Apply, Person
+    from chatctl.domain.chats.actions import Acting, Apply, Person
 
 FIELDS = ("id", "agent", "kind", "chat_id", "comment_id", "created_at", "read_at")
 BATCH = 1000
@@ -79,7 +79,7 @@ def mark_read(acting: Acting, person: Person) -> Apply:
     """Mark notifications of ``person`` read, one UPDATE and one audit INSERT per batch."""
     from sqlalchemy import select, update
 
-    from chatctl.domain.bulk import ids_match
+    from chatctl.storage.sql import ids_match
     from chatctl.storage.models import Notification
 
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:

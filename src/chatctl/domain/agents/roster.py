@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain import audit
+from chatctl.domain.audit import writer as audit
 from chatctl.errors import NotFound, UsageError
 
 if TYPE_CHECKING:

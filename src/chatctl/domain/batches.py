@@ -1,0 +1,81 @@
+"""The batch runner: a bulk action applied in set-based batches of one
+transaction each, with one result per item and a summary.
+
+The ids come from ``chatctl.parsing.ids`` (argv or a stream, validated before
+anything is written) or from a selection replayed by keyset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+RESULTS = ("changed", "skipped", "not_found", "refused")
+DEFAULT_BATCH_SIZE = 2000
+
+
+@dataclass
+class ItemResult:
+    id: Any
+    result: str
+    reason: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "result": self.result, "reason": self.reason}
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
+
+    def add(self, result: ItemResult) -> None:
+        self.counts[result.result] += 1
+
+    @property
+    def failed(self) -> bool:
+        """Some items were not found or refused: exit 1 (SPEC 2.4)."""
+        return bool(self.counts["not_found"] or self.counts["refused"])
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def line(self) -> str:
+        return ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in self.counts.items())
+
+
+def run_batches(
+    engine: Engine,
+    batches: Iterable[list[int]],
+    apply: Callable[[Connection, list[int]], list[ItemResult]],
+    on_results: Callable[[list[ItemResult]], None],
+    *,
+    dry_run: bool = False,
+) -> None:
+    """Apply each batch in its own transaction, committing as it goes.
+
+    Ctrl-C between or inside a batch leaves every finished batch committed with
+    its audit rows and rolls back the one in flight; the KeyboardInterrupt
+    propagates so the CLI reports what was done and exits 130.
+
+    A dry run executes the very same statements and rolls each batch back,
+    which is what makes its report exact.
+    """
+    for batch in batches:
+        unique = list(dict.fromkeys(batch))
+        with engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                results = apply(connection, unique)
+            except BaseException:
+                transaction.rollback()
+                raise
+            if dry_run:
+                transaction.rollback()
+            else:
+                transaction.commit()
+        on_results(results)
