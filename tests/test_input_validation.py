@@ -1,7 +1,7 @@
 """Hostile and broken input, end to end: what reaches the command line.
 
-The parsers have their own property tests (test_timeparse.py,
-test_filters_parse.py, test_output.py); these drive the real commands with
+The parsers have their own property tests (test_parsing_time.py,
+test_parsing_filters.py, test_output.py); these drive the real commands with
 arbitrary text where a user or a script supplies text - durations, business
 hours, timestamps, filter expressions, id streams and event lines - and check
 what the user sees and what the database holds:
