@@ -60,6 +60,24 @@ def pg_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server):
+    """A PgBouncer in transaction pooling mode in front of the suite's server (``tests/pgbouncer.py``)."""
+    from urllib.parse import urlsplit
+
+    from pgbouncer import PgBouncer
+
+    upstream = urlsplit(pg_server)
+    bouncer = PgBouncer(upstream.hostname or "127.0.0.1", upstream.port or 5432)
+    try:
+        bouncer.start()
+    except Exception as error:  # like the server: fail, never skip
+        bouncer.stop()
+        pytest.fail(f"cannot start PgBouncer for the tests: {error}", pytrace=False)
+    yield bouncer
+    bouncer.stop()
+
+
 def _admin_execute(base_url: str, statement: str) -> None:
     import psycopg
 

@@ -67,18 +67,27 @@ def statuses(engine) -> dict[int, tuple]:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("shards", [None, 2], ids=["unsharded", "sharded"])
-def test_parallel_sweeps_change_each_chat_exactly_once(cli, engine, shards):
+@pytest.mark.parametrize("route", ["direct", "pgbouncer"])
+def test_parallel_sweeps_change_each_chat_exactly_once(cli, engine, shards, route, request):
+    """Directly, every run bypasses the lock: only the claims keep them apart.  Through PgBouncer in
+    transaction pooling mode, half of them take the run lock (a lease there) with --skip-if-locked."""
     alice, bob, carol = add_agent(engine, "alice"), add_agent(engine, "bob"), add_agent(engine, "carol")
     bulk_chats(engine, 1500, agent=alice)
     bulk_chats(engine, 300, agent=bob, waiting=True)
     chats_before = statuses(engine)
+    url = cli.url if route == "direct" else request.getfixturevalue("pgbouncer").route(cli.url)
     processes = []
     for index in range(4):
         shard = ["--shard", f"{index % shards + 1}/{shards}"] if shards else []
-        processes.append(chatctl(cli.url, "sweep", "run", "--as-of", AS_OF, "--batch-size", "50", *shard,
-                                 "-o", "json", env={"CHATCTL_SWEEP_NO_LOCK": "1"}))
+        locked = route == "pgbouncer" and index < 2
+        env = {"CHATCTL_SWEEP_NO_LOCK": "0" if locked else "1"}
+        if route == "pgbouncer":
+            env["CHATCTL_POOLER"] = "transaction"
+        processes.append(chatctl(url, "sweep", "run", "--as-of", AS_OF, "--batch-size", "50", *shard,
+                                 *(["--skip-if-locked"] if locked else []), "-o", "json", env=env))
     outputs = [process.communicate(timeout=300) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
+    assert not any("prepared statement" in err or "Traceback" in err for _, err in outputs), outputs
     after = statuses(engine)
     audited = chat_audit_counts(engine)
     assert set(audited.values()) == {1}, "a chat was changed twice"
@@ -88,7 +97,10 @@ def test_parallel_sweeps_change_each_chat_exactly_once(cli, engine, shards):
     waiting = [chat_id for chat_id, row in chats_before.items() if row.agent_id == bob]
     assert all(after[chat_id].status == "closed" for chat_id in idle)
     assert all(after[chat_id].agent_id in (alice, carol) and after[chat_id].assigned_at == T0 for chat_id in waiting)
-    reports = [__import__("json").loads(out) for out, _ in outputs]
+    with engine.connect() as connection:  # every lease released, no advisory lock left on a pooled session
+        assert connection.execute(text("SELECT count(*) FROM sweep_leases")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar() == 0
+    reports = [__import__("json").loads(out) for out, _ in outputs if out.strip()]  # a skipped run prints none
     assert sum(r["jobs"]["inactivity"]["changed"] for r in reports) == len(idle)
     assert sum(r["jobs"]["agent-timeout"]["changed"] for r in reports) == len(waiting)
 

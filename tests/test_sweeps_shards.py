@@ -45,12 +45,17 @@ def seed_idle_chats(url: str) -> None:
     engine.dispose()
 
 
-def test_several_sweepers_change_each_chat_exactly_once(pg_url, tmp_path):
+@pytest.mark.parametrize("route", ["direct", "pgbouncer"])
+def test_several_sweepers_change_each_chat_exactly_once(pg_url, tmp_path, route, request):
+    """Through PgBouncer (transaction pooling) the run lock is a lease; directly it is an advisory lock."""
     seed_idle_chats(pg_url)
     as_of = (T0 + dt.timedelta(hours=3)).isoformat()
-    base = [sys.executable, "-m", "chatctl", "--database-url", pg_url, "-q", "sweep", "run", "inactivity",
+    url = pg_url if route == "direct" else request.getfixturevalue("pgbouncer").route(pg_url)
+    base = [sys.executable, "-m", "chatctl", "--database-url", url, "-q", "sweep", "run", "inactivity",
             "--as-of", as_of, "--batch-size", "25"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATCTL_") or k.startswith("CHATCTL_TEST_")}
+    if route == "pgbouncer":
+        env["CHATCTL_POOLER"] = "transaction"
     hosts = [
         (base + ["--shard", "1/2"], {}),
         (base + ["--shard", "2/2"], {}),
@@ -63,7 +68,7 @@ def test_several_sweepers_change_each_chat_exactly_once(pg_url, tmp_path):
     outcomes = [(process.wait(timeout=300), process.stderr.read()) for process in processes]
     for code, stderr in outcomes:
         assert code == 0, stderr
-        assert "Traceback" not in stderr
+        assert "Traceback" not in stderr and "prepared statement" not in stderr
 
     engine = create_engine(pg_url)
     with engine.connect() as connection:

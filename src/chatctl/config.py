@@ -13,6 +13,9 @@ dir).  The config file is TOML::
     actor = "alice"
     timezone = "Africa/Johannesburg"
     statement_timeout = "30s"
+    pooler = "transaction"        # reached through PgBouncer in pool_mode = transaction
+    sweep_lock = "auto"           # advisory | lease | auto
+    audit_retention = "400d"      # what `audit prune` keeps when --before is not given
 
 A URL needs no password: libpq's ``PGPASSFILE``/``~/.pgpass`` and
 ``PGSERVICE`` are honoured by the driver.  A config file that other users can
@@ -44,6 +47,12 @@ class Settings:
     config_path: Path | None
     session: dict[str, str] = field(default_factory=dict)
     url_source: str = "default"
+    # None: a direct connection; "transaction": a pooler (PgBouncer pool_mode =
+    # transaction) hands each transaction to any server session, so nothing may
+    # live in the session (settings, prepared statements, advisory locks).
+    pooler: str | None = None
+    sweep_lock: str = "auto"
+    audit_retention: str | None = None
 
 
 def default_config_path() -> Path:
@@ -101,6 +110,25 @@ def load_config_file(path: Path, *, explicit: bool) -> dict:
 
 
 SESSION_KEYS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+POOLERS = ("none", "transaction")
+SWEEP_LOCKS = ("auto", "advisory", "lease")
+
+
+def _choice(key: str, value, accepted: tuple[str, ...], where: str) -> str:
+    text = str(value).strip().lower()
+    if text not in accepted:
+        raise ConfigError(f"{key} = '{value}' in {where} is not one of: {', '.join(accepted)}")
+    return text
+
+
+def _setting(key: str, chosen: dict, env, profile_name: str | None, config_path: Path) -> tuple[object, str]:
+    """A setting from ``CHATCTL_<KEY>`` or the profile, with where it came from (None when unset)."""
+    variable = f"CHATCTL_{key.upper()}"
+    if env.get(variable):
+        return env[variable], variable
+    if key in chosen:
+        return chosen[key], f"profile {profile_name} in {config_path}"
+    return None, "default"
 
 
 def resolve(
@@ -149,6 +177,12 @@ def resolve(
         if value:
             session[key] = value
 
+    pooler, where = _setting("pooler", chosen, env, profile_name, config_path)
+    pooler = _choice("pooler", pooler, POOLERS, where) if pooler is not None else "none"
+    sweep_lock, where = _setting("sweep_lock", chosen, env, profile_name, config_path)
+    sweep_lock = _choice("sweep_lock", sweep_lock, SWEEP_LOCKS, where) if sweep_lock is not None else "auto"
+    retention, _ = _setting("audit_retention", chosen, env, profile_name, config_path)
+
     return Settings(
         database_url=url,
         read_url=read_url or env.get("CHATCTL_READ_DATABASE_URL") or chosen.get("read_url"),
@@ -158,4 +192,7 @@ def resolve(
         config_path=config_path if config_path.exists() else None,
         session=session,
         url_source=source,
+        pooler=None if pooler == "none" else pooler,
+        sweep_lock=sweep_lock,
+        audit_retention=str(retention) if retention is not None else None,
     )

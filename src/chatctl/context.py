@@ -87,7 +87,8 @@ class Desk:
         from chatctl.storage.engine import create_engine, translate_errors
 
         if self._engine is None:
-            self._engine = create_engine(self.settings.database_url, session=self.settings.session)
+            self._engine = create_engine(self.settings.database_url, session=self.settings.session,
+                                         pooler=self.settings.pooler)
             if check_schema:
                 from chatctl.storage.schema import require_head
 
@@ -103,14 +104,16 @@ class Desk:
             if self._read_engine is None:
                 self.engine()
                 self._read_engine = create_engine(
-                    self.settings.database_url, session=self.settings.session, for_writes=False
+                    self.settings.database_url, session=self.settings.session, for_writes=False,
+                    pooler=self.settings.pooler,
                 )
             return self._read_engine
         if self._read_engine is None:
             from chatctl.storage.schema import require_head
 
             self._read_engine = create_engine(
-                self.settings.read_url, session=self.settings.session, for_writes=False, create_dir=False
+                self.settings.read_url, session=self.settings.session, for_writes=False, create_dir=False,
+                pooler=self.settings.pooler,
             )
             with translate_errors(self.settings.read_url), self._read_engine.connect() as connection:
                 require_head(connection)

@@ -64,9 +64,13 @@ def run_batches(
 
     A dry run executes the very same statements and rolls each batch back,
     which is what makes its report exact.
+
+    A batch that loses a serialization race (SQLSTATE 40001) is run again
+    whole (``chatctl.storage.retry``).
     """
-    for batch in batches:
-        unique = list(dict.fromkeys(batch))
+    from chatctl.storage.retry import retry_serialization
+
+    def one_batch(unique: list[int]) -> list[ItemResult]:
         with engine.connect() as connection:
             transaction = connection.begin()
             try:
@@ -78,4 +82,8 @@ def run_batches(
                 transaction.rollback()
             else:
                 transaction.commit()
-        on_results(results)
+        return results
+
+    for batch in batches:
+        unique = list(dict.fromkeys(batch))
+        on_results(retry_serialization(lambda: one_batch(unique)))

@@ -181,6 +181,17 @@ class IngestSummary:
     generated_lines: array = field(default_factory=lambda: array("q"))
     generated_ids: array = field(default_factory=lambda: array("q"))
 
+    def merge(self, other: IngestSummary) -> None:
+        """Add the counts of a committed chunk (``lines`` are counted as they are read)."""
+        self.events.update(other.events)
+        self.chats_created += other.chats_created
+        self.tickets_created.update(other.tickets_created)
+        self.messages += other.messages
+        self.revived += other.revived
+        self.presence_changes += other.presence_changes
+        self.generated_lines.extend(other.generated_lines)
+        self.generated_ids.extend(other.generated_ids)
+
     def as_json(self, operation_id: str) -> dict[str, Any]:
         return {
             "operation": operation_id,
@@ -229,6 +240,8 @@ def ingest(
     Bad lines go to ``report_bad_line(line_number, message)`` in line order and
     are counted; everything else is applied.
     """
+    from chatctl.storage.retry import retry_serialization
+
     summary = IngestSummary()
     for chunk in _chunks(lines, chunk_lines):
         events: list[Event] = []
@@ -242,9 +255,17 @@ def ingest(
             except BadLine as error:
                 bad.append((number, str(error)))
         if events:
-            with engine.begin() as connection:
-                bad.extend(_Chunk(connection, events, actor=actor, operation_id=operation_id,
-                                  summary=summary).apply())
+            # A chunk that loses a serialization race is replayed whole; its
+            # counts join the summary only once it has committed.
+            def one_chunk() -> tuple[list[tuple[int, str]], IngestSummary]:
+                counts = IngestSummary()
+                with engine.begin() as connection:
+                    return _Chunk(connection, events, actor=actor, operation_id=operation_id,
+                                  summary=counts).apply(), counts
+
+            chunk_bad, counts = retry_serialization(one_chunk)
+            bad.extend(chunk_bad)
+            summary.merge(counts)
         for number, message in sorted(bad):
             report_bad_line(number, message)
         summary.bad_lines += len(bad)

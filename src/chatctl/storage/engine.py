@@ -66,7 +66,10 @@ def create_engine(
     session: dict[str, str] | None = None,
     create_dir: bool = True,
     for_writes: bool = True,
+    pooler: str | None = None,
 ) -> Engine:
+    """An engine for ``url``; ``pooler="transaction"`` when PgBouncer (or any
+    pooler in transaction mode) stands between chatctl and PostgreSQL."""
     import sqlalchemy as sa
 
     parsed = normalise_url(url)
@@ -81,13 +84,133 @@ def create_engine(
         _setup_sqlite(engine, for_writes=for_writes)
         return engine
 
-    options = {**DEFAULT_SESSION, **(session or {})}
-    pg_options = " ".join(f"-c {key}={value}" for key, value in options.items())
-    return sa.create_engine(
+    settings = {**DEFAULT_SESSION, **(session or {})}
+    strategy = SESSION_STRATEGIES[pooler or "none"]
+    engine = sa.create_engine(
         parsed,
-        connect_args={"options": pg_options, "application_name": "chatctl"},
+        connect_args={"application_name": "chatctl", **strategy.connect_args(settings)},
         pool_pre_ping=False,
     )
+    engine.update_execution_options(chatctl_pooler=pooler)
+    strategy.install(engine, settings)
+    return engine
+
+
+class DirectSession:
+    """A connection of its own to PostgreSQL: the settings ride in the startup
+    packet (``options=-c ...``) and last as long as the session."""
+
+    @staticmethod
+    def connect_args(settings: dict[str, str]) -> dict:
+        return {"options": " ".join(f"-c {key}={value}" for key, value in settings.items())}
+
+    @staticmethod
+    def install(engine: Engine, settings: dict[str, str]) -> None:
+        pass
+
+
+class TransactionPooledSession:
+    """Behind a pooler in transaction mode (PgBouncer ``pool_mode = transaction``)
+    each transaction may run on a different server session shared with other
+    clients.  PgBouncer refuses the startup ``options`` parameter, a plain
+    ``SET`` would leak to whoever gets the session next, and a prepared
+    statement may be missing on the next transaction's session.  So the
+    settings are made ``SET LOCAL`` (``set_config(..., true)``) at the start
+    of every transaction, in one round trip, and psycopg never prepares."""
+
+    @staticmethod
+    def connect_args(settings: dict[str, str]) -> dict:
+        return {"prepare_threshold": None}
+
+    @staticmethod
+    def install(engine: Engine, settings: dict[str, str]) -> None:
+        from sqlalchemy import event
+
+        names = list(settings)
+        statement = "SELECT " + ", ".join(f"set_config(%(name{i})s, %(value{i})s, true)" for i in range(len(names)))
+        parameters = {}
+        for i, name in enumerate(names):
+            parameters[f"name{i}"], parameters[f"value{i}"] = name, settings[name]
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection):  # pragma: no cover - exercised by every pooled test
+            connection.exec_driver_sql(statement, parameters)
+
+
+SESSION_STRATEGIES = {"none": DirectSession, "transaction": TransactionPooledSession}
+
+
+def behind_transaction_pooler(engine: Engine) -> bool:
+    return engine.get_execution_options().get("chatctl_pooler") == "transaction"
+
+
+# -- which server: chosen once per engine from SELECT version() ------------------------------------
+class Server:
+    """What chatctl must know about the server behind an engine.  Subclasses
+    are matched against ``SELECT version()`` once per engine (``server_of``);
+    the logic asks the chosen class, never the version string."""
+
+    name = "postgresql"
+    # pg_try_advisory_lock really excludes another session (CockroachDB has
+    # no-op stubs; older YugabyteDB releases have none).
+    session_advisory_locks = True
+
+    @staticmethod
+    def matches(version: str) -> bool:
+        return version.startswith("PostgreSQL")
+
+
+class CockroachDB(Server):
+    name = "cockroachdb"
+    session_advisory_locks = False
+
+    @staticmethod
+    def matches(version: str) -> bool:
+        return version.startswith("CockroachDB")
+
+
+class YugabyteDB(Server):
+    name = "yugabytedb"
+    session_advisory_locks = False
+
+    @staticmethod
+    def matches(version: str) -> bool:
+        # "PostgreSQL 11.2-YB-2.20.1.0-b0 on x86_64-pc-linux-gnu, ..."
+        return "-YB-" in version
+
+
+class SQLiteServer(Server):
+    name = "sqlite"
+    session_advisory_locks = False
+
+
+# Most specific first: YugabyteDB's version also starts with "PostgreSQL".
+SERVERS: tuple[type[Server], ...] = (CockroachDB, YugabyteDB, Server)
+
+
+def server_from_version(version: str) -> type[Server]:
+    """The server class for a ``SELECT version()`` string; an unknown one is treated as PostgreSQL."""
+    for server in SERVERS:
+        if server.matches(version.strip()):
+            return server
+    return Server
+
+
+def server_of(engine: Engine) -> type[Server]:
+    """The server behind ``engine``, asked once (``SELECT version()``) and remembered on the engine."""
+    known = engine.get_execution_options().get("chatctl_server")
+    if known is not None:
+        return known
+    if engine.dialect.name == "sqlite":
+        server: type[Server] = SQLiteServer
+    else:
+        from sqlalchemy import text
+
+        with engine.connect() as connection:
+            server = server_from_version(connection.execute(text("SELECT version()")).scalar_one())
+            connection.rollback()
+    engine.update_execution_options(chatctl_server=server)
+    return server
 
 
 def _setup_sqlite(engine: Engine, *, for_writes: bool) -> None:

@@ -1,9 +1,16 @@
 """One run at a time per job and shard.
 
-* PostgreSQL: a session advisory lock per ``job:shard`` on a connection held for
+Which kind is the ``sweep_lock`` setting: ``advisory``, ``lease``, or
+``auto`` (the default): advisory on PostgreSQL reached directly, a lease
+everywhere a session advisory lock means nothing -- SQLite, a transaction
+pooler (PgBouncer ``pool_mode = transaction`` hands the locked session to
+other clients once the transaction ends), CockroachDB and YugabyteDB (see
+``chatctl.storage.engine.Server``).
+
+* advisory: a session advisory lock per ``job:shard`` on a connection held for
   the run (``pg_try_advisory_lock`` on a stable 64-bit hash of the name).  It
   dies with the session, so a killed run leaves nothing behind.
-* SQLite (and any engine without advisory locks): a row in ``sweep_leases``
+* lease: a row in ``sweep_leases``
   with an expiry, renewed while the run makes progress.  A crashed holder
   blocks the next run for at most the lease (``CHATCTL_SWEEP_LEASE_SECONDS``,
   default 300).
@@ -168,12 +175,27 @@ class NoLocks:
         pass
 
 
-def run_locks(engine: Engine, *, holder: str, clock: Callable[[], dt.datetime], enabled: bool = True):
-    """The lock kind for this engine: advisory on PostgreSQL, a lease elsewhere."""
-    from chatctl.storage.engine import is_postgres
+def lock_kind(engine: Engine, setting: str = "auto") -> str:
+    """``advisory`` or ``lease``: the ``sweep_lock`` setting, with ``auto`` resolved for this engine."""
+    from chatctl.errors import ConfigError
+    from chatctl.storage.engine import behind_transaction_pooler, server_of
 
+    if setting == "advisory" and (engine.dialect.name != "postgresql" or behind_transaction_pooler(engine)):
+        where = "through a transaction pooler" if engine.dialect.name == "postgresql" else "on SQLite"
+        raise ConfigError(f"sweep_lock = advisory cannot work {where}: a session advisory lock would not "
+                          "keep another run out", hint="use sweep_lock = lease or auto")
+    if setting != "auto":
+        return setting
+    if behind_transaction_pooler(engine) or not server_of(engine).session_advisory_locks:
+        return "lease"
+    return "advisory"
+
+
+def run_locks(engine: Engine, *, holder: str, clock: Callable[[], dt.datetime], enabled: bool = True,
+              setting: str = "auto"):
+    """The run lock for this engine and ``sweep_lock`` setting (module docstring)."""
     if not enabled:
         return NoLocks()
-    if is_postgres(engine):
+    if lock_kind(engine, setting) == "advisory":
         return AdvisoryLocks(engine)
     return LeaseLocks(engine, holder, clock)

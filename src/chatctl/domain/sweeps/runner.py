@@ -89,6 +89,7 @@ def run_sweep(
     dry_run: bool = False,
     max_changes: int | None = None,
     use_lock: bool = True,
+    lock_setting: str = "auto",
     on_batch: Callable[[str, int], None] | None = None,
     on_totals: Callable[[dict[str, int]], None] | None = None,
     on_finish: Callable[[RunResult], None] | None = None,
@@ -99,7 +100,7 @@ def run_sweep(
     SafetyLimitError (exit 5) when a job would change more than
     ``max_changes`` rows; in both cases nothing was changed.
     """
-    from chatctl.domain.sweeps.locking import holder_name, run_locks
+    from chatctl.domain.sweeps.locking import NoLocks, holder_name, run_locks
 
     if batch_size is None:
         batch_size = SQLITE_BATCH_SIZE if engine.dialect.name == "sqlite" else DEFAULT_BATCH_SIZE
@@ -107,10 +108,11 @@ def run_sweep(
                        shard=context.shard_label(), jobs={job.name: JobResult() for job in jobs})
     started = time.perf_counter()
     _record_start(engine, result, jobs, clock())
-    locks = run_locks(engine, holder=holder_name(context.operation_id), clock=clock,
-                      enabled=use_lock and not dry_run)
+    locks = NoLocks()
     error: str | None = None
     try:
+        locks = run_locks(engine, holder=holder_name(context.operation_id), clock=clock,
+                          enabled=use_lock and not dry_run, setting=lock_setting)
         locks.acquire([f"{job.name}:{result.shard}" for job in jobs])
         if dry_run or max_changes is not None:
             with engine.connect() as connection:
@@ -158,12 +160,17 @@ def run_sweep(
 
 def _run_job(engine: Engine, context: SweepContext, job: Job, result: RunResult, batch_size: int,
              locks, on_batch) -> None:
+    from chatctl.storage.retry import retry_serialization
+
     totals = result.jobs[job.name]
     last_id = 0
+    def one_batch():
+        with engine.begin() as connection:
+            return job.run_batch(connection, context, last_id, batch_size)
+
     while True:
         began = time.perf_counter()
-        with engine.begin() as connection:
-            outcome = job.run_batch(connection, context, last_id, batch_size)
+        outcome = retry_serialization(one_batch)
         result.longest_batch_s = max(result.longest_batch_s, time.perf_counter() - began)
         if outcome.claimed == 0:
             return
