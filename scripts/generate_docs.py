@@ -66,6 +66,14 @@ ENVIRONMENT = {
     "CHATCTL_SWEEP_LEASE_SECONDS": "How long a sweep's lease (the lock on SQLite and other engines without "
     "advisory locks) lasts without renewal, in seconds (default 300): the longest a crashed run can hold "
     "up the next one.",
+    "CHATCTL_POOLER": "\"transaction\" when chatctl reaches PostgreSQL through a pooler in transaction mode "
+    "(PgBouncer pool_mode = transaction): session settings become per transaction, no prepared statements, "
+    "sweep locks are leases.  Overrides the profile's pooler; \"none\" (the default) is a direct connection.",
+    "CHATCTL_SWEEP_LOCK": "The sweep run lock: advisory (PostgreSQL session advisory lock), lease (a row with "
+    "an expiry) or auto (the default: advisory on PostgreSQL reached directly, a lease on SQLite, through a "
+    "transaction pooler, on CockroachDB and YugabyteDB).  Overrides the profile's sweep_lock.",
+    "CHATCTL_AUDIT_RETENTION": "How much audit history audit prune keeps when --before is not given (e.g. "
+    "400d); overrides the profile's audit_retention.",
     "CHATCTL_SWEEP_NO_LOCK": "When 1, sweep run takes no lock, like --no-lock (for tests; correctness never "
     "depends on the lock).",
     "NO_COLOR": "When set to any non-empty value, no colour or other escape codes are written (like --no-color).",
@@ -81,7 +89,8 @@ ENVIRONMENT = {
 FILES = [
     ("$XDG_CONFIG_HOME/chatctl/config.toml",
      "The config file (default location ~/.config/chatctl/config.toml; --config or CHATCTL_CONFIG name "
-     "another): profiles with database_url, read_url, actor, timezone and session timeouts.  It is "
+     "another): profiles with database_url, read_url, actor, timezone, session timeouts, pooler, sweep_lock and "
+     "audit_retention.  It is "
      "refused when other users can read it, because it may hold credentials: chmod 600 it."),
     ("$XDG_DATA_HOME/chatctl/chatctl.db",
      "The embedded SQLite desk used when no database URL is configured "

@@ -272,6 +272,10 @@ def _describe(error, url: str) -> str:
     detail = str(original if original is not None else error).strip().splitlines()
     first = detail[0] if detail else type(error).__name__
     first = redact(first)
+    if "unsupported startup parameter" in first:
+        # PgBouncer in transaction mode refuses the session settings chatctl sends at start-up.
+        return (f"cannot use database {display_url(url)}: {first} (a connection pooler in transaction mode? "
+                "set pooler = \"transaction\" in the profile or CHATCTL_POOLER=transaction)")
     if "database is locked" in first:
         return f"database {display_url(url)} stayed locked for {SQLITE_BUSY_TIMEOUT_MS // 1000}s: {first}"
     for setting in ("lock_timeout", "statement_timeout"):
