@@ -8,8 +8,8 @@ import pytest
 from chat_rows import Rows
 from sqlalchemy import inspect
 
-from chatctl.domain.chats.views import CHAT_FIELDS
-from chatctl.domain.tickets.actions import TICKET_FIELDS
+from chatctl.domain.chats.views import CHAT_KEYS
+from chatctl.domain.tickets.views import TICKET_KEYS
 
 H = dt.timedelta(hours=1)
 M = dt.timedelta(minutes=1)
@@ -55,7 +55,7 @@ def test_r1_each_view_holds_its_status(cli, rows, engine):
     # open and closed tickets, newest first; the archived one is not in the view
     assert [t["chat_id"] for t in tickets] == [converted, closed]
     assert [t["status"] for t in tickets] == ["open", "closed"]
-    assert all(list(t) == list(TICKET_FIELDS) for t in tickets)
+    assert all(list(t) == list(TICKET_KEYS) for t in tickets)
 
 
 def test_r1_tagged_view_lists_open_chats_where_the_agent_is_tagged(cli, rows):
@@ -129,8 +129,8 @@ def test_r2_markers_in_colour_on_a_terminal(cli, rows):
 def test_chat_json_has_exactly_the_spec_fields(cli, rows):
     rows.chat(agent="alice", flagged=True)
     listed = cli("chats", "list", "-o", "json").json()
-    assert list(listed[0]) == list(CHAT_FIELDS)
-    assert list(CHAT_FIELDS) == ["id", "status", "channel", "customer", "agent", "flagged", "new", "unread",
+    assert list(listed[0]) == list(CHAT_KEYS)
+    assert list(CHAT_KEYS) == ["id", "status", "channel", "customer", "agent", "flagged", "new", "unread",
                                  "created_at", "last_activity_at", "last_customer_message_at",
                                  "last_agent_message_at", "pending_since", "closed_at", "closed_by",
                                  "close_reason", "ticket_id"]
@@ -180,16 +180,16 @@ def test_list_refuses_a_bad_cursor(cli, rows):
     page = cli("chats", "list", "--limit", "1")
     cursor = page.stderr.split("--after ", 1)[1].split()[0]
     other_view = cli("chats", "list", "pending", "--after", cursor)
-    assert other_view.exit_code == 2 and "live view" in other_view.stderr
+    assert other_view.exit_code == 2 and "the live list" in other_view.stderr
 
 
 def test_list_all_streams_in_keyset_batches(cli, rows, engine, monkeypatch):
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from chatctl.domain.chats import views as chats
+    from chatctl.storage import paging
 
-    monkeypatch.setattr(chats, "BATCH", 3)
+    monkeypatch.setattr(paging, "READ", 3)
     for i in range(10):
         rows.chat(customer_wrote=(i + 1) * M)
     statements = []
@@ -279,7 +279,7 @@ def test_show_json_is_the_chat_with_messages_comments_ticket(cli, rows):
     result = cli("chats", "show", str(chat), "-o", "json")
     assert result.exit_code == 0, result
     shown = result.json()
-    assert list(shown)[:len(CHAT_FIELDS)] == list(CHAT_FIELDS)
+    assert list(shown)[:len(CHAT_KEYS)] == list(CHAT_KEYS)
     assert {"messages", "comments", "ticket", "reply_window", "history"} <= set(shown)
     assert [m["direction"] for m in shown["messages"]] == ["inbound", "outbound"]
     assert shown["comments"][0]["mentions"] == ["bob"]

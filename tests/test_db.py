@@ -79,3 +79,34 @@ def test_db_check_finds_violations(cli, engine):
     assert result.exit_code == 1
     broken = [row for row in result.json() if row["violations"]]
     assert broken[0]["examples"] == [1] and "R9" in broken[0]["check"]
+
+
+def test_db_check_reports_words_outside_the_vocabulary(cli, engine):
+    import datetime as dt
+
+    from sqlalchemy import insert
+
+    from chatctl.storage.models import Agent, Chat, Customer, Message, Ticket
+
+    now = dt.datetime(2026, 11, 30, 9, tzinfo=dt.timezone.utc)
+    with engine.begin() as connection:
+        connection.execute(insert(Agent).values(id=1, handle="a", name="A", role="boss", presence="online",
+                                                active=True, created_at=now))
+        connection.execute(insert(Customer).values(id=1, display_name="C", address="+1", created_at=now))
+        connection.execute(insert(Chat).values(id=7, customer_id=1, channel="sms", status="limbo", created_at=now,
+                                               last_activity_at=now))
+        connection.execute(insert(Chat).values(id=8, customer_id=1, channel="sms", status="closed", created_at=now,
+                                               last_activity_at=now, closed_at=now, closed_by="robot"))
+        connection.execute(insert(Ticket).values(id=3, chat_id=8, status="open", reason="lost", created_at=now))
+        connection.execute(insert(Message).values(id=5, chat_id=8, direction="inbound", kind="sticker", body="",
+                                                  created_at=now))
+    result = cli("db", "check", "-o", "json")
+    assert result.exit_code == 1
+    broken = {row["check"]: row["examples"] for row in result.json() if row["violations"]}
+    assert broken == {
+        "chats in an unknown status": [7],
+        "chats closed by an unknown party": [8],
+        "tickets in an unknown status or with an unknown reason": [3],
+        "agents with an unknown role or presence": [1],
+        "messages with an unknown direction or kind": [5],
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from chat_rows import Rows
 
-from chatctl.domain.chats.notifications import FIELDS
+from chatctl.domain.chats.notifications import NOTIFICATION_KEYS
 from chatctl.storage.models import AuditEvent, Notification
 
 
@@ -23,11 +23,30 @@ def test_r7_each_tag_notifies_the_tagged_person(cli, rows):
     assert cli("chats", "comment", str(chat), "--as", "alice", "--text", "@bob @sue have a look").exit_code == 0
     listed = cli("notifications", "list", "--agent", "bob", "-o", "json").json()
     assert len(listed) == 1
-    assert list(listed[0]) == list(FIELDS) == ["id", "agent", "kind", "chat_id", "comment_id", "created_at",
+    assert list(listed[0]) == list(NOTIFICATION_KEYS) == ["id", "agent", "kind", "chat_id", "comment_id", "created_at",
                                                "read_at"]
     assert listed[0]["agent"] == "bob" and listed[0]["kind"] == "tagged" and listed[0]["chat_id"] == chat
     assert listed[0]["read_at"] is None
     assert cli("notifications", "list", "--agent", "alice", "-o", "json").json() == []
+
+
+def test_notifications_list_pages_by_cursor(cli, rows):
+    chat = rows.chat(agent="alice")
+    for number in range(5):
+        rows.comment(chat, "alice", f"@bob look {number}", ("bob",))
+    newest_first = [n["id"] for n in cli("notifications", "list", "--agent", "bob", "--all", "-o", "json").json()]
+    assert len(newest_first) == 5 and newest_first == sorted(newest_first, reverse=True)
+    seen, after = [], []
+    while True:
+        page = cli("notifications", "list", "--agent", "bob", "--limit", "2", "-o", "json", *after)
+        assert page.exit_code == 0, page
+        seen += [n["id"] for n in page.json()]
+        if "next page: --after " not in page.stderr:
+            break
+        after = ["--after", page.stderr.split("next page: --after ", 1)[1].split()[0]]
+    assert seen == newest_first
+    tickets_cursor = cli("tickets", "list", "--after", after[1])
+    assert tickets_cursor.exit_code == 2 and "notifications list" in tickets_cursor.stderr
 
 
 def test_notifications_read_by_id_and_all(cli, rows):

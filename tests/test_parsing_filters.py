@@ -27,7 +27,7 @@ from chatctl.parsing.filters import (
     validate,
 )
 from chatctl.errors import ExitCode, UsageError
-from chatctl.storage import models
+from chatctl import vocabulary
 from chatctl.storage.models import Agent, Chat, Comment, CommentMention, Customer, Ticket
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
@@ -183,12 +183,12 @@ def test_fields_have_the_expected_kind(fields, name: str, kind: FieldKind) -> No
     assert fields[name].kind == kind
 
 
-def test_enum_fields_offer_the_values_the_schema_stores() -> None:
-    assert CHAT_FIELDS["status"].choices == models.CHAT_STATUSES
-    assert CHAT_FIELDS["channel"].choices == models.CHANNELS
-    assert CHAT_FIELDS["closed_by"].choices == models.CLOSED_BY
-    assert TICKET_FIELDS["status"].choices == models.TICKET_STATUSES
-    assert TICKET_FIELDS["reason"].choices == models.TICKET_REASONS
+def test_enum_fields_offer_the_desk_vocabulary() -> None:
+    assert CHAT_FIELDS["status"].choices == vocabulary.CHAT_STATUSES
+    assert CHAT_FIELDS["channel"].choices == vocabulary.CHANNELS
+    assert CHAT_FIELDS["closed_by"].choices == vocabulary.CLOSED_BY
+    assert TICKET_FIELDS["status"].choices == vocabulary.TICKET_STATUSES
+    assert TICKET_FIELDS["reason"].choices == vocabulary.TICKET_REASONS
 
 
 def test_module_help_names_every_field() -> None:

@@ -104,9 +104,9 @@ def complete_sweep_job(ctx: typer.Context, args: list[str], incomplete: str) -> 
     Use as ``typer.Argument(..., autocompletion=complete_sweep_job)`` on ``sweep run [JOB]...``.
     """
     try:
-        from chatctl.domain.sweeps import JOB_ORDER
+        from chatctl.vocabulary import SWEEP_JOBS
 
         given = set(ctx.params.get("jobs") or ()) | set(args)
-        return [job for job in JOB_ORDER if job.startswith(incomplete) and job not in given]
+        return [job for job in SWEEP_JOBS if job.startswith(incomplete) and job not in given]
     except Exception:  # noqa: BLE001 - a <Tab> must never show an error
         return []

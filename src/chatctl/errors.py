@@ -67,10 +67,6 @@ class RuleRefused(ChatctlError):
 
     exit_code = ExitCode.PARTIAL
 
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(message)
-        self.rule = rule
-
 
 class NotFound(ChatctlError):
     """A single named item does not exist."""

@@ -20,9 +20,6 @@ from typing import Any
 from chatctl.context import Environment
 from chatctl.domain.batches import ItemResult, Summary
 
-FORMATS = ("table", "plain", "tsv", "csv", "json", "jsonl", "markdown", "ids")
-STREAMING = ("tsv", "csv", "json", "jsonl", "ids")
-
 
 @dataclass(frozen=True)
 class Column:
@@ -174,7 +171,7 @@ def _rich_table(env: Environment, rows: Iterable[Mapping[str, Any]], cols: list[
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, box=None if not env.color else None, header_style="bold", pad_edge=False)
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
     for col in cols:
         table.add_column(col.title)
     count = 0

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated
 
 import typer
 
 from chatctl.commands.common import OutputOpt, desk, fmt
 from chatctl.completion import complete_agent_handle
+from chatctl.vocabulary import PRESENCES, ROLES, choices, spoken
 
 app = typer.Typer(
     help="The desk's users: list, add, set presence, deactivate, drain at end of shift.\n\n"
@@ -18,16 +18,8 @@ app = typer.Typer(
 )
 
 
-class Role(str, Enum):
-    agent = "agent"
-    supervisor = "supervisor"
-    admin = "admin"
-
-
-class Presence(str, Enum):
-    online = "online"
-    offline = "offline"
-
+Role = choices("Role", ROLES)
+Presence = choices("Presence", PRESENCES)
 
 HandleArg = Annotated[str, typer.Argument(help="The agent's handle.", show_default=False,
                                          autocompletion=complete_agent_handle)]
@@ -71,7 +63,7 @@ def add(
     ctx: typer.Context,
     handle: HandleArg,
     name: Annotated[str, typer.Option("--name", help="Display name.", show_default=False)],
-    role: Annotated[Role, typer.Option("--role", help="agent, supervisor or admin.")] = Role.agent,
+    role: Annotated[Role, typer.Option("--role", help=f"{spoken(ROLES)}.")] = Role.agent,
     online: Annotated[bool, typer.Option("--online", help="Start online.")] = False,
 ) -> None:
     """Add an agent (offline unless --online).
@@ -87,7 +79,7 @@ def add(
 
 @app.command("set-status")
 def set_status(ctx: typer.Context, handle: HandleArg,
-               presence: Annotated[Presence, typer.Argument(help="online or offline.")]) -> None:
+               presence: Annotated[Presence, typer.Argument(help=f"{spoken(PRESENCES)}.")]) -> None:
     """Set an agent online or offline.
 
     Example: chatctl agents set-status bob offline

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from chatctl.commands.common import (AllOpt, BatchSizeOpt, DryRunOpt, LimitOpt, OutputOpt, YesOpt, confirm_selection,
-                                     desk, fmt, run_mutation)
-from chatctl.errors import UsageError
+                                     desk, fmt, note_next_page, page_limit, run_mutation)
+from chatctl.batch_sizes import REVERT
 
 app = typer.Typer(
     help="The audit trail: every change chatctl made, who made it and under which operation; "
@@ -17,7 +17,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DEFAULT_LIMIT = 50
 AUDIT_COLUMNS = ["id", "at", "actor", "action", "entity", "entity_id", "operation", "after", "reason"]
 
 
@@ -54,14 +53,12 @@ def list_(
     from chatctl.domain.audit.log import check_operation_id, list_events, parse_entity
     from chatctl.output import render_rows
 
-    if limit is not None and all_:
-        raise UsageError("give --limit or --all, not both")
+    page = page_limit(limit, all_)
     the_desk = desk(ctx)
     entity_ref = parse_entity(entity) if entity is not None else None
     if operation is not None:
         check_operation_id(operation)
     since_at = as_of(since, the_desk) if since is not None else None
-    page = None if all_ else (limit or DEFAULT_LIMIT)
     last: dict = {}
 
     def remember(rows):
@@ -76,7 +73,7 @@ def list_(
         count = render_rows(the_desk.env, remember(rows), AUDIT_COLUMNS, fmt(output), tz=tz,
                             empty="no audit events")
     if page is not None and count == page:
-        the_desk.env.note(f"showing {count} events; more with --after {last['id']} or --all")
+        note_next_page(the_desk, last["id"])
 
 
 @app.command("revert")
@@ -86,7 +83,7 @@ def revert(
                                                 "operation id).", show_default=False)],
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
-    batch_size: BatchSizeOpt = 1000,
+    batch_size: BatchSizeOpt = REVERT,
     output: OutputOpt = None,
 ) -> None:
     """Restore the values an operation changed, where nothing has changed them since.
@@ -114,8 +111,8 @@ def revert(
         count = count_operation_events(connection, operation_id)
         actor = the_desk.actor(connection)
     if not actor.can_supervise:
-        raise RuleRefused("roles", f"actor '{actor.name}' has role {actor.role}: reverting an operation needs a "
-                                   "supervisor, an admin or ops:NAME")
+        raise RuleRefused(f"actor '{actor.name}' has role {actor.role}: reverting an operation needs a "
+                          "supervisor, an admin or ops:NAME")
     if not dry_run:
         confirm_selection(the_desk, yes, f"revert {count} change(s) of operation {operation_id}?")
     reverter = Reverter(operation_id, revert_operation_id=the_desk.operation_id, actor=actor.name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
@@ -18,10 +17,14 @@ from chatctl.commands.common import (
     OutputOpt,
     desk,
     fmt,
+    note_next_page,
+    page_limit,
     run_mutation,
     spool_ids,
 )
+from chatctl.batch_sizes import CHAT_ACTION
 from chatctl.completion import complete_agent_handle
+from chatctl.vocabulary import SORTS, VIEWS, choices, spoken
 
 app = typer.Typer(
     help="The five views (live, pending, tagged, closed, tickets), filters, one chat in full, "
@@ -31,25 +34,13 @@ app = typer.Typer(
 )
 
 
-class View(str, Enum):
-    live = "live"
-    pending = "pending"
-    tagged = "tagged"
-    closed = "closed"
-    tickets = "tickets"
-
-
-class Sort(str, Enum):
-    activity = "activity"
-    new = "new"
-    closed = "closed"
+View = choices("View", VIEWS)
+Sort = choices("Sort", SORTS)
 
 
 ChatIdArg = Annotated[int, typer.Argument(help="The chat id.", min=1, show_default=False)]
 AsOpt = Annotated[str, typer.Option("--as", help="The agent handle acting in the chat.", show_default=False,
                                     autocompletion=complete_agent_handle)]
-# Chats per transaction; 2,000 measured best for a 100,000-chat close (docs/benchmarks.md).
-BATCH_SIZE = 2000
 
 
 def _marker(text: str, colour: str):
@@ -76,7 +67,7 @@ def _chat_columns(view: str):
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    view: Annotated[View, typer.Argument(help="live, pending, tagged, closed or tickets.")] = View.live,
+    view: Annotated[View, typer.Argument(help=f"{spoken(VIEWS)}.")] = View.live,
     agent: AgentOpt = None,
     channel: Annotated[Optional[str], typer.Option("--channel", help="Only this channel (whatsapp, webchat...).",
                                                    show_default=False)] = None,
@@ -103,26 +94,24 @@ def list_(
     Example: chatctl chats list live --unread --sort activity --limit 20
     """
     from chatctl.domain.chats.views import ViewOptions, list_view
+    from chatctl.errors import UsageError
     from chatctl.output import choose_format, render_rows
 
-    if all_ and (limit is not None):
-        from chatctl.errors import UsageError
-
-        raise UsageError("give --limit or --all, not both")
+    rows_wanted = page_limit(limit, all_)
     the_desk = desk(ctx)
+    if view is View.tagged and agent is None:
+        actor = the_desk.actor()
+        if actor.agent_id is None:
+            raise UsageError(f"the tagged view needs --agent HANDLE: whose tags to show ({actor.name} is not an agent)")
+        agent = actor.name
     options = ViewOptions(view=view.value, agent=agent, channel=channel, flagged=flagged, new=new, unread=unread,
-                          sort=sort.value if sort else None, limit=None if all_ else (limit or 50), after=after)
+                          sort=sort.value if sort else None, limit=rows_wanted, after=after)
     flat = choose_format(fmt(output), the_desk.env) not in ("json", "jsonl")
     with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
-        actor_agent = None
-        if view is View.tagged and agent is None:
-            actor = the_desk.actor()
-            actor_agent = actor.name if actor.agent_id is not None else None
-        page = list_view(connection, options, actor_agent=actor_agent, flat=flat)
+        page = list_view(connection, options, flat=flat)
         render_rows(the_desk.env, page.rows, _chat_columns(view.value), fmt(output), tz=the_desk.tz(connection),
                     empty=f"no chats in the {view.value} view" if view is not View.tickets else "no tickets")
-    if page.next_cursor:
-        the_desk.env.note(f"next page: --after {page.next_cursor}")
+    note_next_page(the_desk, page.next_cursor)
 
 
 @app.command("filter")
@@ -201,7 +190,7 @@ def _acting(the_desk, connection=None):
 
 
 def _bulk(ctx: typer.Context, ids: list[str], make_apply, *, output, dry_run: bool, what: str,
-          batch_size: int = BATCH_SIZE) -> None:
+          batch_size: int = CHAT_ACTION) -> None:
     """Resolve ids and people first (bad input changes nothing), then run the batches."""
     the_desk = desk(ctx)
     spool = spool_ids(ids, the_desk)
@@ -236,7 +225,7 @@ def _single(ctx: typer.Context, chat_id: int, make_apply, *, output, dry_run: bo
 def flag(ctx: typer.Context, ids: IdsArg,
          note: Annotated[Optional[str], typer.Option("--note", help="Why, for whoever follows up.",
                                                      show_default=False)] = None,
-         dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+         dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Flag chats to follow up later (R3): the inactivity and agent timeouts leave them alone.
 
     Example: chatctl chats flag 1042 1043 --note 'waiting on billing'
@@ -249,7 +238,7 @@ def flag(ctx: typer.Context, ids: IdsArg,
 
 @app.command("unflag")
 def unflag(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
-           batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+           batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Remove the flag: the sweeps treat the chats normally again from their next run (R3).
 
     Example: chatctl chats list live --flagged -o ids | chatctl chats unflag -
@@ -262,7 +251,7 @@ def unflag(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: 
 
 @app.command("pending")
 def pending(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
-            batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+            batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Mark live chats pending, waiting on the customer (R6: live chats only).
 
     Example: chatctl chats pending 1042
@@ -279,7 +268,7 @@ def close(ctx: typer.Context, ids: IdsArg,
                                                         show_default=False)] = None,
           include_flagged: Annotated[bool, typer.Option("--include-flagged",
                                                         help="Close flagged chats too (skipped otherwise).")] = False,
-          dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+          dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Close live or pending chats (closed_by=agent, whoever closes by hand).  Their comments,
     tags and unread tag notifications go in the same transaction (R9).  Flagged chats are
     skipped unless --include-flagged.
@@ -298,7 +287,7 @@ def reopen(ctx: typer.Context, ids: IdsArg,
                                                         "agent; required when acting as ops).",
                                                         show_default=False,
                                                         autocompletion=complete_agent_handle)] = None,
-           dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+           dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Reopen closed chats: live again, assigned to the agent; the inactivity clock restarts (R10).
 
     Example: chatctl --actor alice chats reopen 1042
@@ -313,7 +302,7 @@ def reopen(ctx: typer.Context, ids: IdsArg,
 
 @app.command("convert")
 def convert(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
-            batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+            batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Turn live or pending chats into tickets (reason manual); comments and tags go (R9).
 
     Example: chatctl chats convert 1042
@@ -328,7 +317,7 @@ def convert(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output:
 def assign(ctx: typer.Context, ids: IdsArg,
            agent: Annotated[str, typer.Option("--agent", help="The agent to assign.", show_default=False,
                                               autocompletion=complete_agent_handle)],
-           dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = BATCH_SIZE) -> None:
+           dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Assign live or pending chats to an agent.
 
     Example: chatctl chats list live --agent carol -o ids | chatctl chats assign - --agent bob

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from chatctl.completion import complete_agent_handle
 from chatctl.errors import ExitCode, UsageError
+from chatctl.vocabulary import OUTPUT_FORMATS, choices, spoken
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -23,20 +23,12 @@ if TYPE_CHECKING:
     from chatctl.parsing.ids import IdSpool
 
 
-class OutputFormat(str, Enum):
-    table = "table"
-    plain = "plain"
-    tsv = "tsv"
-    csv = "csv"
-    json = "json"
-    jsonl = "jsonl"
-    markdown = "markdown"
-    ids = "ids"
+OutputFormat = choices("OutputFormat", OUTPUT_FORMATS)
 
 
 OutputOpt = Annotated[
     Optional[OutputFormat],
-    typer.Option("--output", "-o", help="table, plain, tsv, csv, json, jsonl, markdown or ids "
+    typer.Option("--output", "-o", help=f"{spoken(OUTPUT_FORMATS)} "
                  "(default: table on a terminal, tsv in a pipe).", show_default=False),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Report exactly what would change; change nothing.")]
@@ -51,7 +43,9 @@ AsOfOpt = Annotated[
     typer.Option("--as-of", help="The instant to act as of: ISO 8601 (2026-11-30T09:00Z) or relative "
                  "(-2h, +1d). Default: now.", show_default=False),
 ]
-LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Show at most N rows (default 50).",
+# Rows of a list's page without --limit.
+PAGE_SIZE = 50
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help=f"Show at most N rows (default {PAGE_SIZE}).",
                                                  show_default=False)]
 AfterOpt = Annotated[Optional[str], typer.Option("--after", help="Continue after this cursor "
                                                  "(printed on stderr when a page is full).", show_default=False)]
@@ -92,6 +86,19 @@ def as_of(text: str | None, desk: Desk) -> dt.datetime:
     if text is None:
         return now
     return parse_relative_or_timestamp(text, now, desk.tz())
+
+
+def page_limit(limit: int | None, all_: bool) -> int | None:
+    """Rows to show: ``--limit``, else a page of ``PAGE_SIZE``; ``None`` (every row) with ``--all``."""
+    if all_ and limit is not None:
+        raise UsageError("give --limit or --all, not both")
+    return None if all_ else (limit or PAGE_SIZE)
+
+
+def note_next_page(the_desk: Desk, cursor: str | int | None) -> None:
+    """The one wording every paged list uses on stderr after a full page."""
+    if cursor is not None:
+        the_desk.env.note(f"next page: --after {cursor}")
 
 
 def confirm_selection(desk: Desk, yes: bool, question: str) -> None:

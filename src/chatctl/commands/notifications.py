@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from chatctl.commands.common import AllOpt, DryRunOpt, LimitOpt, OutputOpt, desk, fmt, run_mutation
+from chatctl.commands.common import (AfterOpt, AllOpt, DryRunOpt, LimitOpt, OutputOpt, desk, fmt, note_next_page,
+                                     page_limit, run_mutation)
 from chatctl.completion import complete_agent_handle
 
 app = typer.Typer(
@@ -36,20 +37,24 @@ def _person(the_desk, connection, agent: str | None):
 @app.command("list")
 def list_(ctx: typer.Context, agent: AgentRequired = None,
           unread: Annotated[bool, typer.Option("--unread", help="Only unread notifications.")] = False,
-          limit: LimitOpt = None, all_: AllOpt = False, output: OutputOpt = None) -> None:
+          limit: LimitOpt = None, after: AfterOpt = None, all_: AllOpt = False, output: OutputOpt = None) -> None:
     """An agent's notifications, newest first (50 unless --limit or --all).
+
+    A full page prints "next page: --after CURSOR" on stderr.
 
     Example: chatctl notifications list --agent bob --unread -o json
     """
     from chatctl.domain.chats.notifications import list_notifications
     from chatctl.output import render_rows
 
+    rows_wanted = page_limit(limit, all_)
     the_desk = desk(ctx)
     with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
         _actor, person = _person(the_desk, connection, agent)
-        rows = list_notifications(connection, person, unread=unread, limit=None if all_ else (limit or 50))
-        render_rows(the_desk.env, rows, COLUMNS, fmt(output), tz=the_desk.tz(connection),
+        page = list_notifications(connection, person, unread=unread, limit=rows_wanted, after=after)
+        render_rows(the_desk.env, page.rows, COLUMNS, fmt(output), tz=the_desk.tz(connection),
                     empty=f"no {'unread ' if unread else ''}notifications for {person.handle}")
+    note_next_page(the_desk, page.next_cursor)
 
 
 @app.command("read")

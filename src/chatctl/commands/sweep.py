@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from chatctl.batch_sizes import SWEEP
 from chatctl.commands.common import AsOfOpt, DryRunOpt, LimitOpt, OutputOpt, desk, fmt
 
 app = typer.Typer(
@@ -37,8 +38,8 @@ def run(
     as_of: AsOfOpt = None,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, max=100_000, show_default=False,
-        help="Rows per transaction (default 1000 on PostgreSQL, 5000 on SQLite, chosen by benchmark: "
-        "docs/benchmarks.md).")] = None,
+        help=f"Rows per transaction (default {SWEEP['postgresql']} on PostgreSQL, {SWEEP['sqlite']} on SQLite, "
+        "chosen by benchmark: docs/benchmarks.md).")] = None,
     max_changes: Annotated[Optional[int], typer.Option(
         "--max-changes", min=0, show_default=False,
         help="Safety breaker: if any one job would change more than N rows, change nothing and exit 5.")] = None,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from chatctl.commands.common import (AfterOpt, AgentOpt, AllOpt, BatchSizeOpt, DryRunOpt, IdsArg, LimitOpt,
-                                     OutputOpt, YesOpt, confirm_selection, desk, fmt, run_mutation, spool_ids)
+                                     OutputOpt, YesOpt, confirm_selection, desk, fmt, note_next_page, page_limit,
+                                     run_mutation,
+                                     spool_ids)
+from chatctl.batch_sizes import TICKET_ACTION
 from chatctl.completion import complete_agent_handle
+from chatctl.vocabulary import TICKET_REASONS, TICKET_STATUSES, choices, spoken
 
 app = typer.Typer(
     help="Tickets: list, show, close, reopen, archive, unarchive, assign, and scripted bulk cleanup.\n\n"
@@ -20,24 +23,10 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-TICKET_COLUMNS = ["id", "chat_id", "status", "reason", "agent", "created_at", "closed_at", "archived_at"]
-DEFAULT_LIMIT = 50
-# Measured with bench/ticket_cleanup.py (docs/benchmarks.md): 1000 tickets per
-# transaction hold their row locks for ~0.1 s; larger batches gain nothing
-# measurable and hold them longer (5000: over a second under load).
-DEFAULT_BATCH_SIZE = 1000
 
 
-class Status(str, Enum):
-    open = "open"
-    closed = "closed"
-
-
-class Reason(str, Enum):
-    out_of_hours = "out_of_hours"
-    no_agents = "no_agents"
-    inactivity = "inactivity"
-    manual = "manual"
+Status = choices("Status", TICKET_STATUSES)
+Reason = choices("Reason", TICKET_REASONS)
 
 
 OptionalIdsArg = Annotated[
@@ -58,14 +47,14 @@ TimeOpt = Optional[str]
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[Optional[Status], typer.Option("--status", help="open or closed.",
+    status: Annotated[Optional[Status], typer.Option("--status", help=f"{spoken(TICKET_STATUSES)}.",
                                                      show_default=False)] = None,
     archived: Annotated[bool, typer.Option("--archived", help="Only archived tickets.")] = False,
     include_archived: Annotated[bool, typer.Option("--include-archived",
                                                    help="Archived tickets too.")] = False,
     agent: AgentOpt = None,
-    reason: Annotated[Optional[Reason], typer.Option("--reason", help="out_of_hours, no_agents, "
-                                                     "inactivity or manual.", show_default=False)] = None,
+    reason: Annotated[Optional[Reason], typer.Option("--reason", help=f"{spoken(TICKET_REASONS)}.",
+                                                     show_default=False)] = None,
     older_than: Annotated[TimeOpt, typer.Option("--older-than", help="Created more than DUR ago (30d, 12h).",
                                                 show_default=False)] = None,
     created_before: Annotated[TimeOpt, typer.Option("--created-before", help="Created before TS "
@@ -79,23 +68,20 @@ def list_(
 ) -> None:
     """The tickets view (R1): open and closed tickets, not archived, newest first.
 
-    A full page prints the cursor of the next one on stderr; --all streams
+    A full page prints "next page: --after CURSOR" on stderr; --all streams
     every row with flat memory.
 
     Example: chatctl tickets list --status open --agent alice -o json
     """
-    import contextlib
-
     from chatctl.domain.agents.roster import require_agent_id
-    from chatctl.domain.tickets.actions import TicketQuery, encode_cursor, iter_tickets
-    from chatctl.parsing.timeparse import parse_duration, parse_relative_or_timestamp
+    from chatctl.domain.tickets.views import TICKET_KEYS, TicketQuery, list_tickets
     from chatctl.errors import UsageError
     from chatctl.output import render_rows
+    from chatctl.parsing.timeparse import parse_duration, parse_relative_or_timestamp
 
     if archived and include_archived:
         raise UsageError("give --archived or --include-archived, not both")
-    if all_ and (limit is not None or after is not None):
-        raise UsageError("--all streams every row: drop --limit and --after")
+    rows_wanted = page_limit(limit, all_)
     the_desk = desk(ctx)
     now = the_desk.now()
     with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
@@ -111,24 +97,9 @@ def list_(
             created_before=min(bounds) if bounds else None,
             created_after=parse_relative_or_timestamp(created_after, now, tz) if created_after else None,
         )
-        page = None if all_ else (limit or DEFAULT_LIMIT)
-        more: list[str] = []
-
-        def rows():
-            # One row beyond the page tells whether a next page exists.
-            last = None
-            tickets = iter_tickets(connection, query, limit=page + 1 if page else None, after=after)
-            with contextlib.closing(tickets):
-                for number, row in enumerate(tickets):
-                    if number == page:
-                        more.append(encode_cursor(last["created_at"], last["id"]))
-                        return
-                    last = row
-                    yield row
-
-        render_rows(the_desk.env, rows(), TICKET_COLUMNS, fmt(output), tz=tz, empty="no tickets")
-    if more:
-        the_desk.env.note(f"more tickets: --after {more[0]}")
+        page = list_tickets(connection, query, limit=rows_wanted, after=after)
+        render_rows(the_desk.env, page.rows, TICKET_KEYS, fmt(output), tz=tz, empty="no tickets")
+    note_next_page(the_desk, page.next_cursor)
 
 
 @app.command("show")
@@ -142,7 +113,7 @@ def show(
     Example: chatctl tickets show 42 -o json
     """
     from chatctl.parsing.ids import parse_id
-    from chatctl.domain.tickets.actions import TICKET_FIELDS, show_ticket
+    from chatctl.domain.tickets.views import TICKET_KEYS, show_ticket
     from chatctl.output import choose_format, render_record, render_rows
 
     the_desk = desk(ctx)
@@ -154,7 +125,7 @@ def show(
     if chosen in ("json", "jsonl", "ids"):
         render_record(the_desk.env, record, chosen, tz=tz)
         return
-    flat = {key: record[key] for key in TICKET_FIELDS}
+    flat = {key: record[key] for key in TICKET_KEYS}
     for key, value in (record["chat"] or {}).items():
         flat[f"chat_{key}"] = value
     render_record(the_desk.env, flat, chosen, tz=tz)
@@ -189,7 +160,7 @@ def close(
     where: WhereOpt = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
-    batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
+    batch_size: BatchSizeOpt = TICKET_ACTION,
     output: OutputOpt = None,
 ) -> None:
     """Close tickets by id, from standard input, or every open unarchived ticket a filter selects.
@@ -251,7 +222,7 @@ def _close_where(expressions: list[str], ctx: typer.Context, *, yes: bool, dry_r
 
 @app.command("reopen")
 def reopen(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
-           batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE, output: OutputOpt = None) -> None:
+           batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
     """Reopen closed tickets; an archived ticket is refused (R13) until unarchived.
 
     Example: chatctl tickets reopen 42 43
@@ -264,7 +235,7 @@ def reopen(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
 
 @app.command("archive")
 def archive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
-            batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE, output: OutputOpt = None) -> None:
+            batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
     """Archive tickets now, whatever their status: they leave the tickets view and become read-only.
 
     Example: chatctl tickets list --status closed -o ids | chatctl tickets archive -
@@ -277,7 +248,7 @@ def archive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
 
 @app.command("unarchive")
 def unarchive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
-              batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE, output: OutputOpt = None) -> None:
+              batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
     """Bring archived tickets back to the tickets view, writable again.
 
     Example: chatctl tickets unarchive 42
@@ -295,7 +266,7 @@ def assign(
     agent: Annotated[str, typer.Option("--agent", help="The agent to assign the tickets to.",
                                        show_default=False, autocompletion=complete_agent_handle)],
     dry_run: DryRunOpt = False,
-    batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE,
+    batch_size: BatchSizeOpt = TICKET_ACTION,
     output: OutputOpt = None,
 ) -> None:
     """Assign tickets to an agent (audited).

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chatctl.vocabulary import ITEM_RESULTS
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-RESULTS = ("changed", "skipped", "not_found", "refused")
-DEFAULT_BATCH_SIZE = 2000
 
 
 @dataclass
@@ -30,7 +30,7 @@ class ItemResult:
 
 @dataclass
 class Summary:
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ITEM_RESULTS, 0))
 
     def add(self, result: ItemResult) -> None:
         self.counts[result.result] += 1

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 from chatctl.domain.audit import writer as audit
 from chatctl.parsing.timeparse import parse_timestamp
 from chatctl.errors import UsageError
+from chatctl.vocabulary import PRESENCES
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -155,7 +156,7 @@ def parse_line(text: str, line: int) -> Event:
             raise BadLine(f"bad channel {channel!r}: a lower-case word such as whatsapp, webchat, sms")
         event.channel = channel
     if kind == "presence":
-        if data["status"] not in ("online", "offline"):
+        if data["status"] not in PRESENCES:
             raise BadLine(f"bad status {data['status']!r}: use online or offline")
         event.status = data["status"]
     text_value = data.get("text")

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import and_, func, not_, or_, select
+
+from chatctl.storage.models import Agent, Chat, Comment, CommentMention, Message, Notification, Ticket
+from chatctl.vocabulary import (CHAT_STATUSES, CLOSED_BY, FINISHED_CHAT_STATUSES, MESSAGE_DIRECTIONS, MESSAGE_KINDS,
+                                PRESENCES, ROLES, TICKET_REASONS, TICKET_STATUSES)
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 EXAMPLES = 5
 
 
+def _outside(column, values):
+    """Rows whose ``column`` holds a word the desk does not know (NULL is not such a word)."""
+    return column.is_not(None) & not_(column.in_(values))
+
+
 def _checks():
-    from sqlalchemy import and_, not_, or_, select
-
-    from chatctl.storage.models import Chat, Comment, CommentMention, Notification, Ticket
-
-    finished = Chat.status.in_(("closed", "converted"))
+    finished = Chat.status.in_(FINISHED_CHAT_STATUSES)
     return [
         ("comments on closed or converted chats (R9)",
          select(Comment.id).join(Chat, Chat.id == Comment.chat_id).where(finished)),
@@ -33,8 +40,16 @@ def _checks():
          select(Chat.id).where(Chat.status == "closed", or_(Chat.closed_at.is_(None), Chat.closed_by.is_(None)))),
         ("pending chats without pending_since",
          select(Chat.id).where(Chat.status == "pending", Chat.pending_since.is_(None))),
-        ("chats in an unknown status",
-         select(Chat.id).where(not_(Chat.status.in_(("live", "pending", "closed", "converted"))))),
+        ("chats in an unknown status", select(Chat.id).where(_outside(Chat.status, CHAT_STATUSES))),
+        ("chats closed by an unknown party", select(Chat.id).where(_outside(Chat.closed_by, CLOSED_BY))),
+        ("tickets in an unknown status or with an unknown reason",
+         select(Ticket.id).where(or_(_outside(Ticket.status, TICKET_STATUSES),
+                                     _outside(Ticket.reason, TICKET_REASONS)))),
+        ("agents with an unknown role or presence",
+         select(Agent.id).where(or_(_outside(Agent.role, ROLES), _outside(Agent.presence, PRESENCES)))),
+        ("messages with an unknown direction or kind",
+         select(Message.id).where(or_(_outside(Message.direction, MESSAGE_DIRECTIONS),
+                                      _outside(Message.kind, MESSAGE_KINDS)))),
         ("closed tickets without closed_at",
          select(Ticket.id).where(Ticket.status == "closed", Ticket.closed_at.is_(None))),
         ("open tickets with closed_at",
@@ -44,8 +59,6 @@ def _checks():
 
 def check(connection: Connection) -> list[dict[str, Any]]:
     """Every invariant with its violation count and a few example ids."""
-    from sqlalchemy import func, select
-
     rows = []
     for name, query in _checks():
         count = connection.execute(select(func.count()).select_from(query.subquery())).scalar_one()

@@ -63,18 +63,8 @@ from sqlalchemy import ColumnElement, or_, select
 from chatctl.domain.agents.roster import validate_handle
 from chatctl.parsing.timeparse import parse_duration, parse_relative_or_timestamp, parse_timestamp
 from chatctl.errors import UsageError
-from chatctl.storage.models import (
-    CHANNELS,
-    CHAT_STATUSES,
-    CLOSED_BY,
-    TICKET_REASONS,
-    TICKET_STATUSES,
-    Agent,
-    Chat,
-    CommentMention,
-    Customer,
-    Ticket,
-)
+from chatctl.storage.models import Agent, Chat, CommentMention, Customer, Ticket
+from chatctl.vocabulary import CHANNELS, CHAT_STATUSES, CLOSED_BY, TICKET_REASONS, TICKET_STATUSES
 
 __all__ = [
     "CHAT_FIELDS",

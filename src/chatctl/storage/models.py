@@ -5,6 +5,8 @@ The schema is created and changed only by the Alembic revisions in
 Every timestamp is stored timezone-aware in UTC (``UTCDateTime``), so that
 comparisons with cutoffs computed in Python are plain index range scans on
 both PostgreSQL and SQLite.  Why each index exists: ``docs/schema.md``.
+The values a status, role or kind column takes are listed once, in
+``chatctl.vocabulary``; ``db check`` reports rows holding anything else.
 """
 
 from __future__ import annotations
@@ -27,16 +29,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-CHAT_STATUSES = ("live", "pending", "closed", "converted")
-CHANNELS = ("whatsapp", "webchat", "messenger", "sms", "email", "telegram")
-ROLES = ("agent", "supervisor", "admin")
-PRESENCES = ("online", "offline")
-CLOSED_BY = ("customer", "agent", "system")
-TICKET_STATUSES = ("open", "closed")
-TICKET_REASONS = ("out_of_hours", "no_agents", "inactivity", "manual")
-DIRECTIONS = ("inbound", "outbound")
-MESSAGE_KINDS = ("text", "template")
 
 
 class UTCDateTime(TypeDecorator):

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chatctl.domain.audit import writer as audit
+from chatctl.vocabulary import OPEN_CHAT_STATUSES
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -143,7 +144,7 @@ def apply_assignments(
 
 
 # -- agents drain -------------------------------------------------------------------------------
-OPEN_STATUSES = ("live", "pending")
+OPEN_STATUSES = OPEN_CHAT_STATUSES
 
 
 def open_chat_ids(connection: Connection, agent_id: int) -> list[int]:

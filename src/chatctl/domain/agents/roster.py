@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from chatctl.domain.audit import writer as audit
 from chatctl.errors import NotFound, UsageError
+from chatctl.vocabulary import PRESENCES, ROLES
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 HANDLE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-ROLES = ("agent", "supervisor", "admin")
-PRESENCES = ("online", "offline")
 
 
 def validate_handle(handle: str) -> str:

@@ -33,6 +33,7 @@ from chatctl.domain.audit import writer as audit
 from chatctl.domain.batches import ItemResult
 from chatctl.storage.sql import ids_match
 from chatctl.errors import UsageError
+from chatctl.vocabulary import OPEN_CHAT_STATUSES
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from chatctl.domain.actors import Actor
 
 Apply = Callable[["Connection", list[int]], list[ItemResult]]
-OPEN = ("live", "pending")
+OPEN = OPEN_CHAT_STATUSES
 MENTION = re.compile(r"(?<![\w.@])@([A-Za-z0-9][A-Za-z0-9_.-]*)")
 
 

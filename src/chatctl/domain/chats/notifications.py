@@ -1,7 +1,7 @@
 """The bell: one notification per @-tag (R7), listed and marked read per agent.
 
 Tag notifications of a chat that closes or converts are marked read by the
-R9 purge (``lifecycle.purge_ephemeral``); the rows stay, so the bell keeps
+R9 purge (``chatctl.domain.chats.transitions``); the rows stay, so the bell keeps
 its history.
 """
 
@@ -10,9 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select, update
+
+from chatctl.batch_sizes import READ
 from chatctl.domain.audit import writer as audit
 from chatctl.domain.batches import ItemResult
 from chatctl.errors import RuleRefused
+from chatctl.storage.models import Notification
+from chatctl.storage.paging import Ordering, Page, keyset_page
+from chatctl.storage.sql import ids_match
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -20,68 +26,48 @@ if TYPE_CHECKING:
     from chatctl.domain.actors import Actor
     from chatctl.domain.chats.actions import Acting, Apply, Person
 
-FIELDS = ("id", "agent", "kind", "chat_id", "comment_id", "created_at", "read_at")
-BATCH = 1000
+# The JSON keys of a notification, in order (SPEC 2.3).
+NOTIFICATION_KEYS = ("id", "agent", "kind", "chat_id", "comment_id", "created_at", "read_at")
+NEWEST_FIRST = Ordering("newest", None, Notification.id)
 
 
 def check_authority(actor: Actor, person: Person) -> None:
     """An agent reads their own bell; supervisors and admins may act for anyone."""
     if actor.is_agent_role and actor.agent_id != person.id:
-        raise RuleRefused("authority", f"agents act on their own notifications only ({actor.name} is not "
-                          f"{person.handle})")
+        raise RuleRefused(f"agents act on their own notifications only ({actor.name} is not {person.handle})")
 
 
-def list_notifications(connection: Connection, person: Person, *, unread: bool = False,
-                       limit: int | None = 50) -> Iterator[dict[str, Any]]:
-    """Newest first, streamed in keyset batches (``limit=None``: all of them)."""
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Notification
-
+def list_notifications(connection: Connection, person: Person, *, unread: bool = False, limit: int | None = 50,
+                       after: str | None = None) -> Page:
+    """Newest first, as notification objects (SPEC 2.3), by the keyset pager (``limit=None``: all of them)."""
     query = select(Notification.__table__).where(Notification.agent_id == person.id)
     if unread:
         query = query.where(Notification.read_at.is_(None))
-    last_id = None
-    remaining = limit
-    while remaining is None or remaining > 0:
-        size = BATCH if remaining is None else min(BATCH, remaining)
-        page = query if last_id is None else query.where(Notification.id < last_id)
-        batch = connection.execute(page.order_by(Notification.id.desc()).limit(size)).all()
-        for row in batch:
-            yield {"id": row.id, "agent": person.handle, "kind": row.kind, "chat_id": row.chat_id,
-                   "comment_id": row.comment_id, "created_at": row.created_at, "read_at": row.read_at}
-        if len(batch) < size:
-            return
-        last_id = batch[-1].id
-        if remaining is not None:
-            remaining -= len(batch)
+
+    def decorate(_connection: Connection, batch: list[Any]) -> list[dict[str, Any]]:
+        return [{key: person.handle if key == "agent" else getattr(row, key) for key in NOTIFICATION_KEYS}
+                for row in batch]
+
+    return keyset_page(connection, query, NEWEST_FIRST, list_name="notifications", after=after, limit=limit,
+                       decorate=decorate)
 
 
 def unread_ids(connection: Connection, person: Person) -> Iterator[int]:
     """Every unread notification id of ``person`` (for ``read --all``), streamed by keyset."""
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Notification
-
     last_id = 0
     while True:
         batch = connection.execute(
             select(Notification.id).where(Notification.agent_id == person.id, Notification.read_at.is_(None),
                                           Notification.id > last_id)
-            .order_by(Notification.id).limit(BATCH)).scalars().all()
+            .order_by(Notification.id).limit(READ)).scalars().all()
         yield from batch
-        if len(batch) < BATCH:
+        if len(batch) < READ:
             return
         last_id = batch[-1]
 
 
 def mark_read(acting: Acting, person: Person) -> Apply:
     """Mark notifications of ``person`` read, one UPDATE and one audit INSERT per batch."""
-    from sqlalchemy import select, update
-
-    from chatctl.storage.sql import ids_match
-    from chatctl.storage.models import Notification
-
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
         rows = {row.id: row for row in connection.execute(
             select(Notification.id, Notification.agent_id, Notification.read_at)

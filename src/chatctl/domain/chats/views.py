@@ -1,36 +1,48 @@
 """Reading chats: the five views (R1, R2), filters, ``chats show`` and the
 reply window (R11), and the JSON shapes of SPEC 2.3.
 
-Lists page by keyset (``--after CURSOR``) on the columns of an index, and
-``--all`` streams in keyset batches, so memory stays flat on any desk size.
-Nothing here writes; actions live in ``chat_actions``.
+Lists page by keyset on the columns of an index (``chatctl.storage.paging``)
+and stream in keyset batches, so memory stays flat on any desk size.
+Nothing here writes; the actions live in ``chatctl.domain.chats.actions``.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain.tickets.actions import ticket_json, ticket_query
+from sqlalchemy import any_, func, select
+
+from chatctl.batch_sizes import READ
+from chatctl.domain.audit.writer import audit_json
+from chatctl.domain.prefs import get_preference
+from chatctl.domain.tickets.views import TicketQuery, list_tickets, ticket_json, ticket_query
 from chatctl.errors import NotFound, UsageError
+from chatctl.parsing.filters import compile_chat_filter, parse_expressions
+from chatctl.parsing.timeparse import format_duration
+from chatctl.storage.models import Agent, AuditEvent, Chat, Comment, CommentMention, Customer, Message, Ticket
+from chatctl.storage.paging import Ordering, Page, keyset_page
+from chatctl.vocabulary import CHANNELS, OPEN_CHAT_STATUSES, SORTS, VIEWS
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-VIEWS = ("live", "pending", "tagged", "closed", "tickets")
-SORTS = ("activity", "new", "closed")
-CHAT_FIELDS = ("id", "status", "channel", "customer", "agent", "flagged", "new", "unread", "created_at",
-               "last_activity_at", "last_customer_message_at", "last_agent_message_at", "pending_since",
-               "closed_at", "closed_by", "close_reason", "ticket_id")
+# The JSON keys of a chat, in order (SPEC 2.3).
+CHAT_KEYS = ("id", "status", "channel", "customer", "agent", "flagged", "new", "unread", "created_at",
+             "last_activity_at", "last_customer_message_at", "last_agent_message_at", "pending_since",
+             "closed_at", "closed_by", "close_reason", "ticket_id")
 # WhatsApp lets a business send free text only within 24 hours of the
 # customer's last message (its "customer-service window"); after that only
 # pre-approved templates are delivered.
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
-BATCH = 1000
+# How each chat view can be sorted: newest first by one of these columns (R2).
+ORDERINGS = {
+    "activity": Ordering("activity", Chat.last_customer_message_at, Chat.id, nullable=True),
+    "new": Ordering("new", Chat.created_at, Chat.id),
+    "closed": Ordering("closed", Chat.closed_at, Chat.id, nullable=True),
+}
 
 
 # -- the chat object of SPEC 2.3 ----------------------------------------------------
@@ -47,10 +59,6 @@ def is_unread(row: Any) -> bool:
 
 def chat_query():
     """The columns of a chat object, with customer, agent handle and ticket joined."""
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Agent, Chat, Customer, Ticket
-
     return (
         select(Chat.id, Chat.status, Chat.channel, Customer.address.label("customer"),
                Agent.handle.label("agent"), Chat.flagged, Chat.created_at, Chat.last_activity_at,
@@ -65,138 +73,9 @@ def chat_query():
 
 
 def chat_json(row: Any) -> dict[str, Any]:
-    """A chat in the JSON shape of SPEC 2.3 (exactly these keys, in this order)."""
-    return {
-        "id": row.id,
-        "status": row.status,
-        "channel": row.channel,
-        "customer": row.customer,
-        "agent": row.agent,
-        "flagged": bool(row.flagged),
-        "new": is_new(row),
-        "unread": is_unread(row),
-        "created_at": row.created_at,
-        "last_activity_at": row.last_activity_at,
-        "last_customer_message_at": row.last_customer_message_at,
-        "last_agent_message_at": row.last_agent_message_at,
-        "pending_since": row.pending_since,
-        "closed_at": row.closed_at,
-        "closed_by": row.closed_by,
-        "close_reason": row.close_reason,
-        "ticket_id": row.ticket_id,
-    }
-
-
-# -- keyset paging ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class Ordering:
-    """Newest first by ``key`` (then id).  A nullable key is read in two
-    segments, rows with a value then rows without, so each segment is one
-    backward range scan of an index on both backends."""
-
-    name: str
-    key: Any
-    id_column: Any
-    nullable: bool = False
-
-    def segments(self) -> int:
-        return 2 if self.nullable else 1
-
-    def clauses(self, segment: int, after: tuple | None) -> tuple[list, list]:
-        """(WHERE clauses, ORDER BY) of ``segment``, continuing after ``(key, id)``."""
-        from sqlalchemy import and_, or_
-
-        if segment == 1:
-            where = [self.key.is_(None)]
-            if after is not None:
-                where.append(self.id_column < after[1])
-            return where, [self.id_column.desc()]
-        where = [self.key.is_not(None)] if self.nullable else []
-        if after is not None:
-            value, last_id = after
-            # "key <= value" is the index range; the OR only trims the ties.
-            where.append(and_(self.key <= value, or_(self.key < value, self.id_column < last_id)))
-        return where, [self.key.desc(), self.id_column.desc()]
-
-
-def encode_cursor(view: str, ordering: Ordering, segment: int, key: Any, last_id: int) -> str:
-    value = key.astimezone(dt.timezone.utc).isoformat() if isinstance(key, dt.datetime) else key
-    raw = json.dumps([view, ordering.name, segment, value, last_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(text: str, view: str, ordering: Ordering) -> tuple[int, tuple | None]:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        cursor_view, name, segment, value, last_id = json.loads(raw)
-        if not isinstance(last_id, int) or segment not in (0, 1):
-            raise ValueError
-        if value is not None:
-            value = dt.datetime.fromisoformat(value)
-    except (ValueError, TypeError, json.JSONDecodeError):
-        raise UsageError(f"bad cursor '{text}': pass the value printed after 'next page: --after'") from None
-    if (cursor_view, name) != (view, ordering.name):
-        raise UsageError(f"cursor '{text}' belongs to the {cursor_view} view sorted by {name}, "
-                         f"not the {view} view sorted by {ordering.name}")
-    return segment, (value, last_id) if segment == 0 else (None, last_id)
-
-
-@dataclass
-class Page:
-    """Rows streamed by ``rows``; ``next_cursor`` is set once they are consumed if more exist."""
-
-    rows: Iterator[dict[str, Any]]
-    next_cursor: str | None = None
-
-
-def keyset_rows(connection: Connection, query, ordering: Ordering, *, view: str, after: str | None,
-                limit: int | None, key_attribute: str, decorate=None) -> Page:
-    """Stream rows of ``query`` newest first; ``limit=None`` streams everything."""
-    segment, position = decode_cursor(after, view, ordering) if after else (0, None)
-    page = Page(rows=iter(()))
-
-    def generate() -> Iterator[dict[str, Any]]:
-        nonlocal segment, position
-        remaining = limit
-        while segment < ordering.segments():
-            size = BATCH if remaining is None else min(BATCH, remaining + 1)
-            where, order = ordering.clauses(segment, position)
-            batch = connection.execute(query.where(*where).order_by(*order).limit(size)).all()
-            if remaining is not None and len(batch) > remaining:
-                batch = batch[:remaining]
-                last = batch[-1] if batch else None
-                if last is not None:
-                    page.next_cursor = encode_cursor(view, ordering, segment, getattr(last, key_attribute),
-                                                     last.id)
-                yield from (decorate(connection, batch) if decorate else batch)
-                return
-            if batch:
-                last = batch[-1]
-                position = (getattr(last, key_attribute), last.id)
-                yield from (decorate(connection, batch) if decorate else batch)
-                if remaining is not None:
-                    remaining -= len(batch)
-                    if remaining == 0:
-                        # A full page: is there anything after it?
-                        if _more(connection, query, ordering, segment, position):
-                            page.next_cursor = encode_cursor(view, ordering, segment, position[0], position[1])
-                        return
-            if len(batch) < size:
-                segment += 1
-                position = None
-
-    page.rows = generate()
-    return page
-
-
-def _more(connection: Connection, query, ordering: Ordering, segment: int, position: tuple) -> bool:
-    where, order = ordering.clauses(segment, position)
-    if connection.execute(query.where(*where).order_by(*order).limit(1)).first() is not None:
-        return True
-    if segment == 0 and ordering.nullable:
-        where, order = ordering.clauses(1, None)
-        return connection.execute(query.where(*where).order_by(*order).limit(1)).first() is not None
-    return False
+    """A chat in the JSON shape of SPEC 2.3 (exactly ``CHAT_KEYS``, in that order)."""
+    derived = {"flagged": bool(row.flagged), "new": is_new(row), "unread": is_unread(row)}
+    return {key: derived[key] if key in derived else getattr(row, key) for key in CHAT_KEYS}
 
 
 # -- the views (R1, R2) -------------------------------------------------------------
@@ -218,25 +97,19 @@ def default_sort(view: str) -> str:
 
 
 def _agent_id(connection: Connection, handle: str) -> int:
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Agent
-
     agent_id = connection.execute(select(Agent.id).where(Agent.handle == handle)).scalar()
     if agent_id is None:
         raise UsageError(f"unknown agent '{handle}'")
     return agent_id
 
 
-def list_view(connection: Connection, options: ViewOptions, *, actor_agent: str | None = None,
-              flat: bool = False) -> Page:
+def list_view(connection: Connection, options: ViewOptions, *, flat: bool = False) -> Page:
     """Rows of one of the five views (R1), as chat (or ticket) JSON objects.
 
+    The tagged view lists the open chats ``options.agent`` is tagged in.
     ``flat`` writes the tagged people of the tagged view as one text cell
     ("bob (online), carol (offline)") for tables and tsv.
     """
-    from chatctl.storage.models import CHANNELS, Chat
-
     if options.view not in VIEWS:
         raise UsageError(f"unknown view '{options.view}': use one of {', '.join(VIEWS)}")
     if options.channel is not None and options.channel not in CHANNELS:
@@ -245,15 +118,13 @@ def list_view(connection: Connection, options: ViewOptions, *, actor_agent: str 
         return _list_tickets(connection, options)
     sort = options.sort or default_sort(options.view)
     if sort not in SORTS:
-        raise UsageError(f"unknown sort '{sort}': use activity or new")
+        raise UsageError(f"unknown sort '{sort}': use one of {', '.join(SORTS)}")
     query = chat_query()
     if options.view == "tagged":
-        handle = options.agent or actor_agent
-        if handle is None:
-            raise UsageError("the tagged view needs --agent HANDLE (whose tags to show)")
-        tagged_id = _agent_id(connection, handle)
-        query = query.where(Chat.status.in_(("live", "pending")),
-                            _in_tagged_chats(connection, Chat.id, tagged_id))
+        if options.agent is None:
+            raise UsageError("the tagged view lists one agent's tags: name the agent")
+        query = query.where(Chat.status.in_(OPEN_CHAT_STATUSES),
+                            _in_tagged_chats(connection, Chat.id, _agent_id(connection, options.agent)))
     else:
         query = query.where(Chat.status == options.view)
         if options.agent is not None:
@@ -267,12 +138,6 @@ def list_view(connection: Connection, options: ViewOptions, *, actor_agent: str 
     if options.unread:
         query = query.where(Chat.last_customer_message_at.is_not(None),
                             (Chat.agent_seen_at.is_(None)) | (Chat.last_customer_message_at > Chat.agent_seen_at))
-    ordering = {
-        "activity": Ordering("activity", Chat.last_customer_message_at, Chat.id, nullable=True),
-        "new": Ordering("new", Chat.created_at, Chat.id),
-        "closed": Ordering("closed", Chat.closed_at, Chat.id, nullable=True),
-    }[sort]
-    key_attribute = {"activity": "last_customer_message_at", "new": "created_at", "closed": "closed_at"}[sort]
 
     def decorate(conn: Connection, batch: Sequence[Any]) -> list[dict[str, Any]]:
         rows = [chat_json(row) for row in batch]
@@ -283,16 +148,8 @@ def list_view(connection: Connection, options: ViewOptions, *, actor_agent: str 
                 row["tagged"] = ", ".join(f"{p['handle']} ({p['presence']})" for p in tagged) if flat else tagged
         return rows
 
-    return keyset_rows(connection, query, ordering, view=options.view, after=options.after,
-                       limit=options.limit, key_attribute=key_attribute, decorate=decorate)
-
-
-def _tagged_chats(agent_id: int):
-    from sqlalchemy import select
-
-    from chatctl.storage.models import CommentMention
-
-    return select(CommentMention.chat_id).where(CommentMention.agent_id == agent_id)
+    return keyset_page(connection, query, ORDERINGS[sort], list_name=options.view, after=options.after,
+                       limit=options.limit, decorate=decorate)
 
 
 def _in_tagged_chats(connection: Connection, chat_id, agent_id: int):
@@ -303,9 +160,7 @@ def _in_tagged_chats(connection: Connection, chat_id, agent_id: int):
     lets the planner hash-join against every live and pending chat instead,
     which grows with the desk rather than with the agent's tags.
     """
-    from sqlalchemy import any_, func
-
-    tagged = _tagged_chats(agent_id)
+    tagged = select(CommentMention.chat_id).where(CommentMention.agent_id == agent_id)
     if connection.dialect.name == "postgresql":
         return chat_id == any_(func.array(tagged.scalar_subquery()))
     return chat_id.in_(tagged)
@@ -313,10 +168,6 @@ def _in_tagged_chats(connection: Connection, chat_id, agent_id: int):
 
 def tagged_people(connection: Connection, chat_ids: Sequence[int]) -> dict[int, list[dict[str, str]]]:
     """Who is tagged in each chat, with their presence (R7: online or offline)."""
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Agent, CommentMention
-
     if not chat_ids:
         return {}
     people: dict[int, list[dict[str, str]]] = {}
@@ -330,36 +181,20 @@ def tagged_people(connection: Connection, chat_ids: Sequence[int]) -> dict[int, 
 
 
 def _list_tickets(connection: Connection, options: ViewOptions) -> Page:
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Chat, Ticket
-
-    for name, given in (("--flagged/--not-flagged", options.flagged is not None), ("--new", options.new),
-                        ("--unread", options.unread)):
-        if given:
-            raise UsageError(f"{name} applies to the chat views, not to tickets")
+    """The tickets view (R1): tickets, open and closed, not archived, newest first."""
+    if options.flagged is not None or options.new or options.unread:
+        raise UsageError("only chats are flagged, new or unread: the tickets view lists tickets")
     if options.sort not in (None, "new"):
-        raise UsageError("the tickets view is sorted newest first; --sort does not apply")
-    query = ticket_query().where(Ticket.archived_at.is_(None))
-    if options.agent is not None:
-        query = query.where(Ticket.agent_id == _agent_id(connection, options.agent))
-    if options.channel is not None:
-        query = query.where(Ticket.chat_id.in_(select(Chat.id).where(Chat.channel == options.channel)))
-    ordering = Ordering("new", Ticket.created_at, Ticket.id)
-    return keyset_rows(connection, query, ordering, view="tickets", after=options.after, limit=options.limit,
-                       key_attribute="created_at",
-                       decorate=lambda conn, batch: [ticket_json(row._mapping) for row in batch])
+        raise UsageError("the tickets view is always sorted newest first")
+    query = TicketQuery(agent_id=_agent_id(connection, options.agent) if options.agent is not None else None,
+                        channel=options.channel)
+    return list_tickets(connection, query, limit=options.limit, after=options.after)
 
 
 # -- chats filter ---------------------------------------------------------------------
 def filter_chats(connection: Connection, words: Sequence[str], *, now: dt.datetime, tz: dt.tzinfo | None,
                  count: bool = False) -> Iterator[dict[str, Any]] | int:
     """Chats matching every expression, oldest id first (streamed), or their number."""
-    from sqlalchemy import func, select
-
-    from chatctl.parsing.filters import compile_chat_filter, parse_expressions
-    from chatctl.storage.models import Chat
-
     if not words:
         raise UsageError("give at least one expression, e.g. status=live idle>2h")
     clauses = compile_chat_filter(parse_expressions(words), now, tz)
@@ -371,9 +206,9 @@ def filter_chats(connection: Connection, words: Sequence[str], *, now: dt.dateti
     def generate() -> Iterator[dict[str, Any]]:
         last_id = 0
         while True:
-            batch = connection.execute(query.where(Chat.id > last_id).order_by(Chat.id).limit(BATCH)).all()
+            batch = connection.execute(query.where(Chat.id > last_id).order_by(Chat.id).limit(READ)).all()
             yield from (chat_json(row) for row in batch)
-            if len(batch) < BATCH:
+            if len(batch) < READ:
                 return
             last_id = batch[-1].id
 
@@ -406,14 +241,14 @@ def reply_window(chat: Any, *, now: dt.datetime, closed_reply_window: dt.timedel
         closed_at = chat.closed_at
         if closed_at is None or now - closed_at <= closed_reply_window:
             text, why = True, (f"R11: closed {_ago(now, closed_at)} ago, within the "
-                               f"{_duration(closed_reply_window)} closed-reply window; the chat stays closed")
+                               f"{format_duration(closed_reply_window)} closed-reply window; the chat stays closed")
         elif whatsapp:
             return ReplyWindow(False, True, f"R11: closed {_ago(now, closed_at)} ago, beyond the "
-                               f"{_duration(closed_reply_window)} closed-reply window: only a WhatsApp template "
+                               f"{format_duration(closed_reply_window)} closed-reply window: only a WhatsApp template "
                                "may be sent; the chat stays closed")
         else:
             return ReplyWindow(False, False, f"R11: closed {_ago(now, closed_at)} ago, beyond the "
-                               f"{_duration(closed_reply_window)} closed-reply window, and templates exist only "
+                               f"{format_duration(closed_reply_window)} closed-reply window, and templates exist only "
                                f"on whatsapp, not on {chat.channel}: nothing can be sent")
     else:
         text, why = True, f"the chat is {chat.status}"
@@ -427,28 +262,16 @@ def reply_window(chat: Any, *, now: dt.datetime, closed_reply_window: dt.timedel
     return ReplyWindow(text, False, why + f"; templates exist only on whatsapp, not on {chat.channel}")
 
 
-def _duration(value: dt.timedelta) -> str:
-    from chatctl.parsing.timeparse import format_duration
-
-    return format_duration(value)
-
-
 def _ago(now: dt.datetime, then: dt.datetime | None) -> str:
     if then is None:
         return "an unknown time"
     seconds = max(0, int((now - then).total_seconds()))
-    return _duration(dt.timedelta(seconds=seconds)) if seconds else "0s"
+    return format_duration(dt.timedelta(seconds=seconds)) if seconds else "0s"
 
 
 # -- chats show -----------------------------------------------------------------------
 def show_chat(connection: Connection, chat_id: int, *, now: dt.datetime) -> dict[str, Any]:
     """The chat object plus messages, comments (with mentions), ticket, reply window and history."""
-    from sqlalchemy import select
-
-    from chatctl.domain.audit.writer import audit_json
-    from chatctl.domain.prefs import get_preference
-    from chatctl.storage.models import Agent, AuditEvent, Chat, Comment, CommentMention, Message, Ticket
-
     row = connection.execute(chat_query().where(Chat.id == chat_id)).first()
     if row is None:
         raise NotFound(f"no chat {chat_id}")

@@ -9,4 +9,6 @@
 * ``metrics``: the Prometheus textfile.
 """
 
-JOB_ORDER = ("unattended", "agent-timeout", "inactivity", "pending", "archive", "cleanup")
+from chatctl.vocabulary import SWEEP_JOBS
+
+JOB_ORDER = SWEEP_JOBS

@@ -24,19 +24,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chatctl.batch_sizes import sweep_batch_size
 from chatctl.errors import LockedError, SafetyLimitError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from chatctl.domain.sweeps.jobs import Job, SweepContext
-
-# Chosen by bench/sweeps.py: on PostgreSQL 1000 matches one hand-written
-# statement at 1M chats; SQLite has no per-statement round trip to amortise
-# but a per-transaction fsync and lock hand-over, so bigger batches win there
-# (5000: 1.5x the floor at 100k chats, longest batch 0.4 s).
-DEFAULT_BATCH_SIZE = 1000
-SQLITE_BATCH_SIZE = 5000
 
 
 @dataclass
@@ -103,7 +97,7 @@ def run_sweep(
     from chatctl.domain.sweeps.locking import NoLocks, holder_name, run_locks
 
     if batch_size is None:
-        batch_size = SQLITE_BATCH_SIZE if engine.dialect.name == "sqlite" else DEFAULT_BATCH_SIZE
+        batch_size = sweep_batch_size(engine.dialect.name)
     result = RunResult(run_id=context.operation_id, as_of=context.as_of, dry_run=dry_run,
                        shard=context.shard_label(), jobs={job.name: JobResult() for job in jobs})
     started = time.perf_counter()

@@ -1,5 +1,6 @@
-"""Tickets (R13, R14, R15): the tickets view, one ticket in full, and the
-set-based bulk actions close, reopen, archive, unarchive and assign.
+"""Changing tickets (R13, R14, R15): the set-based bulk actions close,
+reopen, archive, unarchive and assign.  Reading them (the tickets list, one
+ticket in full) is ``chatctl.domain.tickets.views``.
 
 Every action works on a batch of ids in the caller's transaction with a
 constant number of statements, whatever the batch size.  On PostgreSQL that
@@ -29,16 +30,14 @@ and each batch is its own short transaction.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chatctl.domain.audit import writer as audit
 from chatctl.domain.batches import ItemResult
 from chatctl.storage.sql import ids_match
-from chatctl.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -46,143 +45,9 @@ if TYPE_CHECKING:
 
     from chatctl.domain.actors import Actor
 
-TICKET_FIELDS = ("id", "chat_id", "status", "reason", "agent", "created_at", "closed_at", "archived_at")
 ENTITY = "ticket"
 READ_ONLY = "ticket is archived and read-only until unarchived (R13)"
 NO_TRANSFER = "agents cannot transfer tickets (R14)"
-ARCHIVED_CHOICES = ("exclude", "only", "include")
-
-
-# -- reading ---------------------------------------------------------------------------
-def ticket_query():
-    """Tickets with their agent's handle, in the columns of ``ticket_json``."""
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Agent, Ticket
-
-    return (
-        select(Ticket.id, Ticket.chat_id, Ticket.status, Ticket.reason, Agent.handle.label("agent"),
-               Ticket.created_at, Ticket.closed_at, Ticket.archived_at)
-        .select_from(Ticket)
-        .outerjoin(Agent, Agent.id == Ticket.agent_id)
-    )
-
-
-def ticket_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A ticket in the JSON shape of SPEC 2.3, fields in that order."""
-    return {key: row[key] for key in TICKET_FIELDS}
-
-
-@dataclass(frozen=True)
-class TicketQuery:
-    """What ``tickets list`` selects.  Times are aware UTC instants."""
-
-    status: str | None = None
-    archived: str = "exclude"
-    agent_id: int | None = None
-    reason: str | None = None
-    created_before: dt.datetime | None = None
-    created_after: dt.datetime | None = None
-
-
-def encode_cursor(created_at: dt.datetime, ticket_id: int) -> str:
-    text = f"{created_at.astimezone(dt.timezone.utc).isoformat()}|{ticket_id}"
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, ticket_id = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
-        instant = dt.datetime.fromisoformat(created)
-        if instant.tzinfo is None:
-            raise ValueError(cursor)
-        return instant, int(ticket_id)
-    except (ValueError, UnicodeDecodeError):
-        raise UsageError(f"bad cursor '{cursor}': pass the value printed after a full page") from None
-
-
-def iter_tickets(connection: Connection, query: TicketQuery, *, limit: int | None = None,
-                 after: str | None = None) -> Iterator[dict[str, Any]]:
-    """Tickets newest first (``created_at`` then id, descending), streamed.
-
-    ``after`` is a cursor from ``encode_cursor``: the page continues strictly
-    after that ticket, by keyset, so deep pages cost what the first one does.
-    """
-    from sqlalchemy import tuple_
-
-    from chatctl.storage.models import Ticket
-
-    statement = ticket_query()
-    if query.archived == "exclude":
-        statement = statement.where(Ticket.archived_at.is_(None))
-    elif query.archived == "only":
-        statement = statement.where(Ticket.archived_at.is_not(None))
-    if query.status:
-        statement = statement.where(Ticket.status == query.status)
-    if query.agent_id is not None:
-        statement = statement.where(Ticket.agent_id == query.agent_id)
-    if query.reason:
-        statement = statement.where(Ticket.reason == query.reason)
-    if query.created_before is not None:
-        statement = statement.where(Ticket.created_at < query.created_before)
-    if query.created_after is not None:
-        statement = statement.where(Ticket.created_at >= query.created_after)
-    if after:
-        created, ticket_id = decode_cursor(after)
-        statement = statement.where(tuple_(Ticket.created_at, Ticket.id) < tuple_(
-            _typed(created), _integer(ticket_id)))
-    statement = statement.order_by(Ticket.created_at.desc(), Ticket.id.desc())
-    if limit is not None:
-        statement = statement.limit(limit)
-    result = connection.execution_options(yield_per=1000).execute(statement)
-    try:
-        for row in result:
-            yield ticket_json(row._mapping)
-    finally:
-        result.close()
-
-
-def _typed(instant: dt.datetime):
-    from sqlalchemy import bindparam
-
-    from chatctl.storage.models import UTCDateTime
-
-    return bindparam(None, instant, type_=UTCDateTime())
-
-
-def _integer(value: int):
-    from sqlalchemy import BigInteger, bindparam
-
-    return bindparam(None, value, type_=BigInteger())
-
-
-def show_ticket(connection: Connection, ticket_id: int) -> dict[str, Any]:
-    """The ticket, a brief of its source chat, and its audit history (oldest first)."""
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Agent, AuditEvent, Chat, Customer, Ticket
-
-    row = connection.execute(ticket_query().where(Ticket.id == ticket_id)).first()
-    if row is None:
-        raise NotFound(f"no ticket {ticket_id}")
-    record = ticket_json(row._mapping)
-    chat = connection.execute(
-        select(Chat.id, Chat.status, Chat.channel, Customer.display_name.label("customer"),
-               Agent.handle.label("agent"), Chat.created_at, Chat.last_activity_at, Chat.closed_at)
-        .select_from(Chat)
-        .join(Customer, Customer.id == Chat.customer_id)
-        .outerjoin(Agent, Agent.id == Chat.agent_id)
-        .where(Chat.id == row.chat_id)
-    ).first()
-    record["chat"] = dict(chat._mapping) if chat is not None else None
-    history = connection.execute(
-        select(AuditEvent.__table__)
-        .where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(ticket_id))
-        .order_by(AuditEvent.id)
-    )
-    record["history"] = [audit.audit_json(event._mapping) for event in history]
-    return record
 
 
 # -- changing ----------------------------------------------------------------------------
@@ -203,6 +68,12 @@ class Action:
     classify: Callable[[Any], tuple[str, str] | None]
     values: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
+
+
+def _integer(value: int):
+    from sqlalchemy import BigInteger, bindparam
+
+    return bindparam(None, value, type_=BigInteger())
 
 
 def _archived_refusal(row) -> tuple[str, str] | None:
