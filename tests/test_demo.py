@@ -133,9 +133,41 @@ def test_demo_load_without_now_uses_the_clock(cli, engine):
     assert frozen - dt.timedelta(hours=5) < latest <= frozen
     assert earliest < frozen - dt.timedelta(days=90)
 
+def run_on_a_terminal(argv: list[str], timeout: float = 120) -> tuple[int, str]:
+    """Run chatctl with stdin, stdout and stderr on a real pseudo-terminal; return its exit code and screen."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "40"}
+    process = subprocess.Popen([sys.executable, "-m", "chatctl", *argv], stdin=terminal, stdout=terminal,
+                               stderr=terminal, env=env, close_fds=True)
+    os.close(terminal)
+    screen = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the child closed its side: everything has been read
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(controller)
+    return process.wait(timeout=timeout), screen.decode(errors="replace")
+
+
 def test_demo_load_shows_progress_only_on_a_terminal(cli):
-    piped = cli("demo", "load", "--chats", "20", "--now", NOW)
-    assert piped.exit_code == 0 and "loading demo chats" not in piped.stderr
+    on_terminal, screen = run_on_a_terminal(["--database-url", cli.url, "demo", "load", "--chats", "3000",
+                                             "--now", NOW])
+    assert on_terminal == 0, screen
+    assert "loading demo chats" in screen and "3000" in screen, screen  # the bar, with its total
+    piped = cli("demo", "load", "--chats", "20", "--now", NOW, "--append")
+    assert piped.exit_code == 0, piped
+    assert "loading demo chats" not in piped.stderr
 
 
 def schema_snapshot(engine):

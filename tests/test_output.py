@@ -62,17 +62,23 @@ def test_json_is_one_document_with_offsets_in_display_zone():
     assert json.loads(empty.stdout.getvalue()) == []
 
 
-def test_jsonl_and_ids_stream_lazily():
+@pytest.mark.parametrize("fmt", ["jsonl", "ids", "tsv", "csv"])
+def test_streaming_formats_write_each_row_before_the_next_is_read(fmt):
+    """Streaming means row n is on stdout before row n+1 is produced (a slow query, a pipe to `head`)."""
+    e = env()
+    written_before: list[int] = []
+
     def rows():
         for number in range(3):
+            written_before.append(len(e.stdout.getvalue().splitlines()))
             yield {"id": number + 1}
 
-    e = env()
-    render_rows(e, rows(), ["id"], "jsonl")
-    assert [json.loads(line)["id"] for line in e.stdout.getvalue().splitlines()] == [1, 2, 3]
-    ids = env()
-    render_rows(ids, rows(), ["id"], "ids")
-    assert ids.stdout.getvalue() == "1\n2\n3\n"
+    render_rows(e, rows(), ["id"], fmt)
+    header = 1 if fmt in ("tsv", "csv") else 0
+    assert written_before == [header, header + 1, header + 2], written_before
+    lines = e.stdout.getvalue().splitlines()[header:]
+    ids = [str(json.loads(line)["id"]) for line in lines] if fmt == "jsonl" else lines
+    assert ids == ["1", "2", "3"]
 
 
 def test_markdown_and_plain_use_tabulate():

@@ -61,11 +61,17 @@ def test_r4_inactivity_action_ticket_converts(cli, engine, clock):
 
 
 def test_r4_inactivity_counts_any_activity(cli, engine):
-    """A comment (or agent message) moves last_activity_at: the chat is not idle."""
+    """A comment or an agent message, made through the CLI, is activity: that chat is not idle."""
     alice = add_agent(engine, "alice")
-    commented = add_chat(engine, agent=alice, created=T0 - minutes(60), activity=T0 - minutes(5))
-    sweep(cli, "inactivity")
-    assert chat(engine, commented).status == "live"
+    created = dict(agent=alice, created=T0 - minutes(60), agent_at=T0 - minutes(59))
+    commented, answered, untouched = (add_chat(engine, **created) for _ in range(3))
+    with freeze_time(T0 - minutes(5)):
+        assert cli("chats", "comment", str(commented), "--as", "alice", "--text", "still on it").exit_code == 0
+        assert cli("chats", "reply", str(answered), "--as", "alice", "--text", "one moment").exit_code == 0
+    summary = sweep(cli, "inactivity")
+    assert summary["jobs"]["inactivity"]["changed"] == 1
+    assert (chat(engine, commented).status, chat(engine, answered).status) == ("live", "live")
+    assert chat(engine, untouched).status == "closed"
 
 
 @CLOCKS
@@ -94,9 +100,10 @@ def test_r3_unflagged_chat_is_treated_normally_again(cli, engine):
 def test_r3_flagged_chat_not_reassigned_by_agent_timeout(cli, engine):
     alice, bob = add_agent(engine, "alice"), add_agent(engine, "bob")
     flagged = add_chat(engine, agent=alice, flagged=True, created=T0 - minutes(10))
+    waiting = add_chat(engine, agent=alice, created=T0 - minutes(10))
     sweep(cli, "agent-timeout")
     assert chat(engine, flagged).agent_id == alice
-    assert bob
+    assert chat(engine, waiting).agent_id == bob  # the same wait without the flag is handed over
 
 
 def test_r3_flagged_pending_chat_still_times_out(cli, engine):
