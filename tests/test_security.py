@@ -40,7 +40,6 @@ def desk_url(scram_server, bare_cli, request):
     """A fresh database at head on the password server; the URL carries no password."""
     import uuid
 
-    request.applymarker(pytest.mark.postgres)
     name = f"desk_{uuid.uuid4().hex[:8]}"
     scram_server.execute(f"CREATE DATABASE {name}")
     result = bare_cli(["--database-url", scram_server.url(name, password=PASSWORD), "db", "init"])
@@ -139,7 +138,6 @@ def test_password_as_url_query_parameter_is_redacted(scram_server, desk_url, bar
     assert_no_password(status, broken)
 
 
-@pytest.mark.postgres  # port 1 on loopback: a PostgreSQL URL that cannot connect
 def test_malformed_url_with_password_is_exit_3(bare_cli):
     for url in (f"postgresql://postgres:{PASSWORD}@127.0.0.1:notaport/desk",
                 f"postgresql://postgres:{PASSWORD}@127.0.0.1:99999/desk",
@@ -224,9 +222,10 @@ def test_unexpected_error_with_verbose_shows_no_password(scram_server, desk_url,
     scram_server.execute("DROP TABLE preferences", database)
     url = with_password(desk_url)
     result = bare_cli(["-v", "--database-url", url, "prefs", "list"])
-    assert result.exit_code != 0
+    assert result.exit_code == 70, result
     assert "Traceback" in result.stderr and PASSWORD not in result.stdout + result.stderr
     quiet = bare_cli(["--database-url", url, "prefs", "list"])
+    assert quiet.exit_code == 70, quiet
     assert "Traceback" not in quiet.stderr and PASSWORD not in quiet.stdout + quiet.stderr
 
 
@@ -266,7 +265,6 @@ def test_sql_looking_filter_values_are_inert(cli, engine, value):
 
 
 # -- database roles ----------------------------------------------------------------------------
-@pytest.mark.postgres
 def test_read_only_role_serves_read_url_and_cannot_write(pg_server, pg_template, bare_cli):
     """The recommended replica/reporting role: SELECT only, read-only transactions."""
     import uuid
