@@ -1,6 +1,6 @@
-"""Benchmark `chatctl audit revert` on PostgreSQL.
+"""Section ``audit-revert``: `chatctl audit revert` on PostgreSQL.
 
-Builds a desk with N closed chats and the N audit events of the sweep
+Builds a desk with N (20,000; quick: 2,000) closed chats and the N audit events of the sweep
 operation that closed them, then times
 
 * `chatctl audit revert OP --yes` (keyset batches, conflict check, per-item
@@ -9,22 +9,18 @@ operation that closed them, then times
   values back and inserts the same number of audit rows, with no conflict
   check and no per-item report,
 
-each on a fresh copy of the same data, and prints medians.
+each on a fresh copy of the same data; both must leave the same chats and
+the same number of revert audit rows.
 
-Example: python bench/audit_revert.py --events 50000 --repeat 3
+    python bench/run.py --only audit-revert
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from harness import Bench, Row, Section, fingerprint
 
 T0 = dt.datetime(2026, 11, 30, 9, tzinfo=dt.timezone.utc)
 CLOSED = T0 + dt.timedelta(hours=1)
@@ -57,67 +53,62 @@ FROM events e JOIN changed ON changed.id = e.chat_id
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=50_000, help="audit events in the operation (default 50000)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (default 3)")
-    parser.add_argument("--batch-size", type=int, default=1000, help="chatctl --batch-size (default 1000)")
-    args = parser.parse_args()
-
-    import psycopg
+def build(bench: Bench, events: int) -> None:
     import sqlalchemy as sa
 
-    from chatctl.storage import schema
     from chatctl.storage.engine import create_engine
-    from pgserver import PostgresServer
 
-    server = PostgresServer()
-    server.start()
-    try:
-        admin = psycopg.connect(server.url("postgres"), autocommit=True)
-        admin.execute("CREATE DATABASE bench_template")
-        engine = create_engine(server.url("bench_template"))
-        schema.upgrade(engine)
-        with engine.begin() as connection:
-            for statement in SEED:
-                connection.execute(sa.text(statement), {"t0": T0, "closed": CLOSED, "closed_iso": CLOSED.isoformat(),
-                                                        "n": args.events})
-        engine.dispose()
-        with psycopg.connect(server.url("bench_template"), autocommit=True) as connection:
-            connection.execute("ANALYZE")  # statistics travel with the template copies
+    postgres = bench.postgres()
+    engine = create_engine(postgres.create("revert_base"))
+    with engine.begin() as connection:
+        for statement in SEED:
+            connection.execute(sa.text(statement), {"t0": T0, "closed": CLOSED, "closed_iso": CLOSED.isoformat(),
+                                                    "n": events})
+    engine.dispose()
+    postgres.freeze("revert_base")
 
-        def fresh(name: str) -> str:
-            admin.execute(f"DROP DATABASE IF EXISTS {name}")
-            admin.execute(f"CREATE DATABASE {name} TEMPLATE bench_template")
-            return server.url(name)
 
-        chatctl_times, floor_times = [], []
-        for run in range(args.repeat):
-            url = fresh(f"bench_{run}")
+def left_behind(url: str) -> tuple[int, str]:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        chats = connection.execute("SELECT id, status, closed_at, closed_by FROM chats ORDER BY id").fetchall()
+        reverted = connection.execute("SELECT entity_id FROM audit_events WHERE action = 'audit.revert' "
+                                      "ORDER BY entity_id::bigint").fetchall()
+    return len(reverted), fingerprint(chats + reverted)
+
+
+def measure(bench: Bench) -> list[Row]:
+    events = bench.size(full=20_000, quick=2_000)
+    build(bench, events)
+    postgres = bench.postgres()
+    floors, timings, floor_prints, prints = [], [], set(), set()
+    for run in range(bench.runs):
+        url = postgres.fresh("revert_floor", "revert_base")
+        import psycopg
+
+        with psycopg.connect(url) as connection:
             started = time.perf_counter()
-            result = subprocess.run([sys.executable, "-m", "chatctl", "--database-url", url, "-q", "audit", "revert",
-                                     "OPBENCH", "--yes", "--batch-size", str(args.batch_size), "-o", "ids"],
-                                    capture_output=True, text=True)
-            chatctl_times.append(time.perf_counter() - started)
-            changed = len(result.stdout.split())
-            if result.returncode != 0 or changed != args.events:
-                raise SystemExit(f"chatctl revert failed: exit {result.returncode}, {changed} changed\n{result.stderr}")
-
-            url = fresh(f"floor_{run}")
-            with psycopg.connect(url) as connection:
-                started = time.perf_counter()
-                connection.execute(FLOOR)
-                connection.commit()
-                floor_times.append(time.perf_counter() - started)
-
-        chatctl_median, floor_median = statistics.median(chatctl_times), statistics.median(floor_times)
-        print(f"events: {args.events}, batch size {args.batch_size}, runs: {args.repeat}")
-        print(f"chatctl audit revert: median {chatctl_median:.2f} s ({args.events / chatctl_median:,.0f} events/s)")
-        print(f"hand-written SQL floor: median {floor_median:.2f} s ({args.events / floor_median:,.0f} events/s)")
-        print(f"ratio: {chatctl_median / floor_median:.1f}x")
-    finally:
-        server.stop()
+            connection.execute(FLOOR)
+            connection.commit()
+            floors.append(time.perf_counter() - started)
+        floor_prints.add(left_behind(url))
+        postgres.drop("revert_floor")
+        url = postgres.fresh("revert_run", "revert_base")
+        timing = bench.chatctl(url, "-q", "audit", "revert", "OPBENCH", "--yes", "-o", "ids")
+        timings.append(timing)
+        prints.add(left_behind(url))
+        postgres.drop("revert_run")
+        bench.log(f"run {run + 1}: floor {floors[-1]:.2f}s, chatctl {timing.inprocess_s:.2f}s in process, "
+                  f"{timing.process_s:.2f}s whole")
+    ((floor_count, floor_print),) = floor_prints
+    ((count, printed),) = prints
+    bench.facts["desk"] = f"{events:,} chats closed by one sweep operation, {events:,} audit events to revert"
+    return [Row("floor: one `UPDATE ... FROM audit_events` + the audit `INSERT`, no checks, no report",
+                inprocess=floors, changed=floor_count, fingerprint=floor_print, floor=True),
+            Row("chatctl `audit revert OP --yes` (conflict checks, per-item results)",
+                process=[t.process_s for t in timings], inprocess=[t.inprocess_s for t in timings],
+                changed=count, fingerprint=printed, note="no goal set")]
 
 
-if __name__ == "__main__":
-    main()
+SECTIONS = [Section("audit-revert", "Audit revert: `audit revert OPERATION_ID` on PostgreSQL", measure, order=60)]

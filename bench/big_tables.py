@@ -1,27 +1,25 @@
-"""Server-side time of the hot queries on a big PostgreSQL desk.
+"""Section ``big-tables``: server-side time of the hot queries on a big PostgreSQL desk.
 
-Loads ``chatctl demo load --chats N`` (default 1,000,000) into a private
-PostgreSQL server (or the database at --url), ANALYZEs, then for each hot
+Loads ``chatctl demo load --chats N`` (1,000,000; quick: 20,000) into a
+private PostgreSQL server, adds two audit events per chat (so ``audit list``
+has a big table to search), ANALYZEs, then for each hot
 command captures the SQL the command really sends (a SQLAlchemy
 ``before_cursor_execute`` listener around ``chatctl.cli.run``) and runs
-``EXPLAIN (ANALYZE, FORMAT JSON)`` of it --runs times with the captured
-parameters: p50/p95 of the server's execution time, the plan's access paths,
-and any Seq Scan on chats, tickets or audit_events.
+``EXPLAIN (ANALYZE, FORMAT JSON)`` of it 50 times (quick: 10) with the
+captured parameters: the server's execution times (median and p95), the
+plan's access paths, and any Seq Scan on chats, tickets or audit_events.
+``tests/test_query_plans.py`` asserts the access paths in CI.
 
-    python bench/big_tables.py --chats 1000000 --runs 50
-    python bench/big_tables.py --url postgresql://me@db/desk_copy --runs 50   # already loaded
+    python bench/run.py --only big-tables
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import platform
 import statistics
-import sys
-import time
-from pathlib import Path
+
+from harness import Bench, BenchFailure, Goal, Row, Section
 
 NOW = "2026-11-30T10:00:00Z"
 BIG = ("chats", "tickets", "audit_events")
@@ -71,7 +69,7 @@ def capture(url: str, args: list[str]) -> tuple[str, dict]:
     finally:
         event.remove(Engine, "before_cursor_execute", listener)
     if not found:
-        raise SystemExit(f"chatctl {' '.join(args)} sent no statement on {BIG}")
+        raise BenchFailure(f"chatctl {' '.join(args)} sent no statement on {BIG}")
     return found[0]
 
 
@@ -81,7 +79,7 @@ def nodes(plan):
         yield from nodes(child)
 
 
-def measure(pg, statement: str, parameters: dict, runs: int) -> dict:
+def explain(pg, statement: str, parameters: dict, runs: int) -> dict:
     times = []
     plan = None
     for _ in range(runs):
@@ -97,56 +95,49 @@ def measure(pg, statement: str, parameters: dict, runs: int) -> dict:
                                                                                               "ix_audit", "chats_")))})
     seq = sorted({n["Relation Name"] for n in nodes(plan) if n["Node Type"] == "Seq Scan"
                   and n.get("Relation Name") in BIG})
-    return {"p50": statistics.median(times), "p95": times[max(0, int(round(0.95 * len(times))) - 1)],
+    return {"times_ms": times, "p95": times[max(0, int(round(0.95 * len(times))) - 1)],
             "access": access, "seq": seq}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chats", type=int, default=1_000_000, help="demo desk size (default 1,000,000)")
-    parser.add_argument("--runs", type=int, default=50, help="EXPLAIN ANALYZE runs per query (default 50)")
-    parser.add_argument("--url", help="use this already loaded database instead of a private server")
-    options = parser.parse_args()
+AUDIT = """
+INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
+SELECT TIMESTAMPTZ '2026-11-30 10:00:00+00' - g * interval '1 second', 'system', 'sweep.inactivity', 'chat',
+       (1 + g %% %(chats)s)::text, '{"status": "live"}', '{"status": "closed"}', 'OP' || (g / 1000), 'inactivity'
+FROM generate_series(1, 2 * %(chats)s) g
+"""
 
+
+def measure(bench: Bench) -> list[Row]:
     import psycopg
 
-    server = None
-    url = options.url
-    if url is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-        from pgserver import PostgresServer
+    from chatctl.cli import run
 
-        server = PostgresServer()
-        server.start()
-        with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE big")
-        url = server.url("big")
-    try:
-        from chatctl.cli import run
-
-        if options.url is None:
-            started = time.perf_counter()
-            assert run(["--database-url", url, "db", "init"]) == 0
-            with contextlib.redirect_stdout(io.StringIO()):
-                assert run(["--database-url", url, "-q", "demo", "load", "--chats", str(options.chats),
-                            "--now", NOW]) == 0
-            print(f"loaded {options.chats:,} chats in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-        with psycopg.connect(url, autocommit=True) as pg:
-            pg.execute("VACUUM ANALYZE")
-            sizes = {table: pg.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in BIG}
-            print(f"rows: {sizes}; {platform.processor() or platform.machine()}, {platform.system()}, "
-                  f"PostgreSQL {pg.info.server_version}", file=sys.stderr)
-            print("| query | p50 ms | p95 ms | access path | Seq Scan on big tables |")
-            print("|---|---|---|---|---|")
-            for label, args in QUERIES:
-                statement, parameters = capture(url, args)
-                result = measure(pg, statement, parameters, options.runs)
-                print(f"| `{label}` | {result['p50']:.2f} | {result['p95']:.2f} | {', '.join(result['access'])} | "
-                      f"{', '.join(result['seq']) or 'none'} |", flush=True)
-    finally:
-        if server is not None:
-            server.stop()
+    chats = bench.size(full=1_000_000, quick=20_000)
+    runs = 10 if bench.quick else 50
+    url = bench.postgres().create("big")
+    with contextlib.redirect_stdout(io.StringIO()):
+        if run(["--database-url", url, "-q", "demo", "load", "--chats", str(chats), "--now", NOW]) != 0:
+            raise BenchFailure("demo load failed")
+    rows = []
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute(AUDIT, {"chats": chats})
+        pg.execute("VACUUM ANALYZE")
+        sizes = {table: pg.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in BIG}
+        for label, args in QUERIES:
+            statement, parameters = capture(url, args)
+            result = explain(pg, statement, parameters, runs)
+            goal = (Goal("under 5 ms server-side at 1,000,000 chats", seconds=0.005)
+                    if label == "chats list live --limit 50" else None)
+            rows.append(Row(f"`{label}`", inprocess=[t / 1000 for t in result["times_ms"]], unit="ms", goal=goal,
+                            note=(f"p95 {result['p95']:.2f} ms; {', '.join(result['access'])}; Seq Scan on big "
+                                  f"tables: {', '.join(result['seq']) or 'none'}")))
+    bench.runs = runs
+    bench.facts["desk"] = (f"`demo load --chats {chats}` plus two audit events per chat: "
+                           + ", ".join(f"{count:,} {table}" for table, count in sizes.items()))
+    bench.facts["times"] = ("the in-process column is the server's execution time of the statement chatctl sends "
+                            "(EXPLAIN ANALYZE of the captured statement and parameters); first page or first batch")
+    return rows
 
 
-if __name__ == "__main__":
-    main()
+SECTIONS = [Section("big-tables", "Big tables: index use and server-side time of the hot queries", measure,
+                    order=50)]

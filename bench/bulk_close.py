@@ -1,35 +1,23 @@
-"""Bulk chat close: ``chatctl chats close -`` with N ids on stdin, beside the floor.
+"""Section ``bulk-close``: ``chatctl chats close -`` with N ids on stdin, beside the floor.
 
 The floor is one hand-written SQL statement doing the same work: a CTE that
 closes the live chats and returns their old values, feeding one
 ``INSERT INTO audit_events SELECT ...`` (the audit rows chatctl writes too).
 
 Each run gets a fresh copy of the same desk (``CREATE DATABASE ... TEMPLATE``)
-on a private PostgreSQL server, so every run closes the same N live chats.
-Prints one line per run and a summary with medians and ratios; ``--json``
-writes the figures for docs/benchmarks.md.
+on a private PostgreSQL server, so every run closes the same N live chats
+(100,000; quick: 10,000), and both sides must leave the same chats closed with
+the same audit rows.  chatctl's per-item output (tsv) goes to a file.
 
-Example:
-    python bench/bulk_close.py --chats 100000 --runs 3 --batch-sizes 1000,2000,5000,10000
+    python bench/run.py --only bulk-close
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import os
-import platform
-import shutil
-import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE.parent / "src"))
+from harness import Bench, Goal, Row, Section, fingerprint
 
 FLOOR = """
 WITH closed AS (
@@ -73,128 +61,78 @@ SELECT g, g, (ARRAY['whatsapp','webchat','messenger','sms'])[1 + g %% 4], 'live'
 """
 
 
-def psql(url: str, statement: str, params: dict | None = None, *, autocommit: bool = False) -> float:
+def build(bench: Bench, chats: int) -> None:
     import psycopg
 
-    with psycopg.connect(url, autocommit=autocommit) as connection:
-        started = time.perf_counter()
-        connection.execute(statement, params or {})
-        if not autocommit:
-            connection.commit()
-        return time.perf_counter() - started
-
-
-def build_template(server, chats: int) -> str:
-    from chatctl.storage import schema
-    from chatctl.storage.engine import create_engine
-
-    name = "bulk_close_template"
-    psql(server.url("postgres"), f"DROP DATABASE IF EXISTS {name}", autocommit=True)
-    psql(server.url("postgres"), f"CREATE DATABASE {name}", autocommit=True)
-    engine = create_engine(server.url(name))
-    schema.upgrade(engine)
-    engine.dispose()
-    import psycopg
-
-    with psycopg.connect(server.url(name)) as connection:
+    postgres = bench.postgres()
+    url = postgres.create("bulk_base")
+    with psycopg.connect(url) as connection:
         for statement in SEED.strip().split(";\n"):
             if statement.strip():
                 connection.execute(statement, {"chats": chats})
         connection.commit()
-    with psycopg.connect(server.url(name), autocommit=True) as connection:
-        connection.execute("VACUUM ANALYZE")
-    return name
+    postgres.freeze("bulk_base")
 
 
-def fresh_copy(server, template: str, name: str) -> str:
-    psql(server.url("postgres"), f"DROP DATABASE IF EXISTS {name}", autocommit=True)
-    psql(server.url("postgres"), f"CREATE DATABASE {name} TEMPLATE {template}", autocommit=True)
-    return server.url(name)
-
-
-def drop(server, name: str) -> None:
-    psql(server.url("postgres"), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", autocommit=True)
-
-
-def count_closed(url: str) -> tuple[int, int]:
+def left_behind(url: str) -> tuple[int, str]:
     import psycopg
 
     with psycopg.connect(url) as connection:
-        closed = connection.execute("SELECT count(*) FROM chats WHERE status = 'closed'").fetchone()[0]
-        audited = connection.execute("SELECT count(*) FROM audit_events WHERE action = 'chats.close'").fetchone()[0]
-    return closed, audited
+        closed = connection.execute("SELECT id, status, closed_by FROM chats WHERE status = 'closed' "
+                                    "ORDER BY id").fetchall()
+        audited = connection.execute("SELECT entity_id FROM audit_events WHERE action = 'chats.close' "
+                                     "ORDER BY entity_id::bigint").fetchall()
+    return len(closed), fingerprint(closed + audited)
 
 
 def run_floor(url: str, ids: list[int]) -> float:
-    now = dt.datetime.now(dt.timezone.utc)
-    return psql(url, FLOOR, {"ids": ids, "now": now, "operation": "BENCHFLOOR"})
+    import psycopg
 
-
-def run_chatctl(url: str, ids_text: str, batch_size: int) -> float:
-    chatctl = shutil.which("chatctl", path=os.path.dirname(sys.executable)) or shutil.which("chatctl")
-    command = [chatctl, "--database-url", url, "--actor", "ops:bench", "-q", "chats", "close", "-",
-               "--batch-size", str(batch_size), "-o", "tsv"]
-    started = time.perf_counter()
-    result = subprocess.run(command, input=ids_text, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"chatctl failed ({result.returncode}): {result.stderr[-2000:]}")
-    return elapsed
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--chats", type=int, default=100_000, help="live chats in the desk and ids piped")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each variant (the median is quoted)")
-    parser.add_argument("--batch-sizes", default="5000", help="comma-separated --batch-size values to time")
-    parser.add_argument("--json", type=Path, help="write the figures here")
-    args = parser.parse_args()
-
-    from pgserver import PostgresServer
-
-    server = PostgresServer()
-    server.start()
-    try:
-        version = subprocess.run([str(server.bindir / "postgres"), "--version"], capture_output=True,
-                                 text=True).stdout.strip()
+    with psycopg.connect(url) as connection:
         started = time.perf_counter()
-        template = build_template(server, args.chats)
-        print(f"desk of {args.chats:,} live chats built in {time.perf_counter() - started:.1f}s ({version})")
-        ids = list(range(1, args.chats + 1))
-        ids_text = "# chats to close\n" + "\n".join(map(str, ids)) + "\n"
-        figures: dict[str, list[float]] = {"floor": []}
-        for run in range(args.runs):
-            url = fresh_copy(server, template, "bulk_close_run")
-            seconds = run_floor(url, ids)
-            assert count_closed(url) == (args.chats, args.chats), count_closed(url)
-            figures["floor"].append(seconds)
-            print(f"floor  run {run + 1}: {seconds:.2f}s")
-            drop(server, "bulk_close_run")
-            for size in (int(s) for s in args.batch_sizes.split(",")):
-                url = fresh_copy(server, template, "bulk_close_run")
-                seconds = run_chatctl(url, ids_text, size)
-                assert count_closed(url) == (args.chats, args.chats), count_closed(url)
-                figures.setdefault(f"chatctl --batch-size {size}", []).append(seconds)
-                print(f"chatctl --batch-size {size} run {run + 1}: {seconds:.2f}s")
-                drop(server, "bulk_close_run")
-        floor = statistics.median(figures["floor"])
-        print(f"\n{args.chats:,} chats, medians of {args.runs}:")
-        summary = {}
-        for name, values in figures.items():
-            median = statistics.median(values)
-            summary[name] = {"median_s": round(median, 3), "runs_s": [round(v, 3) for v in values],
-                             "ratio_to_floor": round(median / floor, 2)}
-            print(f"  {name:<28} {median:7.2f}s  x{median / floor:.1f}")
-        machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "postgresql": version,
-                   "platform": platform.platform()}
-        print(f"  machine: {machine}")
-        if args.json:
-            args.json.write_text(json.dumps({"chats": args.chats, "runs": args.runs, "results": summary,
-                                             "machine": machine}, indent=2) + "\n")
-    finally:
-        server.stop()
+        connection.execute(FLOOR, {"ids": ids, "now": dt.datetime.now(dt.timezone.utc), "operation": "BENCHFLOOR"})
+        connection.commit()
+        return time.perf_counter() - started
 
 
-if __name__ == "__main__":
-    main()
+def measure(bench: Bench) -> list[Row]:
+    chats = bench.size(full=100_000, quick=10_000)
+    build(bench, chats)
+    postgres = bench.postgres()
+    ids = list(range(1, chats + 1))
+    ids_text = "# chats to close\n" + "\n".join(map(str, ids)) + "\n"
+    variants = [None] if bench.quick else [None, 1000, 5000]
+    floors, floor_prints = [], set()
+    timings: dict = {size: [] for size in variants}
+    prints: dict = {size: set() for size in variants}
+    for run in range(bench.runs):
+        url = postgres.fresh("bulk_run", "bulk_base")
+        floors.append(run_floor(url, ids))
+        floor_prints.add(left_behind(url))
+        postgres.drop("bulk_run")
+        for size in variants:
+            url = postgres.fresh("bulk_run", "bulk_base")
+            extra = [] if size is None else ["--batch-size", str(size)]
+            timing = bench.chatctl(url, "-q", "chats", "close", "-", *extra, "-o", "tsv", stdin=ids_text)
+            prints[size].add(left_behind(url))
+            timings[size].append(timing)
+            postgres.drop("bulk_run")
+            bench.log(f"run {run + 1}: floor {floors[-1]:.2f}s; chatctl {extra or 'default batch'} "
+                      f"{timing.inprocess_s:.2f}s in process, {timing.process_s:.2f}s whole")
+    ((floor_count, floor_print),) = floor_prints
+    rows = [Row("floor: one statement (`UPDATE ... RETURNING` feeding the audit `INSERT`), ids as one array",
+                inprocess=floors, changed=floor_count, fingerprint=floor_print, floor=True)]
+    for size in variants:
+        ((count, printed),) = prints[size]
+        runs = timings[size]
+        rows.append(Row("chatctl (default batch size)" if size is None else f"chatctl `--batch-size {size}`",
+                        process=[t.process_s for t in runs], inprocess=[t.inprocess_s for t in runs],
+                        changed=count, fingerprint=printed,
+                        goal=Goal("within 1.5x the floor", ratio=1.5) if size is None else None,
+                        note=(f"slowest write transaction {max(t.slowest_transaction_s for t in runs) * 1000:.0f} ms; "
+                              f"peak RSS {max(t.peak_rss_mb for t in runs):.0f} MB")))
+    bench.facts["desk"] = f"{chats:,} live chats, all closed by each run, ids piped on standard input"
+    return rows
+
+
+SECTIONS = [Section("bulk-close", "Bulk chat close: `chats close -` on PostgreSQL", measure, order=20)]

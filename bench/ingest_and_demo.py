@@ -1,47 +1,31 @@
-"""Benchmark: `chatctl events ingest` and `chatctl demo load` on PostgreSQL.
+"""Sections ``ingest`` and ``demo-load``: `chatctl events ingest` and `chatctl demo load` on PostgreSQL.
 
 * ingest: N generated events (a realistic mix: chats started in and out of
   business hours, customer and agent messages, revivals of pending chats,
   presence changes), each run on a fresh database; the median of --repeat
   runs beside the floor: the very rows the ingest wrote (customers, chats,
   messages, tickets, audit events) loaded into a fresh database by plain
-  COPY statements in one transaction.
-* demo: `demo load --chats N` once on a fresh database; wall time and rows/s.
+  COPY statements in one transaction (so the floor writes exactly what
+  chatctl wrote); a run at a tenth of the size beside it shows that memory
+  does not grow with the input (peak RSS);
+* demo: `demo load --chats N` on a fresh database; wall time and rows/s.
 
-Starts a private PostgreSQL server (tests/pgserver.py) unless --url names one.
-Runs chatctl as a subprocess, so start-up is included.
-
-    python bench/ingest_and_demo.py --events 100000 --repeat 3 --demo-chats 1000000
+    python bench/run.py --only ingest --only demo-load
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
-import os
-import platform
 import random
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+from harness import Bench, Goal, Row, Section
 
 AGENTS = [f"agent{n}" for n in range(1, 11)]
 TABLES = ("customers", "chats", "messages", "tickets", "audit_events")
-
-
-def chatctl(url: str, *args: str, stdin=None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "chatctl", "--database-url", url, "-q", *args],
-                            stdin=stdin, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"chatctl {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}")
-    return result
 
 
 def write_events(path: Path, count: int, seed: int = 1) -> dict[str, int]:
@@ -78,35 +62,12 @@ def write_events(path: Path, count: int, seed: int = 1) -> dict[str, int]:
     return kinds
 
 
-class Databases:
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.count = 0
-
-    def admin(self, statement: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.base + "/postgres", autocommit=True) as connection:
-            connection.execute(statement)
-
-    def fresh(self, template: str | None = None) -> str:
-        self.count += 1
-        name = f"bench_{os.getpid()}_{self.count}"
-        self.admin(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
-        return name
-
-    def drop(self, name: str) -> None:
-        self.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def desk_template(dbs: Databases) -> str:
+def desk_template(bench: Bench) -> None:
     """A migrated desk with ten online agents."""
-    name = dbs.fresh()
-    url = f"{dbs.base}/{name}"
-    chatctl(url, "db", "init")
+    url = bench.postgres().create("ingest_base")
     for handle in AGENTS:
-        chatctl(url, "agents", "add", handle, "--name", handle.title(), "--online")
-    return name
+        bench.chatctl(url, "agents", "add", handle, "--name", handle.title(), "--online")
+    bench.postgres().freeze("ingest_base")
 
 
 def copy_floor(source_url: str, target_url: str) -> float:
@@ -133,91 +94,74 @@ def copy_floor(source_url: str, target_url: str) -> float:
         return time.perf_counter() - started
 
 
-def bench_ingest(dbs: Databases, template: str, events: int, repeat: int) -> dict:
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "events.jsonl"
-        kinds = write_events(path, events)
-        times, floors, summary = [], [], None
-        for run in range(repeat):
-            name = dbs.fresh(template)
-            url = f"{dbs.base}/{name}"
-            with path.open() as stdin:
-                started = time.perf_counter()
-                result = chatctl(url, "events", "ingest", "-", "-o", "json", stdin=stdin)
-                times.append(time.perf_counter() - started)
-            summary = json.loads(result.stdout)
-            floor_db = dbs.fresh(template)
-            floors.append(copy_floor(url, f"{dbs.base}/{floor_db}"))
-            dbs.drop(floor_db)
-            dbs.drop(name)
-            print(f"  ingest run {run + 1}: {times[-1]:.2f}s (COPY floor {floors[-1]:.2f}s)", flush=True)
-    ingest_s, floor_s = statistics.median(times), statistics.median(floors)
-    return {"events": events, "kinds": kinds, "runs_s": [round(t, 2) for t in times],
-            "median_s": round(ingest_s, 2), "events_per_s": round(events / ingest_s),
-            "floor_runs_s": [round(t, 2) for t in floors], "floor_median_s": round(floor_s, 2),
-            "ratio_to_floor": round(ingest_s / floor_s, 1),
-            "summary": {k: v for k, v in (summary or {}).items() if k != "generated_chats"}}
-
-
-def bench_demo(dbs: Databases, chats: int) -> dict:
-    name = dbs.fresh()
-    url = f"{dbs.base}/{name}"
-    chatctl(url, "db", "init")
-    started = time.perf_counter()
-    result = chatctl(url, "demo", "load", "--chats", str(chats), "--now", "2026-11-30T10:00:00Z", "-o", "json")
-    elapsed = time.perf_counter() - started
-    summary = json.loads(result.stdout)
-    rows = sum(summary[key] for key in ("chats", "customers", "messages", "comments", "tags", "notifications",
-                                        "tickets"))
-    dbs.drop(name)
-    return {"chats": chats, "seconds": round(elapsed, 1), "rows": rows, "rows_per_s": round(rows / elapsed),
-            "chats_per_s": round(chats / elapsed), "summary": summary}
-
-
-def machine(base: str) -> dict:
+def written(url: str) -> int:
     import psycopg
 
-    with psycopg.connect(base + "/postgres") as connection:
-        version = connection.execute("SHOW server_version").fetchone()[0]
-    memory_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    return {"cpus": os.cpu_count(), "ram_gb": round(memory_kb / 1024 / 1024, 1), "postgresql": version,
-            "python": platform.python_version(), "platform": platform.platform()}
+    with psycopg.connect(url) as connection:
+        return sum(connection.execute(
+            f"SELECT count(*) FROM {table}" + (" WHERE action LIKE 'events.%%'" if table == "audit_events" else "")
+        ).fetchone()[0] for table in TABLES)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=100_000, help="events per ingest run (default 100000)")
-    parser.add_argument("--repeat", type=int, default=3, help="ingest runs; the median is reported (default 3)")
-    parser.add_argument("--demo-chats", type=int, default=1_000_000, help="chats for demo load; 0 skips it")
-    parser.add_argument("--url", help="a PostgreSQL server to use (postgresql://user@host:port), "
-                        "instead of starting a private one")
-    args = parser.parse_args()
+def ingest(bench: Bench) -> list[Row]:
+    events = bench.size(full=100_000, quick=10_000)
+    postgres = bench.postgres()
+    desk_template(bench)
+    rows: list[Row] = []
+    for count, label in ((events, ""), (events // 10, ", a tenth of the size (memory)")):
+        path = bench.scratch / f"events-{count}.jsonl"
+        kinds = write_events(path, count)
+        text = path.read_text()
+        times, floors, changed = [], [], set()
+        for run in range(bench.runs if not label else 1):
+            url = postgres.fresh("ingest_run", "ingest_base")
+            timing = bench.chatctl(url, "-q", "events", "ingest", "-", "-o", "json", stdin=text)
+            times.append(timing)
+            changed.add(written(url))
+            if not label:
+                floor_url = postgres.fresh("ingest_floor", "ingest_base")
+                floors.append(copy_floor(url, floor_url))
+                changed.add(written(floor_url))
+                postgres.drop("ingest_floor")
+            postgres.drop("ingest_run")
+            bench.log(f"ingest {count} events run {run + 1}: {timing.inprocess_s:.2f}s in process, "
+                      f"{timing.process_s:.2f}s whole" + (f"; COPY floor {floors[-1]:.2f}s" if floors else ""))
+        (rows_written,) = changed  # the floor copies exactly what chatctl wrote
+        if not label:
+            rows.append(Row(f"floor: the same {rows_written:,} rows by plain `COPY`, one transaction",
+                            inprocess=floors, changed=rows_written, floor=True))
+            bench.facts["events"] = (f"{count:,} events: " + ", ".join(f"{n:,} {kind}" for kind, n in
+                                                                       sorted(kinds.items())))
+        rows.append(Row(f"chatctl `events ingest -`, {count:,} events{label}", process=[t.process_s for t in times],
+                        inprocess=[t.inprocess_s for t in times], changed=rows_written if not label else None,
+                        compare=not label,
+                        goal=None if label else Goal("under a minute for 100,000 events", seconds=60,
+                                                     basis="process"),
+                        note=(f"{count / statistics.median(t.process_s for t in times):,.0f} events/s; "
+                              f"peak RSS {max(t.peak_rss_mb for t in times):.0f} MB")))
+    return rows
 
-    server = None
-    base = args.url
-    if not base:
-        from pgserver import PostgresServer
 
-        server = PostgresServer()
-        server.start()
-        base = server.url("").rstrip("/")
-    try:
-        dbs = Databases(base)
-        results = {"machine": machine(base)}
-        print(json.dumps(results["machine"]), flush=True)
-        if args.events:
-            template = desk_template(dbs)
-            results["ingest"] = bench_ingest(dbs, template, args.events, args.repeat)
-            dbs.drop(template)
-            print(json.dumps(results["ingest"]), flush=True)
-        if args.demo_chats:
-            results["demo"] = bench_demo(dbs, args.demo_chats)
-            print(json.dumps(results["demo"]), flush=True)
-        print(json.dumps(results, indent=2))
-    finally:
-        if server is not None:
-            server.stop()
+def demo_load(bench: Bench) -> list[Row]:
+    chats = bench.size(full=1_000_000, quick=20_000)
+    postgres = bench.postgres()
+    times, summary = [], {}
+    for run in range(1 if not bench.quick else bench.runs):
+        url = postgres.create("demo_run")
+        timing = bench.chatctl(url, "demo", "load", "--chats", str(chats), "--now", "2026-11-30T10:00:00Z",
+                               "-o", "json")
+        summary = json.loads(timing.stdout)
+        times.append(timing)
+        postgres.drop("demo_run")
+        bench.log(f"demo load {chats} chats: {timing.process_s:.1f}s")
+    rows = sum(summary[key] for key in ("chats", "customers", "messages", "comments", "tags", "notifications",
+                                        "tickets"))
+    median = statistics.median(t.process_s for t in times)
+    return [Row(f"chatctl `demo load --chats {chats}` into an empty desk", process=[t.process_s for t in times],
+                inprocess=[t.inprocess_s for t in times], changed=rows,
+                goal=Goal("a few minutes (5) for 1,000,000 chats", seconds=300, basis="process"),
+                note=f"{rows / median:,.0f} rows/s; peak RSS {max(t.peak_rss_mb for t in times):.0f} MB")]
 
 
-if __name__ == "__main__":
-    main()
+SECTIONS = [Section("ingest", "Event ingest: `events ingest -` on PostgreSQL", ingest, order=40),
+            Section("demo-load", "Demo load: `demo load` on PostgreSQL", demo_load, order=41)]

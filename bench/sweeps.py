@@ -1,44 +1,32 @@
-"""The inactivity sweep on a big desk, beside the floor and a naive ORM loop.
+"""Sections ``sweeps-postgresql`` and ``sweeps-sqlite``: the inactivity sweep on a big desk.
 
 * the desk: ``chatctl demo load --chats N --now NOW`` (about 11% of its chats are
   live, unflagged and idle past the 30-minute inactivity timeout at NOW);
 * chatctl: ``chatctl sweep run inactivity --as-of NOW --batch-size B`` in a
-  fresh process, for each batch size; the run's own ``duration_s`` and its
-  longest batch transaction (``sweep show``) are recorded;
-* the floor: the same closes, R9 purge and audit rows done by hand-written SQL
-  with no batching (PostgreSQL: one statement; SQLite: four statements in one
-  transaction, as it has no data-modifying CTEs);
+  fresh process, for each batch size;
+* the floor: the same closes, R9 purge and audit rows (with the purge counts in
+  their reason, as chatctl writes them) by hand-written SQL with no batching
+  (PostgreSQL: one statement; SQLite: five statements in one transaction, as it
+  has no data-modifying CTEs); checked to leave the same chats, audit rows,
+  comments and notifications as chatctl;
 * naive ORM: load each eligible chat as an ORM object, delete its comments and
-  tags, mark notifications read, add an AuditEvent, commit per chat.  It runs
-  on the first ``--orm-sample`` eligible chats and is extrapolated to all of
-  them (labelled as such).
+  tags, mark notifications read, add an AuditEvent, commit per chat, on a
+  sample of the eligible chats, extrapolated to all of them (labelled as such).
 
 Each run starts from the same data: a PostgreSQL database cloned from a
 template (``CREATE DATABASE ... TEMPLATE``) or a copied SQLite file.
 
-Example:
-    python bench/sweeps.py --backend postgresql --chats 1000000 --runs 3
-    python bench/sweeps.py --backend sqlite --chats 100000 --runs 3
+    python bench/run.py --only sweeps-postgresql --only sweeps-sqlite
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
-import os
-import platform
 import shutil
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE.parent / "src"))
+from harness import Bench, BenchFailure, Goal, Row, Section, fingerprint
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
 
@@ -78,15 +66,27 @@ SELECT %(as_of)s, 'system', 'sweep.inactivity', 'chat', changed.id::text,
   FROM changed LEFT JOIN purged ON purged.chat_id = changed.id
 """
 
+# SQLite has no data-modifying CTEs: five statements in one transaction.  The
+# audit rows are written first, while the comments, tags and notifications they
+# count are still there, so their reasons carry the same R9 counts as chatctl's.
 SQLITE_FLOOR = [
-    """INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
-       SELECT :as_of, 'system', 'sweep.inactivity', 'chat', CAST(c.id AS TEXT),
-              json_object('status', c.status, 'closed_at', NULL, 'closed_by', NULL, 'close_reason', NULL,
-                          'pending_since', c.pending_since),
+    """WITH eligible AS (
+           SELECT c.id, c.status, c.pending_since,
+                  (SELECT count(*) FROM comments x WHERE x.chat_id = c.id) AS comments,
+                  (SELECT count(*) FROM comment_mentions m WHERE m.chat_id = c.id) AS tags,
+                  (SELECT count(*) FROM notifications n
+                    WHERE n.chat_id = c.id AND n.read_at IS NULL AND n.kind = 'tagged') AS notes
+             FROM chats c WHERE """ + ELIGIBLE.format(cutoff=":cutoff", as_of=":as_of") + """)
+       INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
+       SELECT :as_of, 'system', 'sweep.inactivity', 'chat', CAST(id AS TEXT),
+              json_object('status', status, 'closed_at', NULL, 'closed_by', NULL, 'close_reason', NULL,
+                          'pending_since', pending_since),
               json_object('status', 'closed', 'closed_at', :as_of, 'closed_by', 'system',
                           'close_reason', 'inactivity', 'pending_since', NULL),
-              'FLOOR', 'inactivity'
-         FROM chats c WHERE """ + ELIGIBLE.format(cutoff=":cutoff", as_of=":as_of"),
+              'FLOOR', CASE WHEN comments + tags + notes = 0 THEN 'inactivity'
+                            ELSE 'inactivity; comments_removed=' || comments || ', tags_removed=' || tags
+                                 || ', notifications_read=' || notes END
+         FROM eligible""",
     "UPDATE notifications SET read_at = :as_of WHERE read_at IS NULL AND kind = 'tagged' AND chat_id IN "
     "(SELECT c.id FROM chats c WHERE " + ELIGIBLE.format(cutoff=":cutoff", as_of=":as_of") + ")",
     "DELETE FROM comment_mentions WHERE chat_id IN (SELECT c.id FROM chats c WHERE "
@@ -96,124 +96,6 @@ SQLITE_FLOOR = [
     "UPDATE chats AS c SET status = 'closed', closed_at = :as_of, closed_by = 'system', "
     "close_reason = 'inactivity', pending_since = NULL WHERE " + ELIGIBLE.format(cutoff=":cutoff", as_of=":as_of"),
 ]
-
-
-def chatctl(url: str, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "chatctl", "--database-url", url, *args],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"chatctl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-    return result
-
-
-class Postgres:
-    name = "postgresql"
-
-    def __init__(self) -> None:
-        from pgserver import PostgresServer
-
-        self.server = PostgresServer()
-        self.server.start()
-        self.base = "sweeps_base"
-
-    def admin(self, statement: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.server.url("postgres"), autocommit=True) as connection:
-            connection.execute(statement)
-
-    def create_base(self) -> str:
-        self.admin(f"CREATE DATABASE {self.base}")
-        return self.server.url(self.base)
-
-    def finish_base(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.server.url(self.base), autocommit=True) as connection:
-            connection.execute("VACUUM ANALYZE")
-            connection.execute("CHECKPOINT")
-
-    def fresh(self, name: str) -> str:
-        self.admin(f"DROP DATABASE IF EXISTS {name}")
-        self.admin(f"CREATE DATABASE {name} TEMPLATE {self.base}")
-        return self.server.url(name)
-
-    def drop(self, name: str) -> None:
-        self.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-    def floor(self, url: str) -> float:
-        import psycopg
-
-        with psycopg.connect(url) as connection:
-            started = time.perf_counter()
-            connection.execute(PG_FLOOR, {"as_of": NOW, "cutoff": NOW - dt.timedelta(minutes=30)})
-            connection.commit()
-            return time.perf_counter() - started
-
-    def version(self) -> str:
-        import psycopg
-
-        with psycopg.connect(self.server.url("postgres")) as connection:
-            return connection.execute("SHOW server_version").fetchone()[0]
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
-class Sqlite:
-    name = "sqlite"
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="chatctl-bench-"))
-        self.base = self.root / "base.db"
-
-    def create_base(self) -> str:
-        return f"sqlite:///{self.base}"
-
-    def finish_base(self) -> None:
-        import sqlite3
-
-        connection = sqlite3.connect(self.base)
-        connection.execute("ANALYZE")
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        connection.close()
-
-    def fresh(self, name: str) -> str:
-        path = self.root / f"{name}.db"
-        shutil.copy(self.base, path)
-        return f"sqlite:///{path}"
-
-    def drop(self, name: str) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            (self.root / f"{name}.db{suffix}").unlink(missing_ok=True)
-
-    def floor(self, url: str) -> float:
-        from sqlalchemy import text
-
-        from chatctl.storage.engine import create_engine
-        from chatctl.storage.models import UTCDateTime
-
-        engine = create_engine(url)
-        try:
-            with engine.connect() as connection:
-                started = time.perf_counter()
-                with connection.begin():
-                    for statement in SQLITE_FLOOR:
-                        bound = text(statement).bindparams(
-                            *[__import__("sqlalchemy").bindparam(n, type_=UTCDateTime()) for n in ("as_of", "cutoff")
-                              if f":{n}" in statement])
-                        connection.execute(bound, {"as_of": NOW, "cutoff": NOW - dt.timedelta(minutes=30)})
-                return time.perf_counter() - started
-        finally:
-            engine.dispose()
-
-    def version(self) -> str:
-        import sqlite3
-
-        return sqlite3.sqlite_version
-
-    def stop(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def naive_orm(url: str, sample: int) -> tuple[int, float]:
@@ -260,94 +142,179 @@ def naive_orm(url: str, sample: int) -> tuple[int, float]:
         engine.dispose()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
-    parser.add_argument("--chats", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--batch-sizes", default="1000,2000,5000")
-    parser.add_argument("--orm-sample", type=int, default=2000, help="eligible chats for the naive ORM loop")
-    parser.add_argument("--json", help="write the figures here")
-    args = parser.parse_args()
-    batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
 
-    desk = Postgres() if args.backend == "postgresql" else Sqlite()
-    figures: dict = {"backend": desk.name, "chats": args.chats, "runs": args.runs,
-                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "platform": platform.platform(), "processor": _processor()}}
-    try:
-        figures["machine"]["database"] = f"{desk.name} {desk.version()}"
-        url = desk.create_base()
-        chatctl(url, "db", "upgrade")
+CUTOFF = NOW - dt.timedelta(minutes=30)
+
+
+def pg_floor(url: str) -> float:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
         started = time.perf_counter()
-        chatctl(url, "demo", "load", "--chats", str(args.chats), "--seed", "7", "--now", NOW.isoformat())
-        figures["demo_load_s"] = round(time.perf_counter() - started, 1)
-        desk.finish_base()
-        print(f"demo load of {args.chats} chats: {figures['demo_load_s']}s", flush=True)
-
-        url = desk.fresh("probe")
-        dry = json.loads(chatctl(url, "sweep", "run", "inactivity", "--dry-run", "--as-of", NOW.isoformat(),
-                                 "-o", "json").stdout)
-        desk.drop("probe")
-        eligible = dry["jobs"]["inactivity"]["changed"]
-        figures["eligible"] = eligible
-        print(f"eligible for inactivity at {NOW.isoformat()}: {eligible}", flush=True)
-
-        sweep_times: dict[int, list[float]] = {size: [] for size in batch_sizes}
-        longest: dict[int, list[float]] = {size: [] for size in batch_sizes}
-        floors: list[float] = []
-        for run in range(args.runs):
-            for size in batch_sizes:
-                url = desk.fresh("run")
-                wall = time.perf_counter()
-                out = json.loads(chatctl(url, "sweep", "run", "inactivity", "--as-of", NOW.isoformat(),
-                                         "--batch-size", str(size), "-o", "json").stdout)
-                wall = time.perf_counter() - wall
-                assert out["jobs"]["inactivity"]["changed"] == eligible, out
-                shown = json.loads(chatctl(url, "sweep", "show", out["run_id"], "-o", "json").stdout)
-                sweep_times[size].append(out["duration_s"])
-                longest[size].append(shown["longest_batch_s"])
-                print(f"run {run + 1} chatctl batch {size}: {out['duration_s']:.2f}s "
-                      f"(process {wall:.2f}s, longest batch {shown['longest_batch_s']:.3f}s)", flush=True)
-                desk.drop("run")
-            url = desk.fresh("floor")
-            floors.append(desk.floor(url))
-            print(f"run {run + 1} hand-written SQL: {floors[-1]:.2f}s", flush=True)
-            desk.drop("floor")
-
-        url = desk.fresh("orm")
-        done, seconds = naive_orm(url, min(args.orm_sample, eligible))
-        desk.drop("orm")
-        per_chat = seconds / max(done, 1)
-        figures["orm"] = {"sample": done, "sample_s": round(seconds, 2),
-                          "extrapolated_s": round(per_chat * eligible, 1)}
-        print(f"naive ORM: {done} chats in {seconds:.2f}s -> extrapolated {per_chat * eligible:.1f}s "
-              f"for {eligible}", flush=True)
-
-        floor = statistics.median(floors)
-        figures["floor_s"] = round(floor, 3)
-        figures["floor_runs"] = [round(value, 3) for value in floors]
-        figures["chatctl"] = {
-            size: {"median_s": round(statistics.median(times), 3), "runs": [round(t, 3) for t in times],
-                   "ratio_to_floor": round(statistics.median(times) / floor, 2),
-                   "longest_batch_s": round(max(longest[size]), 3)}
-            for size, times in sweep_times.items()}
-        print(json.dumps(figures, indent=2))
-        if args.json:
-            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-    finally:
-        desk.stop()
+        connection.execute(PG_FLOOR, {"as_of": NOW, "cutoff": CUTOFF})
+        connection.commit()
+        return time.perf_counter() - started
 
 
-def _processor() -> str:
+def sqlite_floor(url: str) -> float:
+    from sqlalchemy import bindparam, text
+
+    from chatctl.storage.engine import create_engine
+    from chatctl.storage.models import UTCDateTime
+
+    engine = create_engine(url)
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+        with engine.connect() as connection:
+            started = time.perf_counter()
+            with connection.begin():
+                for statement in SQLITE_FLOOR:
+                    bound = text(statement).bindparams(
+                        *[bindparam(name, type_=UTCDateTime()) for name in ("as_of", "cutoff")
+                          if f":{name}" in statement])
+                    connection.execute(bound, {"as_of": NOW, "cutoff": CUTOFF})
+            return time.perf_counter() - started
+    finally:
+        engine.dispose()
 
 
-if __name__ == "__main__":
-    main()
+def left_behind(url: str) -> str:
+    """What the sweep leaves: the chats it closed, its audit rows with their R9 counts, the comments,
+    tags and unread tag notifications that remain."""
+    from sqlalchemy import text
+
+    from chatctl.storage.engine import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = list(connection.execute(text(
+                "SELECT id, status, closed_by, close_reason FROM chats "
+                "WHERE status = 'closed' AND close_reason = 'inactivity' AND closed_by = 'system' ORDER BY id")))
+            rows += list(connection.execute(text(
+                "SELECT entity_id, reason FROM audit_events WHERE action = 'sweep.inactivity' "
+                "ORDER BY CAST(entity_id AS INTEGER)")))
+            rows += list(connection.execute(text(
+                "SELECT (SELECT count(*) FROM comments), (SELECT count(*) FROM comment_mentions), "
+                "(SELECT count(*) FROM notifications WHERE read_at IS NULL)")))
+        return fingerprint(rows)
+    finally:
+        engine.dispose()
+
+
+class PostgresDesks:
+    def __init__(self, bench: Bench) -> None:
+        self.postgres = bench.postgres()
+
+    def base(self) -> str:
+        return self.postgres.create("sweeps_base")
+
+    def finish(self) -> None:
+        self.postgres.freeze("sweeps_base")
+
+    def fresh(self, name: str) -> str:
+        return self.postgres.fresh(name, "sweeps_base")
+
+    def drop(self, name: str) -> None:
+        self.postgres.drop(name)
+
+
+class SqliteDesks:
+    def __init__(self, bench: Bench) -> None:
+        self.root = bench.scratch
+
+    def base(self) -> str:
+        from chatctl.storage import schema
+        from chatctl.storage.engine import create_engine
+
+        engine = create_engine(f"sqlite:///{self.root / 'base.db'}")
+        schema.upgrade(engine)
+        engine.dispose()
+        return f"sqlite:///{self.root / 'base.db'}"
+
+    def finish(self) -> None:
+        import sqlite3
+
+        connection = sqlite3.connect(self.root / "base.db")
+        connection.execute("ANALYZE")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.close()
+
+    def fresh(self, name: str) -> str:
+        shutil.copy(self.root / "base.db", self.root / f"{name}.db")
+        return f"sqlite:///{self.root / f'{name}.db'}"
+
+    def drop(self, name: str) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            (self.root / f"{name}.db{suffix}").unlink(missing_ok=True)
+
+
+def measure(bench: Bench, backend: str) -> list[Row]:
+    postgres = backend == "postgresql"
+    chats = bench.size(full=1_000_000, quick=20_000) if postgres else bench.size(full=100_000, quick=10_000)
+    sizes = (1000, 2000, 5000) if not bench.quick else ((1000,) if postgres else (5000,))
+    default = 1000 if postgres else 5000
+    sample = 200 if bench.quick else 2000
+    desks = PostgresDesks(bench) if postgres else SqliteDesks(bench)
+    floor = pg_floor if postgres else sqlite_floor
+
+    url = desks.base()
+    bench.chatctl(url, "demo", "load", "--chats", str(chats), "--seed", "7", "--now", NOW.isoformat(),
+                  keep_stdout=False)
+    desks.finish()
+    url = desks.fresh("probe")
+    dry = json.loads(bench.chatctl(url, "sweep", "run", "inactivity", "--dry-run", "--as-of", NOW.isoformat(),
+                                   "-o", "json").stdout)
+    desks.drop("probe")
+    eligible = dry["jobs"]["inactivity"].get("would_change", dry["jobs"]["inactivity"].get("changed"))
+    bench.log(f"{chats:,} chats, {eligible:,} eligible at {NOW.isoformat()}")
+
+    floor_times: list[float] = []
+    floor_prints: set[str] = set()
+    timings: dict[int, list] = {size: [] for size in sizes}
+    prints: dict[int, set[str]] = {size: set() for size in sizes}
+    changed: dict[int, set[int]] = {size: set() for size in sizes}
+    for run in range(bench.runs):
+        url = desks.fresh("floor")
+        floor_times.append(floor(url))
+        floor_prints.add(left_behind(url))
+        desks.drop("floor")
+        for size in sizes:
+            url = desks.fresh("run")
+            timing = bench.chatctl(url, "sweep", "run", "inactivity", "--as-of", NOW.isoformat(),
+                                   "--batch-size", str(size), "-o", "json")
+            changed[size].add(json.loads(timing.stdout)["jobs"]["inactivity"]["changed"])
+            prints[size].add(left_behind(url))
+            timings[size].append(timing)
+            desks.drop("run")
+            bench.log(f"run {run + 1}: floor {floor_times[-1]:.2f}s, chatctl batch {size} "
+                      f"{timing.inprocess_s:.2f}s in process, {timing.process_s:.2f}s whole")
+
+    (floor_print,) = floor_prints  # every floor run left the same rows
+    goal = Goal("within 1.5x the floor", ratio=1.5)
+    rows = [Row(f"floor: {'one statement' if postgres else 'five statements, one transaction'}",
+                inprocess=floor_times, changed=eligible, fingerprint=floor_print, floor=True)]
+    for size in sizes:
+        if len(prints[size]) != 1 or len(changed[size]) != 1:
+            raise BenchFailure(f"chatctl --batch-size {size} did not change the same rows on every run")
+        slowest = max(timing.slowest_transaction_s for timing in timings[size])
+        rows.append(Row(f"chatctl `--batch-size {size}`" + (" (default)" if size == default else ""),
+                        process=[t.process_s for t in timings[size]], inprocess=[t.inprocess_s for t in timings[size]],
+                        changed=changed[size].pop(), fingerprint=prints[size].pop(),
+                        goal=goal if size == default else None,
+                        note=f"longest batch transaction {slowest:.2f} s"))
+    url = desks.fresh("orm")
+    done, seconds = naive_orm(url, min(sample, eligible))
+    desks.drop("orm")
+    rows.append(Row(f"naive ORM loop, extrapolated from {done:,} chats in {seconds:.2f} s",
+                    inprocess=[seconds / max(done, 1) * eligible], note="one object and one commit per chat"))
+    bench.facts["desk"] = (f"`demo load --chats {chats}` at {NOW.isoformat()}: {eligible:,} chats live, unflagged "
+                           f"and idle past the 30-minute timeout")
+    return rows
+
+
+SECTIONS = [
+    Section("sweeps-postgresql", "Sweep `inactivity` on PostgreSQL", lambda bench: measure(bench, "postgresql"),
+            order=10),
+    Section("sweeps-sqlite", "Sweep `inactivity` on SQLite", lambda bench: measure(bench, "sqlite"), order=11,
+            needs_postgres=False),
+]
