@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from chatctl.commands.common import OutputOpt, desk, fmt
+from chatctl.commands.common import DryRunOpt, OutputOpt, desk, fmt, run_bulk
 from chatctl.completion import complete_agent_handle
 from chatctl.vocabulary import PRESENCES, ROLES, choices, spoken
 
@@ -106,8 +106,7 @@ def deactivate(ctx: typer.Context, handle: HandleArg) -> None:
 def drain(
     ctx: typer.Context,
     handle: HandleArg,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report exactly what would change; change nothing.")]
-    = False,
+    dry_run: DryRunOpt = False,
     output: OutputOpt = None,
 ) -> None:
     """End of shift: hand the agent's open chats (live and pending) to online agents as R5 would.
@@ -118,16 +117,17 @@ def drain(
 
     Example: chatctl agents drain carol --dry-run && chatctl agents drain carol
     """
-    from chatctl.commands.common import run_mutation
-    from chatctl.domain.agents.roster import agent_by_handle
     from chatctl.domain.agents.assignment import drain as drain_step
     from chatctl.domain.agents.assignment import open_chat_ids
+    from chatctl.domain.agents.roster import agent_by_handle
     from chatctl.parsing.ids import IdSpool
 
     the_desk = desk(ctx)
     with the_desk.errors(), the_desk.engine().connect() as connection:
         agent = agent_by_handle(connection, handle)
-        actor = the_desk.actor(connection)
-        spool = IdSpool.from_words(str(chat_id) for chat_id in open_chat_ids(connection, agent.id))
-    apply = drain_step(agent.id, handle, actor=actor.name, operation_id=the_desk.operation_id, now=the_desk.now())
-    run_mutation(the_desk, spool, apply, output=output, dry_run=dry_run, what=f"drain {handle}")
+        open_chats = IdSpool.from_ids(open_chat_ids(connection, agent.id))
+
+    def prepare(connection, acting):
+        return drain_step(agent.id, handle, actor=acting.actor.name, operation_id=acting.operation_id, now=acting.now)
+
+    run_bulk(ctx, prepare, items=open_chats, output=output, dry_run=dry_run, what=f"drain {handle}")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from chatctl.commands.common import (AllOpt, BatchSizeOpt, DryRunOpt, LimitOpt, OutputOpt, YesOpt, confirm_selection,
-                                     desk, fmt, note_next_page, page_limit, run_mutation)
+                                     desk, fmt, note_next_page, page_limit, run_bulk)
 from chatctl.batch_sizes import REVERT
 
 app = typer.Typer(
@@ -115,7 +115,9 @@ def revert(
                           "supervisor, an admin or ops:NAME")
     if not dry_run:
         confirm_selection(the_desk, yes, f"revert {count} change(s) of operation {operation_id}?")
-    reverter = Reverter(operation_id, revert_operation_id=the_desk.operation_id, actor=actor.name,
-                        now=the_desk.now())
-    run_mutation(the_desk, OperationEvents(engine, operation_id, count), reverter, output=output, dry_run=dry_run,
-                 what=f"revert of {operation_id}", batch_size=batch_size)
+
+    def prepare(connection, acting):
+        return Reverter(operation_id, revert_operation_id=acting.operation_id, actor=acting.actor.name, now=acting.now)
+
+    run_bulk(ctx, prepare, items=OperationEvents(engine, operation_id, count), output=output, dry_run=dry_run,
+             what=f"revert of {operation_id}", batch_size=batch_size)

@@ -19,8 +19,7 @@ from chatctl.commands.common import (
     fmt,
     note_next_page,
     page_limit,
-    run_mutation,
-    spool_ids,
+    run_bulk,
 )
 from chatctl.batch_sizes import CHAT_ACTION
 from chatctl.completion import complete_agent_handle
@@ -183,44 +182,6 @@ def show(ctx: typer.Context, chat_id: ChatIdArg, output: OutputOpt = None) -> No
 
 
 # -- actions ----------------------------------------------------------------------------
-def _acting(the_desk, connection=None):
-    from chatctl.domain.chats.actions import Acting
-
-    return Acting(actor=the_desk.actor(connection), now=the_desk.now(), operation_id=the_desk.operation_id)
-
-
-def _bulk(ctx: typer.Context, ids: list[str], make_apply, *, output, dry_run: bool, what: str,
-          batch_size: int = CHAT_ACTION) -> None:
-    """Resolve ids and people first (bad input changes nothing), then run the batches."""
-    the_desk = desk(ctx)
-    spool = spool_ids(ids, the_desk)
-    with the_desk.errors(), the_desk.engine().connect() as connection:
-        apply = make_apply(connection, _acting(the_desk, connection))
-    run_mutation(the_desk, spool, apply, output=output, dry_run=dry_run, what=what, batch_size=batch_size)
-
-
-def _single(ctx: typer.Context, chat_id: int, make_apply, *, output, dry_run: bool, what: str) -> None:
-    """One chat; a refusal also gets its own line on stderr naming the rule (exit 1)."""
-    from chatctl.parsing.ids import IdSpool
-
-    the_desk = desk(ctx)
-    seen = []
-    with the_desk.errors(), the_desk.engine().connect() as connection:
-        inner = make_apply(connection, _acting(the_desk, connection))
-
-    def apply(connection, batch):
-        results = inner(connection, batch)
-        seen.extend(results)
-        return results
-
-    try:
-        run_mutation(the_desk, IdSpool.from_words([str(chat_id)]), apply, output=output, dry_run=dry_run, what=what)
-    finally:
-        for item in seen:
-            if item.result in ("refused", "not_found"):
-                the_desk.env.warn(f"chatctl: chat {item.id}: {item.reason}")
-
-
 @app.command("flag")
 def flag(ctx: typer.Context, ids: IdsArg,
          note: Annotated[Optional[str], typer.Option("--note", help="Why, for whoever follows up.",
@@ -232,8 +193,8 @@ def flag(ctx: typer.Context, ids: IdsArg,
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    _bulk(ctx, ids, lambda c, acting: chat_actions.flag(acting, note), output=output, dry_run=dry_run,
-          what="flag", batch_size=batch_size)
+    run_bulk(ctx, lambda connection, acting: chat_actions.flag(acting, note), ids=ids, output=output,
+             dry_run=dry_run, what="flag", batch_size=batch_size)
 
 
 @app.command("unflag")
@@ -245,8 +206,8 @@ def unflag(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: 
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    _bulk(ctx, ids, lambda c, acting: chat_actions.unflag(acting), output=output, dry_run=dry_run, what="unflag",
-          batch_size=batch_size)
+    run_bulk(ctx, lambda connection, acting: chat_actions.unflag(acting), ids=ids, output=output, dry_run=dry_run,
+             what="unflag", batch_size=batch_size)
 
 
 @app.command("pending")
@@ -258,8 +219,8 @@ def pending(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output:
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    _bulk(ctx, ids, lambda c, acting: chat_actions.pending(acting), output=output, dry_run=dry_run,
-          what="pending", batch_size=batch_size)
+    run_bulk(ctx, lambda connection, acting: chat_actions.pending(acting), ids=ids, output=output, dry_run=dry_run,
+             what="pending", batch_size=batch_size)
 
 
 @app.command("close")
@@ -277,8 +238,8 @@ def close(ctx: typer.Context, ids: IdsArg,
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    _bulk(ctx, ids, lambda c, acting: chat_actions.close(acting, reason, include_flagged=include_flagged),
-          output=output, dry_run=dry_run, what="close", batch_size=batch_size)
+    run_bulk(ctx, lambda connection, acting: chat_actions.close(acting, reason, include_flagged=include_flagged),
+             ids=ids, output=output, dry_run=dry_run, what="close", batch_size=batch_size)
 
 
 @app.command("reopen")
@@ -294,10 +255,10 @@ def reopen(ctx: typer.Context, ids: IdsArg,
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    def make(connection, acting):
+    def prepare(connection, acting):
         return chat_actions.reopen(acting, chat_actions.reopening_agent(connection, acting.actor, agent))
 
-    _bulk(ctx, ids, make, output=output, dry_run=dry_run, what="reopen", batch_size=batch_size)
+    run_bulk(ctx, prepare, ids=ids, output=output, dry_run=dry_run, what="reopen", batch_size=batch_size)
 
 
 @app.command("convert")
@@ -309,8 +270,8 @@ def convert(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output:
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    _bulk(ctx, ids, lambda c, acting: chat_actions.convert(acting), output=output, dry_run=dry_run,
-          what="convert", batch_size=batch_size)
+    run_bulk(ctx, lambda connection, acting: chat_actions.convert(acting), ids=ids, output=output, dry_run=dry_run,
+             what="convert", batch_size=batch_size)
 
 
 @app.command("assign")
@@ -324,8 +285,8 @@ def assign(ctx: typer.Context, ids: IdsArg,
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    _bulk(ctx, ids, lambda c, acting: chat_actions.assign(acting, chat_actions.find_person(c, agent)),
-          output=output, dry_run=dry_run, what="assign", batch_size=batch_size)
+    run_bulk(ctx, lambda connection, acting: chat_actions.assign(acting, chat_actions.find_person(connection, agent)),
+             ids=ids, output=output, dry_run=dry_run, what="assign", batch_size=batch_size)
 
 
 @app.command("seen")
@@ -337,8 +298,8 @@ def seen(ctx: typer.Context, chat_id: ChatIdArg, as_: AsOpt, dry_run: DryRunOpt 
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    _single(ctx, chat_id, lambda c, acting: chat_actions.seen(acting, chat_actions.find_person(c, as_)),
-            output=output, dry_run=dry_run, what="seen")
+    run_bulk(ctx, lambda connection, acting: chat_actions.seen(acting, chat_actions.find_person(connection, as_)),
+             ids=[str(chat_id)], refusals_of="chat", output=output, dry_run=dry_run, what="seen")
 
 
 @app.command("reply")
@@ -363,9 +324,9 @@ def reply(
     from chatctl.domain.chats import actions as chat_actions
 
     params = chat_actions.parse_params(param or [])
-    _single(ctx, chat_id, lambda c, acting: chat_actions.reply(
-        acting, chat_actions.find_person(c, as_), text=text, template=template, params=params),
-        output=output, dry_run=dry_run, what="reply")
+    run_bulk(ctx, lambda connection, acting: chat_actions.reply(
+        acting, chat_actions.find_person(connection, as_), text=text, template=template, params=params),
+        ids=[str(chat_id)], refusals_of="chat", output=output, dry_run=dry_run, what="reply")
 
 
 @app.command("comment")
@@ -384,8 +345,8 @@ def comment(
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    def make(connection, acting):
+    def prepare(connection, acting):
         author, mentions = chat_actions.prepare_comment(connection, as_, text)
         return chat_actions.comment(acting, author, mentions, text)
 
-    _single(ctx, chat_id, make, output=output, dry_run=dry_run, what="comment")
+    run_bulk(ctx, prepare, ids=[str(chat_id)], refusals_of="chat", output=output, dry_run=dry_run, what="comment")

@@ -1,6 +1,7 @@
 """Options shared by every command group, defined once (``OutputOpt``,
-``DryRunOpt``, ``YesOpt``, ``IdsArg``, ``AsOfOpt``, ...), and the small
-helpers every command uses to reach the desk and report results.
+``DryRunOpt``, ``YesOpt``, ``IdsArg``, ``AsOfOpt``, ...), the helpers every
+command uses to reach the desk, and the one plumbing of every command that
+changes it (``run_bulk``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from chatctl.batch_sizes import OTHER_ACTION
 from chatctl.completion import complete_agent_handle
 from chatctl.errors import ExitCode, UsageError
 from chatctl.vocabulary import OUTPUT_FORMATS, choices, spoken
@@ -19,7 +21,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from chatctl.context import Desk
-    from chatctl.domain.batches import ItemResult
+    from chatctl.domain.batches import Apply, ItemResult, Items
+    from chatctl.domain.chats.actions import Acting
     from chatctl.parsing.ids import IdSpool
 
 
@@ -111,17 +114,67 @@ def confirm_selection(desk: Desk, yes: bool, question: str) -> None:
         raise UsageError("not confirmed; nothing changed")
 
 
+def run_bulk(
+    ctx: typer.Context,
+    prepare: Callable[[Connection, Acting], Apply],
+    *,
+    ids: list[str] | None = None,
+    items: Items | None = None,
+    output: OutputFormat | None,
+    dry_run: bool,
+    what: str,
+    batch_size: int = OTHER_ACTION,
+    refusals_of: str | None = None,
+) -> None:
+    """The plumbing of every command that changes the desk, in one place.
+
+    The items are the ids as typed (``ids``: ``ID...`` or ``-``, all read and
+    checked first) or a selection the command made (``items``: a filter's
+    matches, an agent's open chats, an operation's events).  Then
+    ``prepare(connection, acting)`` checks the people and values the action
+    needs and returns the batch function; a bad handle or value stops here,
+    before anything is written.  Then ``run_mutation`` runs the batches.
+
+    ``refusals_of`` (e.g. "chat") also gives each refused or missing item a
+    line of its own on stderr, for the commands that act on one item.
+    """
+    from chatctl.domain.chats.actions import Acting
+
+    the_desk = desk(ctx)
+    if items is None:
+        items = spool_ids(ids or [], the_desk)
+    with the_desk.errors(), the_desk.engine().connect() as connection:
+        acting = Acting(actor=the_desk.actor(connection), now=the_desk.now(), operation_id=the_desk.operation_id)
+        apply = prepare(connection, acting)
+    if refusals_of is None:
+        run_mutation(the_desk, items, apply, output=output, dry_run=dry_run, what=what, batch_size=batch_size)
+        return
+    failed: list[ItemResult] = []
+
+    def apply_and_remember(connection: Connection, batch: list[int]) -> list[ItemResult]:
+        results = apply(connection, batch)
+        failed.extend(item for item in results if item.result in ("refused", "not_found"))
+        return results
+
+    try:
+        run_mutation(the_desk, items, apply_and_remember, output=output, dry_run=dry_run, what=what,
+                     batch_size=batch_size)
+    finally:
+        for item in failed:
+            the_desk.env.warn(f"chatctl: {refusals_of} {item.id}: {item.reason}")
+
+
 def run_mutation(
     desk: Desk,
-    spool: IdSpool,
-    apply: Callable[[Connection, list[int]], list[ItemResult]],
+    spool: Items,
+    apply: Apply,
     *,
     output: OutputFormat | None,
     dry_run: bool,
     what: str,
-    batch_size: int = 2000,
+    batch_size: int = OTHER_ACTION,
 ) -> None:
-    """Apply ``apply`` to the ids batch by batch, print per-item results and the summary.
+    """Apply ``apply`` to the items batch by batch, print per-item results and the summary.
 
     A dry run performs the same statements and rolls each batch back, so it
     reports exactly what would change.  Exit 1 when items were not found or

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from chatctl.commands.common import (AfterOpt, AllOpt, DryRunOpt, LimitOpt, OutputOpt, desk, fmt, note_next_page,
-                                     page_limit, run_mutation)
+                                     page_limit, run_bulk)
 from chatctl.completion import complete_agent_handle
 
 app = typer.Typer(
@@ -68,11 +68,9 @@ def read(ctx: typer.Context,
 
     Example: chatctl notifications read --agent bob --all
     """
-    from chatctl.commands.common import spool_ids
-    from chatctl.parsing.ids import IdSpool
-    from chatctl.domain.chats.actions import Acting
     from chatctl.domain.chats.notifications import check_authority, mark_read, unread_ids
     from chatctl.errors import UsageError
+    from chatctl.parsing.ids import IdSpool
 
     if bool(ids) == all_:
         raise UsageError("give notification ids (or -), or --all")
@@ -80,8 +78,6 @@ def read(ctx: typer.Context,
     with the_desk.errors(), the_desk.engine().connect() as connection:
         actor, person = _person(the_desk, connection, agent)
         check_authority(actor, person)
-        spool = IdSpool.from_words(str(item) for item in unread_ids(connection, person)) if all_ \
-            else spool_ids(ids, the_desk)
-    acting = Acting(actor=actor, now=the_desk.now(), operation_id=the_desk.operation_id)
-    run_mutation(the_desk, spool, mark_read(acting, person), output=output, dry_run=dry_run,
-                 what="notifications read")
+        every_unread = IdSpool.from_ids(unread_ids(connection, person)) if all_ else None
+    run_bulk(ctx, lambda connection, acting: mark_read(acting, person), ids=ids, items=every_unread, output=output,
+             dry_run=dry_run, what="notifications read")

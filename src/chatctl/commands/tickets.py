@@ -8,8 +8,7 @@ import typer
 
 from chatctl.commands.common import (AfterOpt, AgentOpt, AllOpt, BatchSizeOpt, DryRunOpt, IdsArg, LimitOpt,
                                      OutputOpt, YesOpt, confirm_selection, desk, fmt, note_next_page, page_limit,
-                                     run_mutation,
-                                     spool_ids)
+                                     run_bulk)
 from chatctl.batch_sizes import TICKET_ACTION
 from chatctl.completion import complete_agent_handle
 from chatctl.vocabulary import TICKET_REASONS, TICKET_STATUSES, choices, spoken
@@ -135,22 +134,17 @@ def show(
                     chosen, tz=tz)
 
 
-def _mutate(ctx: typer.Context, ids: list[str] | None, make_action, *, output, dry_run: bool, batch_size: int,
-            what: str) -> None:
+def _ticket_action(make_action, *, where=None):
+    """``prepare`` for ``run_bulk``: the action built for the acting person, applied batch by batch."""
     from chatctl.domain.tickets.actions import apply_action
 
-    the_desk = desk(ctx)
-    spool = spool_ids(ids or [], the_desk)
-    at = the_desk.now()
-    with the_desk.errors():
-        actor = the_desk.actor()
-        action = make_action(at, actor)
+    def prepare(connection, acting):
+        action = make_action(acting)
+        return lambda batch_connection, batch: apply_action(batch_connection, batch, action, at=acting.now,
+                                                           actor=acting.actor.name,
+                                                           operation_id=acting.operation_id, where=where)
 
-    def apply(connection, batch):
-        return apply_action(connection, batch, action, at=at, actor=actor.name,
-                            operation_id=the_desk.operation_id)
-
-    run_mutation(the_desk, spool, apply, output=output, dry_run=dry_run, what=what, batch_size=batch_size)
+    return prepare
 
 
 @app.command("close")
@@ -176,8 +170,8 @@ def close(
     from chatctl.domain.tickets.actions import close_action
 
     if not where:
-        _mutate(ctx, ids, lambda at, actor: close_action(at), output=output, dry_run=dry_run,
-                batch_size=batch_size, what="tickets close")
+        run_bulk(ctx, _ticket_action(lambda acting: close_action(acting.now)), ids=ids, output=output,
+                 dry_run=dry_run, batch_size=batch_size, what="tickets close")
         return
     _close_where([*where, *(ids or [])], ctx, yes=yes, dry_run=dry_run, batch_size=batch_size, output=output)
 
@@ -187,7 +181,7 @@ def _close_where(expressions: list[str], ctx: typer.Context, *, yes: bool, dry_r
     from sqlalchemy import and_
 
     from chatctl.parsing.filters import compile_ticket_filter, parse_expressions
-    from chatctl.domain.tickets.actions import TicketSelection, apply_action, close_action
+    from chatctl.domain.tickets.actions import TicketSelection, close_action
     from chatctl.errors import UsageError
 
     the_desk = desk(ctx)
@@ -198,7 +192,7 @@ def _close_where(expressions: list[str], ctx: typer.Context, *, yes: bool, dry_r
     text = " ".join(str(condition) for condition in conditions)
     with the_desk.errors(), the_desk.engine().connect() as connection:
         where = and_(*compile_ticket_filter(conditions, at, the_desk.tz(connection)))
-        actor = the_desk.actor(connection)
+        the_desk.actor(connection)  # an unknown actor is refused before the prompt
     with the_desk.errors():
         selection = TicketSelection(the_desk.engine(), where)
         if not (dry_run or yes) and the_desk.env.stdin_isatty:
@@ -210,14 +204,10 @@ def _close_where(expressions: list[str], ctx: typer.Context, *, yes: bool, dry_r
             confirm_selection(the_desk, yes, f"close the {count}open tickets matching {text}")
         if selection.count is None and the_desk.env.stderr_isatty and not the_desk.env.quiet:
             selection.counted()  # the progress bar's total, for its ETA
-    action = close_action(at, reason=f"selected by --where {text}")
-
-    def apply(connection, batch):
-        return apply_action(connection, batch, action, at=at, actor=actor.name,
-                            operation_id=the_desk.operation_id, where=where)
-
-    run_mutation(the_desk, selection, apply, output=output, dry_run=dry_run, what="tickets close",
-                 batch_size=batch_size)
+    close_selected = _ticket_action(lambda acting: close_action(acting.now, reason=f"selected by --where {text}"),
+                                    where=where)
+    run_bulk(ctx, close_selected, items=selection, output=output, dry_run=dry_run, what="tickets close",
+             batch_size=batch_size)
 
 
 @app.command("reopen")
@@ -229,8 +219,8 @@ def reopen(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
     """
     from chatctl.domain.tickets.actions import reopen_action
 
-    _mutate(ctx, ids, lambda at, actor: reopen_action(at), output=output, dry_run=dry_run,
-            batch_size=batch_size, what="tickets reopen")
+    run_bulk(ctx, _ticket_action(lambda acting: reopen_action(acting.now)), ids=ids, output=output,
+             dry_run=dry_run, batch_size=batch_size, what="tickets reopen")
 
 
 @app.command("archive")
@@ -242,8 +232,8 @@ def archive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
     """
     from chatctl.domain.tickets.actions import archive_action
 
-    _mutate(ctx, ids, lambda at, actor: archive_action(at), output=output, dry_run=dry_run,
-            batch_size=batch_size, what="tickets archive")
+    run_bulk(ctx, _ticket_action(lambda acting: archive_action(acting.now)), ids=ids, output=output,
+             dry_run=dry_run, batch_size=batch_size, what="tickets archive")
 
 
 @app.command("unarchive")
@@ -255,8 +245,8 @@ def unarchive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
     """
     from chatctl.domain.tickets.actions import unarchive_action
 
-    _mutate(ctx, ids, lambda at, actor: unarchive_action(at), output=output, dry_run=dry_run,
-            batch_size=batch_size, what="tickets unarchive")
+    run_bulk(ctx, _ticket_action(lambda acting: unarchive_action(acting.now)), ids=ids, output=output,
+             dry_run=dry_run, batch_size=batch_size, what="tickets unarchive")
 
 
 @app.command("assign")
@@ -281,8 +271,8 @@ def assign(
     from chatctl.domain.agents.roster import require_agent_id
     from chatctl.domain.tickets.actions import assign_action
 
-    the_desk = desk(ctx)
-    with the_desk.errors(), the_desk.engine().connect() as connection:
+    def prepare(connection, acting):
         agent_id = require_agent_id(connection, agent)
-    _mutate(ctx, ids, lambda at, actor: assign_action(agent_id, agent, actor), output=output, dry_run=dry_run,
-            batch_size=batch_size, what="tickets assign")
+        return _ticket_action(lambda acting: assign_action(agent_id, agent, acting.actor))(connection, acting)
+
+    run_bulk(ctx, prepare, ids=ids, output=output, dry_run=dry_run, batch_size=batch_size, what="tickets assign")

@@ -7,15 +7,24 @@ anything is written) or from a selection replayed by keyset.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from chatctl.vocabulary import ITEM_RESULTS
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
+
+class Items(Protocol):
+    """What a bulk action runs over: ids from the command line (``IdSpool``) or a selection."""
+
+    count: int | None
+
+    def batches(self, size: int) -> Iterator[list[int]]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -26,6 +35,11 @@ class ItemResult:
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "result": self.result, "reason": self.reason}
+
+
+# One batch of a bulk action: changes the batch's items in the caller's
+# transaction and returns one result per item, in input order.
+Apply: TypeAlias = "Callable[[Connection, list[int]], list[ItemResult]]"
 
 
 @dataclass
@@ -51,7 +65,7 @@ class Summary:
 def run_batches(
     engine: Engine,
     batches: Iterable[list[int]],
-    apply: Callable[[Connection, list[int]], list[ItemResult]],
+    apply: Apply,
     on_results: Callable[[list[ItemResult]], None],
     *,
     dry_run: bool = False,

@@ -41,6 +41,14 @@ class IdSpool:
         return spool
 
     @classmethod
+    def from_ids(cls, ids: Iterable[int]) -> IdSpool:
+        """Ids the desk itself chose (already valid), e.g. an agent's open chats."""
+        spool = cls()
+        for value in ids:
+            spool._append(value)
+        return spool
+
+    @classmethod
     def from_lines(cls, lines: Iterable[str], source: str = "standard input") -> IdSpool:
         """One id per line; blank lines and ``#`` comments (whole-line or trailing) ignored."""
         spool = cls()

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chatctl.domain.audit import writer as audit
-from chatctl.domain.batches import ItemResult
+from chatctl.domain.batches import Apply, ItemResult
 from chatctl.storage.sql import ids_match
 from chatctl.errors import UsageError
 from chatctl.vocabulary import OPEN_CHAT_STATUSES
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
     from chatctl.domain.actors import Actor
 
-Apply = Callable[["Connection", list[int]], list[ItemResult]]
 OPEN = OPEN_CHAT_STATUSES
 MENTION = re.compile(r"(?<![\w.@])@([A-Za-z0-9][A-Za-z0-9_.-]*)")
 
