@@ -34,6 +34,8 @@ class Environment:
     color: bool = False
     quiet: bool = False
     verbose: bool = False
+    width: int | None = None
+    """Columns of the output; None: the terminal's (or 200 off a terminal)."""
 
     @classmethod
     def from_system(cls, *, no_color: bool = False, quiet: bool = False, verbose: bool = False) -> Environment:

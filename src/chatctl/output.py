@@ -27,10 +27,24 @@ class Column:
     header: str | None = None
     # Rich markup for the table view only (colour markers); plain text elsewhere.
     style: Callable[[Any, Mapping[str, Any]], str] | None = None
+    ago: str | None = None
+    """``table`` only: show the time since the timestamp ("12m", "3h") under this header;
+    every other format keeps the timestamp itself under ``key``/``header``."""
+    since: Callable[[Mapping[str, Any]], dt.datetime | None] | None = None
+    """With ``ago``: the instant to count from (default: the column's value); None leaves the cell blank."""
+    drop: int = 0
+    """When a ``table`` is wider than the terminal, columns are left out in this order (1 first,
+    then 2, ...) until it fits; 0: always shown.  ``--wide`` shows every column."""
+    bar: int = 0
+    """``table`` only: the value, a fraction from 0 to 1, drawn as a bar this many cells wide.
+    Left out of every other format (the numbers it draws are columns of their own)."""
 
     @property
     def title(self) -> str:
         return self.header or self.key.replace("_", " ")
+
+    def table_title(self) -> str:
+        return self.ago or self.title
 
 
 def columns_of(spec: Sequence[str | Column]) -> list[Column]:
@@ -62,6 +76,25 @@ def to_json_value(value: Any, tz: dt.tzinfo | None = None) -> Any:
 
 def dumps(value: Any, tz: dt.tzinfo | None = None, *, indent: int | None = None) -> str:
     return json.dumps(to_json_value(value, tz), ensure_ascii=False, indent=indent, default=str)
+
+
+def relative_time(delta: dt.timedelta) -> str:
+    """A duration for people, to the nearest unit that matters: "45s", "12m", "3h5m", "3h", "2d4h", "12d"."""
+    if delta < dt.timedelta(0):
+        return "in " + relative_time(-delta)
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if minutes < 60:
+        return f"{minutes}m"
+    if hours < 10:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 10:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d"
 
 
 def human_value(value: Any, tz: dt.tzinfo | None, *, machine: bool) -> str:
@@ -101,13 +134,19 @@ def render_rows(
     id_key: str = "id",
     title: str | None = None,
     empty: str | None = None,
+    now: dt.datetime | None = None,
+    wide: bool = False,
+    one_line: bool = False,
 ) -> int:
     """Print ``rows``; JSON formats get every key of each row, the others ``columns``.
 
+    ``now`` turns the ``ago`` columns of a table into times since then;
+    ``wide`` keeps every column of a table however narrow the terminal;
+    ``one_line`` writes a ``json`` document on one line (``--watch``).
     Returns the number of rows printed.
     """
     fmt = choose_format(fmt, env)
-    cols = columns_of(columns)
+    cols = [col for col in columns_of(columns) if fmt == "table" or not col.bar]
     out = env.stdout
     count = 0
     if fmt == "ids":
@@ -119,11 +158,12 @@ def render_rows(
             out.write(dumps(row, tz) + "\n")
             count += 1
     elif fmt == "json":
+        first, between, last = ("", ", ", "") if one_line else ("\n  ", ",\n  ", "\n")
         out.write("[")
         for row in rows:
-            out.write(("\n  " if count == 0 else ",\n  ") + dumps(row, tz))
+            out.write((first if count == 0 else between) + dumps(row, tz))
             count += 1
-        out.write("\n]\n" if count else "]\n")
+        out.write((last if count else "") + "]\n")
     elif fmt in ("tsv", "csv"):
         writer = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n",
                             quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
@@ -141,7 +181,7 @@ def render_rows(
             out.write(tabulate(table, headers=[col.title for col in cols],
                                tablefmt="github" if fmt == "markdown" else "plain", disable_numparse=True) + "\n")
     elif fmt == "table":
-        count = _rich_table(env, rows, cols, tz, title)
+        count = _rich_table(env, rows, cols, tz, title, now=now, wide=wide)
     else:  # pragma: no cover - Typer's choice validation stops this earlier
         raise ValueError(fmt)
     out.flush()
@@ -150,7 +190,7 @@ def render_rows(
     return count
 
 
-def _console(env: Environment, *, stderr: bool = False):
+def _console(env: Environment, *, stderr: bool = False, width: int | None = None):
     from rich.console import Console
 
     stream = env.stderr if stderr else env.stdout
@@ -162,32 +202,79 @@ def _console(env: Environment, *, stderr: bool = False):
         color_system="auto" if env.color else None,
         highlight=False,
         soft_wrap=not isatty,
-        width=None if isatty else 200,
+        width=width or env.width or (None if isatty else 200),
     )
 
 
+def print_renderable(env: Environment, renderable: Any) -> None:
+    """A Rich renderable (a chart beside a table) on stdout, in the table's console."""
+    _console(env).print(renderable)
+
+
+def bar_text(fraction: float, width: int) -> str:
+    """A horizontal bar of ``width`` cells, eighths included: ``fraction`` 0.5 of 4 is "██"."""
+    fraction = min(max(fraction or 0.0, 0.0), 1.0)
+    eighths = round(fraction * width * 8)
+    full, part = divmod(eighths, 8)
+    return "█" * full + ("" if not part else " ▏▎▍▌▋▊▉"[part])
+
+
+_COLUMN_GAP = 2  # Rich's default padding: one cell either side of a column, none at the edges
+
+
 def _rich_table(env: Environment, rows: Iterable[Mapping[str, Any]], cols: list[Column],
-                tz: dt.tzinfo | None, title: str | None) -> int:
+                tz: dt.tzinfo | None, title: str | None, *, now: dt.datetime | None = None,
+                wide: bool = False) -> int:
+    """A Rich table that fits the terminal: the ``drop`` columns go first; ``wide`` keeps them all
+    (and lets the lines run past the edge rather than squeezing a cell)."""
+    from rich.cells import cell_len
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
+    def cell(col: Column, row: Mapping[str, Any]) -> tuple[str, int]:
+        value = row.get(col.key)
+        if col.bar:
+            return bar_text(value, col.bar), col.bar
+        if col.ago is not None:
+            since = col.since(row) if col.since is not None else value
+            text = relative_time(now - since) if since is not None and now is not None else \
+                human_value(since, tz, machine=False)
+            return escape(text), cell_len(text)
+        if col.style is not None and env.color:
+            markup = col.style(value, row)
+            return markup, Text.from_markup(markup).cell_len
+        text = human_value(value, tz, machine=False)
+        return escape(text), cell_len(text)
+
+    cells = [[cell(col, row) for col in cols] for row in rows]
+    if not cells:
+        return 0
+    widths = [max([cell_len(col.table_title())] + [line[index][1] for line in cells])
+              for index, col in enumerate(cols)]
+    shown = list(range(len(cols)))
+
+    def needed() -> int:
+        return sum(widths[index] for index in shown) + _COLUMN_GAP * (len(shown) - 1)
+
+    console = _console(env)
+    if wide:
+        console = _console(env, width=max(console.width, needed()))
+    else:
+        for index in sorted((i for i, col in enumerate(cols) if col.drop), key=lambda i: cols[i].drop):
+            if needed() <= console.width:
+                break
+            shown.remove(index)
     table = Table(title=title, box=None, header_style="bold", pad_edge=False)
-    for col in cols:
-        table.add_column(col.title)
-    count = 0
-    for row in rows:
-        cells = []
-        for col in cols:
-            value = row.get(col.key)
-            if col.style is not None and env.color:
-                cells.append(col.style(value, row))
-            else:
-                cells.append(escape(human_value(value, tz, machine=False)))
-        table.add_row(*cells)
-        count += 1
-    if count:
-        _console(env).print(table)
-    return count
+    for index in shown:
+        col = cols[index]
+        # Ids are printed whole: never wrapped, cropped or squeezed.
+        whole = col.key == "id" or col.key.endswith("_id") or col.bar > 0
+        table.add_column(col.table_title(), no_wrap=whole, min_width=widths[index] if whole else None)
+    for line in cells:
+        table.add_row(*(line[index][0] for index in shown))
+    console.print(table)
+    return len(cells)
 
 
 def render_record(env: Environment, record: Mapping[str, Any], fmt: str | None, *,
@@ -203,6 +290,24 @@ def render_record(env: Environment, record: Mapping[str, Any], fmt: str | None, 
         return
     rows = [{"field": key, "value": record.get(key)} for key in keys]
     render_rows(env, rows, ["field", "value"], fmt, tz=tz)
+
+
+def flat_metrics(record: Mapping[str, Any], prefix: str = "") -> Iterator[dict[str, Any]]:
+    """``{"metric": "a.b.c", "value": v}`` rows of a nested document, for tsv and csv.
+
+    A list of objects is keyed by each object's first value (``agents.alice.live``,
+    ``waiting.idle.5-15m.count``), so a metric keeps its name from one snapshot to the next.
+    """
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from flat_metrics(value, f"{name}.")
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(item, Mapping) for item in value):
+            for item in value:
+                label, *rest = item.items()
+                yield from flat_metrics(dict(rest), f"{name}.{label[1]}.")
+        else:
+            yield {"metric": name, "value": value}
 
 
 # -- mutations -------------------------------------------------------------------
@@ -320,3 +425,80 @@ def progress(env: Environment, description: str, total: int | None = None) -> It
     with Progress(*columns, console=_console(env, stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield _RichProgress(bar, task)
+
+
+# -- watching ----------------------------------------------------------------------------
+def watch(env: Environment, draw: Callable[[Environment], None], *, fmt: str | None, interval: float,
+          heading: Callable[[], str], sleep: Callable[[float], None] | None = None) -> None:
+    """Draw a snapshot every ``interval`` seconds until Ctrl-C, which ends the watch normally.
+
+    ``draw`` prints one snapshot to the environment it is given, through this
+    module's renderers.  At a terminal, ``table`` output is redrawn in place
+    (Rich Live): the snapshot is drawn into a buffer as wide as the terminal
+    and shown under ``heading()``; Ctrl-C leaves the last snapshot
+    on the screen and the cursor after it.  Anywhere else each snapshot is
+    printed in turn in the chosen format and flushed: JSON formats as one
+    document per line, the others followed by a blank line.
+    """
+    import time
+
+    sleep = sleep or time.sleep
+    live = env.stdout_isatty and choose_format(fmt, env) == "table"
+    try:
+        if live:
+            _watch_live(env, draw, interval=interval, heading=heading, sleep=sleep)
+            return
+        while True:
+            draw(env)
+            if choose_format(fmt, env) not in ("json", "jsonl"):
+                env.stdout.write("\n")
+            env.stdout.flush()
+            sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def _watch_live(env: Environment, draw: Callable[[Environment], None], *, interval: float,
+                heading: Callable[[], str], sleep: Callable[[float], None]) -> None:
+    import io
+    from dataclasses import replace
+
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    console = _console(env)
+
+    def snapshot():
+        buffer = io.StringIO()
+        draw(replace(env, stdout=_TerminalBuffer(buffer), width=console.width))
+        top = Text(f"{heading()}  (every {_seconds(interval)}; Ctrl-C to stop)", style="dim")
+        return Group(top, Text.from_ansi(buffer.getvalue()))
+
+    with Live(snapshot(), console=console, auto_refresh=False, transient=False,
+              vertical_overflow="ellipsis") as screen:
+        while True:
+            sleep(interval)
+            screen.update(snapshot(), refresh=True)
+
+
+def _seconds(interval: float) -> str:
+    from chatctl.parsing.timeparse import format_duration
+
+    return format_duration(dt.timedelta(seconds=interval))
+
+
+class _TerminalBuffer:
+    """A text buffer that says it is a terminal, so a snapshot is drawn as it would be on screen."""
+
+    def __init__(self, buffer) -> None:
+        self._buffer = buffer
+
+    def write(self, text: str) -> int:
+        return self._buffer.write(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
