@@ -219,7 +219,8 @@ def command_tree(app: typer.Typer | click.Command | None = None) -> Node:
 
 
 def groups(root: Node) -> list[Node]:
-    return [child for child in root.children() if child.is_group]
+    """What gets a page of its own: each group, and each command outside a group (``chatctl status``)."""
+    return root.children()
 
 
 # -- roff -----------------------------------------------------------------------------
@@ -444,25 +445,30 @@ def main_page(root: Node) -> str:
 def group_page(root: Node, group: Node) -> str:
     page = f"{PROG}-{group.path[-1]}"
     help_text = split_help(group.command.help)
-    commands = [node for node in group.walk()[1:] if not node.is_group]
+    commands = [node for node in group.walk() if not node.is_group]
     out = page_header(page, page, lowercase_first(summary(group.command.help)))
     out.append(".SH SYNOPSIS")
     lines = [synopsis(node) for node in commands] or [synopsis(group)]
     out.append("\n.br\n".join(lines))
     out.extend([".SH DESCRIPTION", *prose(help_text.description)])
-    out.extend([".PP", text_line(f"Global options (see {PROG}(1)) go before the group name: "
-                                 f"{PROG} [OPTIONS] {' '.join(group.path[1:])} COMMAND ...")])
-    out.append(".SH COMMANDS")
-    if not commands:
-        out.extend([".PP", text_line("No commands yet.")])
-    for node in commands:
-        described = split_help(node.command.help)
-        out.extend([f".SS {quoted(' '.join(node.path[1:]))}", ".PP", synopsis(node)])
-        out.extend(prose(described.description, first=".PP", next_=".PP"))
-        out.extend(parameter_entries(node))
-    out.append(".SH OPTIONS")
-    out.extend([".PP", text_line(f"The options of each command are listed under COMMANDS.  Global options, "
-                                 f"given before \"{group.path[-1]}\":")])
+    if group.is_group:
+        out.extend([".PP", text_line(f"Global options (see {PROG}(1)) go before the group name: "
+                                     f"{PROG} [OPTIONS] {' '.join(group.path[1:])} COMMAND ...")])
+        out.append(".SH COMMANDS")
+        if not commands:
+            out.extend([".PP", text_line("No commands yet.")])
+        for node in commands:
+            described = split_help(node.command.help)
+            out.extend([f".SS {quoted(' '.join(node.path[1:]))}", ".PP", synopsis(node)])
+            out.extend(prose(described.description, first=".PP", next_=".PP"))
+            out.extend(parameter_entries(node))
+        out.append(".SH OPTIONS")
+        out.extend([".PP", text_line(f"The options of each command are listed under COMMANDS.  Global options, "
+                                     f"given before \"{group.path[-1]}\":")])
+    else:  # a command outside any group: its own options, then the global ones
+        out.append(".SH OPTIONS")
+        out.extend(parameter_entries(group))
+        out.extend([".PP", text_line(f"Global options (see {PROG}(1)), given before \"{group.path[-1]}\":")])
     out.extend(parameter_entries(root, with_help_option=True))
     out.extend(exit_status_section())
     out.extend(environment_section(root))

@@ -14,10 +14,10 @@ import sys
 import pytest
 
 from chatctl.cli import app
-from chatctl.command_tree import LazyGroups, _summary
+from chatctl.command_tree import LazyGroups, _command_summary, _summary
 
 HEAVY = ("sqlalchemy", "psycopg", "alembic", "tabulate", "rich", "pydantic")
-GROUPS = sorted(LazyGroups.apps)
+GROUPS = sorted([*LazyGroups.apps, *LazyGroups.single])  # groups, and commands outside a group
 
 # Runs chatctl's real entry point and reports, as it exits, which heavy modules were imported.
 PROBE = """
@@ -64,7 +64,8 @@ def test_every_command_help_loads_no_database_code():
     from typer.main import get_command
 
     root = get_command(app)
-    argv_list = [[group, name, "--help"] for group in GROUPS for name in root.get_command(None, group).commands]
+    argv_list = [[group, name, "--help"] for group in LazyGroups.apps for name in root.get_command(None, group).commands]
+    argv_list += [[command, "--help"] for command in LazyGroups.single]
     probe = PROBE.replace("from chatctl.cli import main\nmain()", (
         "from chatctl.cli import run\n"
         "import contextlib, io\n"
@@ -128,7 +129,8 @@ def test_root_help_builds_no_group_yet_lists_them_all_with_their_help():
     assert root.commands == {}, "listing the groups must not build them"
     for group in GROUPS:
         assert f"\n  {group} " in text
-        listed = _summary(group, LazyGroups.apps[group])
+        listed = _summary(group, LazyGroups.apps[group]) if group in LazyGroups.apps else \
+            _command_summary(group, LazyGroups.single[group])
         built = root.get_command(context, group)
         assert (listed.help, listed.short_help, listed.hidden) == (built.help, built.short_help, built.hidden)
     assert set(root.commands) == set(GROUPS)

@@ -14,10 +14,10 @@ from typing import Annotated, Optional
 import typer
 
 from chatctl import __version__
-from chatctl.commands import agents, audit, chats, db, demo, events, notifications, prefs, sweep, tickets
+from chatctl.commands import agents, audit, chats, db, demo, events, notifications, prefs, status, sweep, tickets
 from chatctl.command_tree import LazyGroups, keep_indented_blocks_in_help, skip_coercing_unset_values
 from chatctl.completion import complete_agent_handle
-from chatctl.errors import ChatctlError, ExitCode
+from chatctl.errors import ChatctlError, CheckUnknown, ExitCode
 
 app = typer.Typer(
     name="chatctl",
@@ -30,7 +30,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     cls=LazyGroups,
 )
-# The groups, built only when the command line names one (see chatctl.command_tree).
+# The commands and groups, built only when the command line names them (see chatctl.command_tree).
+LazyGroups.single = {"status": status.app}
 LazyGroups.apps = {
     "db": db.app,
     "demo": demo.app,
@@ -130,6 +131,10 @@ def run(argv: list[str] | None = None) -> int:
         return result if isinstance(result, int) else ExitCode.OK
     except ChatctlError as error:
         _error_line(str(error))
+        if isinstance(error, CheckUnknown):
+            from chatctl.config import redact
+
+            print(redact(f"UNKNOWN: {error}"), flush=True)
         return error.exit_code
     except typer.Exit as exit_:
         return exit_.exit_code

@@ -28,27 +28,32 @@ from collections.abc import Iterator
 
 import typer
 from typer import _click as click
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 
 class LazyGroups(TyperGroup):
     """The root command: groups (``chatctl <group> ...``) are built on first use.
 
-    ``apps`` maps each group name to its Typer app, in the order ``--help`` lists them.
+    ``apps`` maps each group name to its Typer app, in the order ``--help`` lists them;
+    ``single`` maps a top-level command (``chatctl status``) to the app holding just that
+    command (listed before the groups).
     """
 
     apps: dict[str, typer.Typer] = {}
+    single: dict[str, typer.Typer] = {}
 
     def __init__(self, **attrs) -> None:
         super().__init__(**attrs)
         self._listing = False
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(dict.fromkeys([*self.apps, *self.commands]))
+        return list(dict.fromkeys([*self.single, *self.apps, *self.commands]))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.commands:
             return self.commands[name]
+        if name in self.single:
+            return self._single(name)
         app = self.apps.get(name)
         if app is None:
             return None
@@ -65,6 +70,19 @@ class LazyGroups(TyperGroup):
         )
         self.commands[name] = group
         return group
+
+    def _single(self, name: str) -> click.Command:
+        app = self.single[name]
+        if self._listing:
+            return _command_summary(name, app)
+        from typer.main import get_command_from_info
+
+        info, = app.registered_commands
+        command = get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                        rich_markup_mode=self.rich_markup_mode)
+        command.name = name
+        self.commands[name] = command
+        return command
 
     @contextlib.contextmanager
     def _summaries(self) -> Iterator[None]:
@@ -100,6 +118,14 @@ def _summary(name: str, app: typer.Typer) -> click.Command:
 
     info = solve_typer_info_defaults(TyperInfo(app, name=name))
     return TyperGroup(name=name, help=info.help, short_help=info.short_help, hidden=bool(info.hidden))
+
+
+def _command_summary(name: str, app: typer.Typer) -> click.Command:
+    """The same stand-in for a command outside any group: its help is its docstring."""
+    import inspect
+
+    info, = app.registered_commands
+    return TyperCommand(name=name, help=info.help or inspect.getdoc(info.callback), hidden=bool(info.hidden))
 
 
 def skip_coercing_unset_values() -> None:

@@ -53,6 +53,8 @@ class Settings:
     pooler: str | None = None
     sweep_lock: str = "auto"
     audit_retention: str | None = None
+    status: dict[str, object] = field(default_factory=dict)
+    """The profile's ``chatctl status`` keys (STATUS_KEYS), as written; checked where they are used."""
 
 
 def default_config_path() -> Path:
@@ -131,6 +133,15 @@ def _setting(key: str, chosen: dict, env, profile_name: str | None, config_path:
     return None, "default"
 
 
+# ``chatctl status``: how often sweeps are expected to succeed, and the
+# thresholds of ``status --check`` (each also a flag of that command).
+STATUS_KEYS = ("sweep_expected_every", "check_waiting_warning", "check_waiting_critical",
+               "check_unassigned_warning", "check_unassigned_critical", "check_sweep_warning",
+               "check_sweep_critical")
+PROFILE_KEYS = ("database_url", "read_url", "actor", "timezone", *SESSION_KEYS, "pooler", "sweep_lock",
+                "audit_retention", *STATUS_KEYS)
+
+
 def resolve(
     *,
     database_url: str | None,
@@ -195,4 +206,5 @@ def resolve(
         pooler=None if pooler == "none" else pooler,
         sweep_lock=sweep_lock,
         audit_retention=str(retention) if retention is not None else None,
+        status={key: chosen[key] for key in STATUS_KEYS if key in chosen},
     )

@@ -72,3 +72,12 @@ class NotFound(ChatctlError):
     """A single named item does not exist."""
 
     exit_code = ExitCode.PARTIAL
+
+
+class CheckUnknown(ChatctlError):
+    """``status --check`` could not tell: a bad command line, configuration or database (D16 UNKNOWN).
+
+    Monitoring reads standard output, so the error boundary prints ``UNKNOWN: ...`` there too.
+    """
+
+    exit_code = ExitCode.DATABASE  # 3, the plugin convention's UNKNOWN

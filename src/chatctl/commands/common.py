@@ -57,6 +57,13 @@ BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, max=100_000,
                                            help="Rows per transaction.")]
 AgentOpt = Annotated[Optional[str], typer.Option("--agent", help="An agent handle.", show_default=False,
                                                  autocompletion=complete_agent_handle)]
+WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Show it again every --interval until Ctrl-C: "
+                                        "redrawn in place at a terminal, one snapshot after another "
+                                        "elsewhere (JSON: one document per line).")]
+IntervalOpt = Annotated[str, typer.Option("--interval", metavar="DURATION",
+                                          help="How often --watch takes a new snapshot (1s, 30s, 5m).")]
+WideOpt = Annotated[bool, typer.Option("--wide", help="Every column, however narrow the terminal (a table "
+                                       "otherwise leaves out the least important columns to fit).")]
 
 
 def desk(ctx: typer.Context) -> Desk:
@@ -102,6 +109,16 @@ def note_next_page(the_desk: Desk, cursor: str | int | None) -> None:
     """The one wording every paged list uses on stderr after a full page."""
     if cursor is not None:
         the_desk.env.note(f"next page: --after {cursor}")
+
+
+def watch_interval(text: str) -> float:
+    """``--interval``: a duration of at least 0.1s, in seconds."""
+    from chatctl.parsing.timeparse import parse_duration
+
+    seconds = parse_duration(text).total_seconds()
+    if seconds < 0.1:
+        raise UsageError(f"bad --interval '{text}': use at least 0.1s (e.g. 2s, 1m)")
+    return seconds
 
 
 def confirm_selection(desk: Desk, yes: bool, question: str) -> None:

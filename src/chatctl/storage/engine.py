@@ -239,6 +239,26 @@ def is_postgres(bind) -> bool:
     return bind.dialect.name == "postgresql"
 
 
+# One consistent view of the desk across several statements.  PostgreSQL's
+# default READ COMMITTED takes a fresh snapshot per statement, so counts read
+# one after the other could disagree; REPEATABLE READ READ ONLY keeps the first
+# statement's snapshot to the end (and never waits for a writer).  A SQLite
+# read transaction (BEGIN, deferred) already reads one snapshot of the WAL.
+SNAPSHOT_OPTIONS = {
+    "postgresql": {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True},
+    "sqlite": {},
+}
+
+
+@contextlib.contextmanager
+def read_snapshot(engine: Engine) -> Iterator:
+    """A connection inside one read-only transaction: every statement sees the same desk."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(**SNAPSHOT_OPTIONS[engine.dialect.name])
+        with connection.begin():
+            yield connection
+
+
 @contextlib.contextmanager
 def translate_errors(url: str) -> Iterator[None]:
     """Turn driver failures into one clean line (exit 3), without the password."""

@@ -57,6 +57,19 @@ def is_unread(row: Any) -> bool:
     return last is not None and (row.agent_seen_at is None or last > row.agent_seen_at)
 
 
+def new_condition(chat):
+    """R2 in SQL, as ``is_new``: no agent has replied yet (``chat``: the Chat model or an alias)."""
+    return chat.last_agent_message_at.is_(None)
+
+
+def unread_condition(chat):
+    """R2 in SQL, as ``is_unread``: the customer wrote after the agent last saw the chat."""
+    from sqlalchemy import and_, or_
+
+    return and_(chat.last_customer_message_at.is_not(None),
+                or_(chat.agent_seen_at.is_(None), chat.last_customer_message_at > chat.agent_seen_at))
+
+
 def chat_query():
     """The columns of a chat object, with customer, agent handle and ticket joined."""
     return (
@@ -134,10 +147,9 @@ def list_view(connection: Connection, options: ViewOptions, *, flat: bool = Fals
     if options.flagged is not None:
         query = query.where(Chat.flagged.is_(options.flagged))
     if options.new:
-        query = query.where(Chat.last_agent_message_at.is_(None))
+        query = query.where(new_condition(Chat))
     if options.unread:
-        query = query.where(Chat.last_customer_message_at.is_not(None),
-                            (Chat.agent_seen_at.is_(None)) | (Chat.last_customer_message_at > Chat.agent_seen_at))
+        query = query.where(unread_condition(Chat))
 
     def decorate(conn: Connection, batch: Sequence[Any]) -> list[dict[str, Any]]:
         rows = [chat_json(row) for row in batch]

@@ -1,0 +1,498 @@
+"""The desk at a glance (``chatctl status``) and its monitoring check (``status --check``).
+
+``desk_status`` reads everything from one connection the caller opened with
+``storage.engine.read_snapshot`` (one read-only transaction, REPEATABLE READ
+on PostgreSQL), so the figures agree with each other even while the desk is
+busy.  Each part is one set-based statement whose cutoffs are computed here
+from ``now`` and bound as parameters:
+
+* the chat views (R1, R2): one grouped pass over the live and pending chats
+  gives the live and pending counts, the idle-time buckets and each agent's
+  live and unanswered chats; the tagged view and closed-today are one
+  statement each;
+* tickets (R13): one grouped pass over the tickets that are not archived;
+* sweeps: each job's latest run and latest success;
+* response times: ``domain.response_times`` over the last 24 hours.
+
+The shapes of the JSON document are in docs/glance.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chatctl.errors import ConfigError, UsageError
+from chatctl.vocabulary import OPEN_CHAT_STATUSES
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+MINUTE = dt.timedelta(minutes=1)
+HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+RESPONSE_WINDOW = DAY
+ARCHIVE_HORIZON = DAY
+DEFAULT_SWEEP_EXPECTED_EVERY = 10 * MINUTE
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """``[low, high)``; ``high`` None is open-ended."""
+
+    label: str
+    low: dt.timedelta
+    high: dt.timedelta | None
+
+
+def _buckets(*edges: tuple[str, dt.timedelta]) -> tuple[Bucket, ...]:
+    """Buckets from their upper edges: ("<5m", 5m), ("5-15m", 15m), ... and the last, open one."""
+    out, low = [], dt.timedelta(0)
+    for label, high in edges:
+        out.append(Bucket(label, low, high))
+        low = high
+    return tuple(out)
+
+
+# Live chats by time since their last activity (R4 closes them at inactivity_timeout, 30m by default).
+IDLE_BUCKETS = _buckets(("<5m", 5 * MINUTE), ("5-15m", 15 * MINUTE), ("15-30m", 30 * MINUTE),
+                        ("30m-1h", HOUR), ("1-4h", 4 * HOUR)) + (Bucket(">4h", 4 * HOUR, None),)
+# Open tickets by age (R13 archives them at ticket_archive_after, 90 days by default).
+TICKET_AGE_BUCKETS = _buckets(("<1d", DAY), ("1-7d", 7 * DAY), ("7-30d", 30 * DAY),
+                              ("30-90d", 90 * DAY)) + (Bucket(">90d", 90 * DAY, None),)
+
+
+def _bucket_counts(counts: Sequence[int], buckets: Sequence[Bucket]) -> list[dict[str, Any]]:
+    return [{"bucket": bucket.label, "count": count} for bucket, count in zip(buckets, counts)]
+
+
+def _newer_than(column, now: dt.datetime, buckets: Sequence[Bucket]) -> list:
+    """``column > now - high`` for each bounded bucket: counts of "younger than high"."""
+    return [column > now - bucket.high for bucket in buckets if bucket.high is not None]
+
+
+def _split(total: int, younger: Sequence[int]) -> list[int]:
+    """Counts per bucket from the total and the cumulative "younger than each upper edge" counts."""
+    edges = [*younger, total]
+    return [edges[0]] + [edges[index] - edges[index - 1] for index in range(1, len(edges))]
+
+
+# -- the parts ---------------------------------------------------------------------------
+def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
+    """Live and pending counts, idle buckets of live chats, and each agent's live load: one pass."""
+    from sqlalchemy import func, select, text
+    from sqlalchemy.orm import aliased
+
+    from chatctl.domain.chats.views import new_condition, unread_condition
+    from chatctl.domain.sweeps.jobs import UNANSWERED
+    from chatctl.storage.models import Chat
+
+    c = aliased(Chat, name="c")
+    count = func.count()
+    younger = _newer_than(c.last_activity_at, now, IDLE_BUCKETS)
+    query = (select(c.status, c.agent_id, count.label("count"),
+                    count.filter(new_condition(c)).label("new"),
+                    count.filter(unread_condition(c)).label("unread"),
+                    count.filter(c.flagged.is_(True)).label("flagged"),
+                    count.filter(text(UNANSWERED.sql)).label("unanswered"),
+                    *(count.filter(condition).label(f"younger_{index}") for index, condition in enumerate(younger)))
+             .where(c.status.in_(OPEN_CHAT_STATUSES)).group_by(c.status, c.agent_id))
+    views = {status: {"count": 0, "new": 0, "unread": 0, "flagged": 0, "unassigned": 0}
+             for status in OPEN_CHAT_STATUSES}
+    per_agent: dict[int, dict[str, int]] = {}
+    idle_younger = [0] * len(younger)
+    unanswered = 0
+    for row in connection.execute(query):
+        figures = views[row.status]
+        for key in ("count", "new", "unread", "flagged"):
+            figures[key] += getattr(row, key)
+        if row.agent_id is None:
+            figures["unassigned"] += row.count
+        if row.status == "live":
+            unanswered += row.unanswered
+            for index in range(len(younger)):
+                idle_younger[index] += getattr(row, f"younger_{index}")
+            if row.agent_id is not None:
+                per_agent[row.agent_id] = {"live": row.count, "unanswered": row.unanswered}
+    idle = _bucket_counts(_split(views["live"]["count"], idle_younger), IDLE_BUCKETS)
+    return {"views": views, "per_agent": per_agent, "idle": idle, "unanswered": unanswered}
+
+
+def oldest_unanswered(connection: Connection, now: dt.datetime) -> dict[str, Any] | None:
+    """The live chat whose customer has waited longest for an answer (R5's "unanswered")."""
+    from sqlalchemy import select, text
+    from sqlalchemy.orm import aliased
+
+    from chatctl.domain.sweeps.jobs import UNANSWERED
+    from chatctl.storage.models import Agent, Chat
+
+    c = aliased(Chat, name="c")
+    row = connection.execute(
+        select(c.id, c.last_customer_message_at, Agent.handle)
+        .outerjoin(Agent, Agent.id == c.agent_id)
+        .where(c.status == "live", text(UNANSWERED.sql))
+        .order_by(c.last_customer_message_at, c.id).limit(1)).first()
+    if row is None:
+        return None
+    return {"chat_id": row.id, "agent": row.handle, "since": row.last_customer_message_at,
+            "waiting_s": (now - row.last_customer_message_at).total_seconds()}
+
+
+def unassigned_live(connection: Connection) -> int:
+    from sqlalchemy import func, select
+
+    from chatctl.storage.models import Chat
+
+    return connection.execute(select(func.count()).select_from(Chat)
+                              .where(Chat.agent_id.is_(None), Chat.status == "live")).scalar_one()
+
+
+def _tagged(connection: Connection) -> tuple[dict[str, int], dict[int, int]]:
+    """The tagged view over every agent (open chats someone is tagged in), and each agent's own."""
+    from sqlalchemy import distinct, func, select
+
+    from chatctl.domain.chats.views import new_condition, unread_condition
+    from chatctl.storage.models import Chat, CommentMention
+
+    count = func.count()
+    row = connection.execute(
+        select(count.label("count"), count.filter(new_condition(Chat)).label("new"),
+               count.filter(unread_condition(Chat)).label("unread"),
+               count.filter(Chat.flagged.is_(True)).label("flagged"),
+               count.filter(Chat.agent_id.is_(None)).label("unassigned"))
+        .where(Chat.status.in_(OPEN_CHAT_STATUSES), Chat.id.in_(select(CommentMention.chat_id)))).one()
+    per_agent = dict(connection.execute(
+        select(CommentMention.agent_id, func.count(distinct(CommentMention.chat_id)))
+        .join(Chat, Chat.id == CommentMention.chat_id)
+        .where(Chat.status.in_(OPEN_CHAT_STATUSES)).group_by(CommentMention.agent_id)).all())
+    return dict(row._mapping), per_agent
+
+
+def _closed_today(connection: Connection, now: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
+    """Chats in the closed view closed since midnight in the display time zone, by who closed them."""
+    from sqlalchemy import func, select
+
+    from chatctl.storage.models import Chat
+    from chatctl.vocabulary import CLOSED_BY
+
+    midnight = start_of_day(now, tz)
+    by = dict(connection.execute(select(Chat.closed_by, func.count())
+                                 .where(Chat.status == "closed", Chat.closed_at >= midnight)
+                                 .group_by(Chat.closed_by)).all())
+    return {"count": sum(by.values()), "since": midnight,
+            **{f"by_{who}": by.get(who, 0) for who in CLOSED_BY}}
+
+
+def start_of_day(now: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    """Midnight of ``now``'s day in ``tz``, as UTC."""
+    local = now.astimezone(tz)
+    return dt.datetime(local.year, local.month, local.day, tzinfo=tz).astimezone(dt.timezone.utc)
+
+
+def _tickets(connection: Connection, now: dt.datetime, archive_after: dt.timedelta) -> dict[str, Any]:
+    """Tickets not archived (the tickets view): open ones by age and reason, per agent, and how many
+    the archive sweep takes within the next day (R13)."""
+    from sqlalchemy import bindparam, func, select, text
+    from sqlalchemy.orm import aliased
+
+    from chatctl.domain.sweeps.jobs import ARCHIVE_DUE, NOT_ARCHIVED
+    from chatctl.storage.models import Ticket, UTCDateTime
+    from chatctl.vocabulary import TICKET_REASONS
+
+    t = aliased(Ticket, name="t")
+    count = func.count()
+    younger = _newer_than(t.created_at, now, TICKET_AGE_BUCKETS)
+    # The archive job's own condition, as of a day from now.
+    due = text(ARCHIVE_DUE.sql).bindparams(bindparam("archive_cutoff", now + ARCHIVE_HORIZON - archive_after,
+                                                     type_=UTCDateTime()))
+    query = (select(t.status, t.reason, t.agent_id, count.label("count"), count.filter(due).label("due"),
+                    *(count.filter(condition).label(f"younger_{index}") for index, condition in enumerate(younger)))
+             .where(text(NOT_ARCHIVED.sql)).group_by(t.status, t.reason, t.agent_id))
+    figures = {"open": 0, "closed": 0, "unassigned": 0, "archive_next_day": 0}
+    by_reason = dict.fromkeys(TICKET_REASONS, 0)
+    per_agent: dict[int, int] = {}
+    open_younger = [0] * len(younger)
+    for row in connection.execute(query):
+        figures[row.status] = figures.get(row.status, 0) + row.count
+        figures["archive_next_day"] += row.due
+        if row.status != "open":
+            continue
+        by_reason[row.reason] = by_reason.get(row.reason, 0) + row.count
+        if row.agent_id is None:
+            figures["unassigned"] += row.count
+        else:
+            per_agent[row.agent_id] = per_agent.get(row.agent_id, 0) + row.count
+        for index in range(len(younger)):
+            open_younger[index] += getattr(row, f"younger_{index}")
+    return {**figures, "by_age": _bucket_counts(_split(figures["open"], open_younger), TICKET_AGE_BUCKETS),
+            "by_reason": by_reason, "per_agent": per_agent}
+
+
+def _agents(connection: Connection, chats: Mapping[int, Mapping[str, int]], tagged: Mapping[int, int],
+            tickets: Mapping[int, int], max_chats: int) -> list[dict[str, Any]]:
+    """Online agents (by handle) and their load against agent_max_chats (0: no limit)."""
+    from sqlalchemy import select
+
+    from chatctl.storage.models import Agent
+
+    rows = []
+    for agent_id, handle in connection.execute(
+            select(Agent.id, Agent.handle).where(Agent.presence == "online", Agent.active.is_(True))
+            .order_by(Agent.handle)):
+        live = chats.get(agent_id, {}).get("live", 0)
+        rows.append({"agent": handle, "live": live, "unanswered": chats.get(agent_id, {}).get("unanswered", 0),
+                     "tagged": tagged.get(agent_id, 0), "open_tickets": tickets.get(agent_id, 0),
+                     "max_chats": max_chats or None, "load": (live / max_chats) if max_chats else None})
+    return rows
+
+
+def _offline_holding(connection: Connection, chats: Mapping[int, Mapping[str, int]]) -> int:
+    """Live chats assigned to agents who are not online (drain candidates)."""
+    from sqlalchemy import select
+
+    from chatctl.storage.models import Agent
+
+    online = set(connection.execute(select(Agent.id).where(Agent.presence == "online",
+                                                           Agent.active.is_(True))).scalars())
+    return sum(figures["live"] for agent_id, figures in chats.items() if agent_id not in online)
+
+
+def sweep_jobs(connection: Connection, now: dt.datetime, expected_every: dt.timedelta) -> list[dict[str, Any]]:
+    """Each job's latest run (not a dry run) and latest success; overdue when that success is older
+    than ``expected_every`` or there is none."""
+    from sqlalchemy import literal, select
+
+    from chatctl.storage.models import SweepRun
+    from chatctl.vocabulary import SWEEP_JOBS
+
+    def latest(job: str, *where):
+        return connection.execute(
+            select(SweepRun.id, SweepRun.started_at, SweepRun.finished_at, SweepRun.status, SweepRun.counts)
+            .where(SweepRun.dry_run.is_(False), (literal(",") + SweepRun.jobs + literal(",")).like(f"%,{job},%"),
+                   *where)
+            .order_by(SweepRun.started_at.desc(), SweepRun.id.desc()).limit(1)).first()
+
+    jobs = []
+    for job in SWEEP_JOBS:
+        last = latest(job)
+        success = latest(job, SweepRun.status == "ok") if last is not None and last.status != "ok" else last
+        succeeded_at = (success.finished_at or success.started_at) if success is not None else None
+        counts = ((last.counts or {}).get("jobs") or {}).get(job, {}) if last is not None else {}
+        jobs.append({
+            "job": job,
+            "last_run": last.id if last is not None else None,
+            "last_run_at": last.started_at if last is not None else None,
+            "result": last.status if last is not None else None,
+            "changed": counts.get("changed") if last is not None else None,
+            "last_success_at": succeeded_at,
+            "overdue": succeeded_at is None or now - succeeded_at > expected_every,
+        })
+    return jobs
+
+
+def response_times(connection: Connection, now: dt.datetime) -> dict[str, Any]:
+    from chatctl.domain.response_times import first_response, time_to_close
+
+    edges = [now - RESPONSE_WINDOW, now]
+    first, = first_response(connection, edges)
+    closing, = time_to_close(connection, edges)
+    return {"window_s": RESPONSE_WINDOW.total_seconds(),
+            "first_response": {"chats": first.count, "answered": first.timed, **first.percentiles()},
+            "time_to_close": {"closed": closing.count, **closing.percentiles()}}
+
+
+# -- the whole desk ----------------------------------------------------------------------------
+def desk_status(connection: Connection, *, now: dt.datetime, tz: dt.tzinfo,
+                expected_every: dt.timedelta = DEFAULT_SWEEP_EXPECTED_EVERY) -> dict[str, Any]:
+    """Everything ``chatctl status`` shows, as of ``now`` (the JSON document of docs/glance.md)."""
+    from chatctl.domain.prefs import get_preferences
+
+    prefs = get_preferences(connection)
+    chats = _chat_views(connection, now)
+    tagged, tagged_per_agent = _tagged(connection)
+    tickets = _tickets(connection, now, prefs["ticket_archive_after"])
+    live = chats["views"]["live"]
+    return {
+        "as_of": now,
+        "timezone": str(tz),
+        "views": {
+            "live": live,
+            "pending": chats["views"]["pending"],
+            "tagged": tagged,
+            "closed_today": _closed_today(connection, now, tz),
+            "open_tickets": {"count": tickets["open"], "unassigned": tickets["unassigned"]},
+        },
+        "waiting": {
+            "idle": chats["idle"],
+            "unanswered": chats["unanswered"],
+            "oldest_unanswered": oldest_unanswered(connection, now),
+            "held_by_offline_agents": _offline_holding(connection, chats["per_agent"]),
+        },
+        "agents": _agents(connection, chats["per_agent"], tagged_per_agent, tickets["per_agent"],
+                          prefs["agent_max_chats"]),
+        "tickets": {key: tickets[key] for key in ("open", "closed", "by_age", "by_reason", "archive_next_day")},
+        "sweeps": {"expected_every_s": expected_every.total_seconds(),
+                   "jobs": sweep_jobs(connection, now, expected_every)},
+        "response_times": response_times(connection, now),
+    }
+
+
+# -- status --check ----------------------------------------------------------------------------
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A warning and a critical level for one figure; breached when the figure is above the level."""
+
+    name: str
+    warning: Any
+    critical: Any
+
+    def state(self, value: Any) -> int:
+        if value is None:
+            return OK
+        if value > self.critical:
+            return CRITICAL
+        return WARNING if value > self.warning else OK
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    waiting: Threshold
+    unassigned: Threshold
+    sweep: Threshold
+
+
+# name: (kind, default); sweep levels default to sweep_expected_every and three times it.
+CHECK_DEFAULTS = {
+    "waiting_warning": 10 * MINUTE,
+    "waiting_critical": 30 * MINUTE,
+    "unassigned_warning": 5,
+    "unassigned_critical": 20,
+}
+
+
+def sweep_expected_every(profile: Mapping[str, Any]) -> dt.timedelta:
+    value = profile.get("sweep_expected_every")
+    return DEFAULT_SWEEP_EXPECTED_EVERY if value is None else _profile_duration("sweep_expected_every", value)
+
+
+def thresholds(flags: Mapping[str, str | int | None], profile: Mapping[str, Any]) -> Thresholds:
+    """Each level from its flag, else the profile's ``check_<name>``, else the default.
+
+    A bad flag is a usage error; a bad profile value a configuration error.
+    """
+    from chatctl.parsing.timeparse import parse_duration
+
+    expected = sweep_expected_every(profile)
+    defaults = {**CHECK_DEFAULTS, "sweep_warning": expected}
+    levels: dict[str, Any] = {}
+    for name in ("waiting_warning", "waiting_critical", "unassigned_warning", "unassigned_critical",
+                 "sweep_warning", "sweep_critical"):
+        counted = name.startswith("unassigned")
+        flag, key = flags.get(name), f"check_{name}"
+        if flag is not None:
+            levels[name] = _count(f"--{name.replace('_', '-')}", flag, UsageError) if counted else \
+                parse_duration(str(flag))
+        elif key in profile:
+            levels[name] = _count(key, profile[key], ConfigError) if counted else \
+                _profile_duration(key, profile[key])
+        elif name == "sweep_critical":
+            levels[name] = 3 * levels["sweep_warning"]
+        else:
+            levels[name] = defaults[name]
+    for figure in ("waiting", "unassigned", "sweep"):
+        if levels[f"{figure}_critical"] < levels[f"{figure}_warning"]:
+            raise UsageError(f"the {figure} critical level ({_level(levels[f'{figure}_critical'])}) is below "
+                             f"its warning level ({_level(levels[f'{figure}_warning'])})")
+    return Thresholds(*(Threshold(figure, levels[f"{figure}_warning"], levels[f"{figure}_critical"])
+                        for figure in ("waiting", "unassigned", "sweep")))
+
+
+def _count(name: str, value: Any, error) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise error(f"{name}: {value!r} is not a whole number >= 0")
+    return number
+
+
+def _profile_duration(key: str, value: Any) -> dt.timedelta:
+    from chatctl.parsing.timeparse import parse_duration
+
+    try:
+        return parse_duration(str(value))
+    except UsageError as error:
+        raise ConfigError(f"profile key {key}: {error.message}") from None
+
+
+def _level(value: Any) -> str:
+    from chatctl.parsing.timeparse import format_duration
+
+    return format_duration(value) if isinstance(value, dt.timedelta) else str(value)
+
+
+def check(connection: Connection, *, now: dt.datetime, levels: Thresholds,
+          expected_every: dt.timedelta) -> dict[str, Any]:
+    """The three monitored figures against their levels: the plugin state, and one line per breach
+    (one OK line when nothing is breached)."""
+    oldest = oldest_unanswered(connection, now)
+    waiting = dt.timedelta(seconds=oldest["waiting_s"]) if oldest else None
+    unassigned = unassigned_live(connection)
+    successes = [job["last_success_at"] for job in sweep_jobs(connection, now, expected_every)
+                 if job["last_success_at"] is not None]
+    last_success = max(successes) if successes else None
+    sweep_age = now - last_success if last_success is not None else None
+
+    results = []
+    state = levels.waiting.state(waiting)
+    results.append({"check": "waiting", "state": STATE_NAMES[state], "value_s": _seconds(waiting),
+                    "chat_id": oldest["chat_id"] if oldest else None,
+                    "warning_s": _seconds(levels.waiting.warning), "critical_s": _seconds(levels.waiting.critical),
+                    "line": (f"customer waiting {_level(_whole(waiting))} for an answer (chat {oldest['chat_id']}), "
+                             f"{_breach(state, levels.waiting)}") if state else None})
+    state = levels.unassigned.state(unassigned)
+    results.append({"check": "unassigned", "state": STATE_NAMES[state], "value": unassigned,
+                    "warning": levels.unassigned.warning, "critical": levels.unassigned.critical,
+                    "line": f"{unassigned} unassigned live chats, {_breach(state, levels.unassigned)}"
+                    if state else None})
+    state = CRITICAL if last_success is None else levels.sweep.state(sweep_age)
+    results.append({"check": "sweep", "state": STATE_NAMES[state], "value_s": _seconds(sweep_age),
+                    "last_success_at": last_success, "warning_s": _seconds(levels.sweep.warning),
+                    "critical_s": _seconds(levels.sweep.critical),
+                    "line": None if not state else "no successful sweep run on record" if last_success is None
+                    else f"last successful sweep {_level(_whole(sweep_age))} ago, {_breach(state, levels.sweep)}"})
+    worst = max(STATE_NAMES_BY_WORD[result["state"]] for result in results)
+    lines = [f"{result['state']}: {result['line']}" for result in
+             sorted(results, key=lambda result: -STATE_NAMES_BY_WORD[result["state"]]) if result["line"]]
+    if not lines:
+        lines = ["OK: " + ", ".join((
+            f"oldest unanswered customer {_level(_whole(waiting))}" if waiting is not None
+            else "no customer waiting for an answer",
+            f"{unassigned} unassigned live chats",
+            f"last successful sweep {_level(_whole(sweep_age))} ago"))]
+    for result in results:
+        del result["line"]
+    return {"state": STATE_NAMES[worst], "exit_code": worst, "as_of": now, "lines": lines, "checks": results}
+
+
+STATE_NAMES_BY_WORD = {word: code for code, word in STATE_NAMES.items()}
+
+
+def _breach(state: int, threshold: Threshold) -> str:
+    word, level = ("critical", threshold.critical) if state == CRITICAL else ("warning", threshold.warning)
+    return f"above the {word} level of {_level(level)}"
+
+
+def _whole(value: dt.timedelta) -> dt.timedelta:
+    return dt.timedelta(seconds=max(0, int(value.total_seconds())))
+
+
+def _seconds(value: dt.timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
