@@ -13,7 +13,7 @@ other clients once the transaction ends), CockroachDB and YugabyteDB (see
 * lease: a row in ``sweep_leases``
   with an expiry, renewed while the run makes progress.  A crashed holder
   blocks the next run for at most the lease (``CHATCTL_SWEEP_LEASE_SECONDS``,
-  default 300).
+  default 300); one that was a process of this host is taken over at once.
 
 The lock only keeps overlapping cron runs from doing the same work twice over;
 correctness never depends on it (claims and the re-checked predicate do that),
@@ -52,6 +52,26 @@ def lease_seconds() -> int:
 
 def holder_name(run_id: str) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{run_id}"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still exists (signal 0 checks without sending)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # it exists, owned by someone else
+    return True
+
+
+def holder_is_dead(holder: str) -> bool:
+    """A lease holder (``host:pid:run``) that was a process of this host which has ended."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
 
 
 def _locked(name: str, detail: str = "") -> LockedError:
@@ -130,6 +150,11 @@ class LeaseLocks:
         with self._engine.begin() as connection:
             connection.execute(delete(SweepLease).where(SweepLease.name == name, SweepLease.expires_at <= now))
             current = connection.execute(select(SweepLease).where(SweepLease.name == name)).first()
+            if current is not None and holder_is_dead(current.holder):
+                # Its run was killed or lost its connection and could not release it: take it over now.
+                connection.execute(delete(SweepLease).where(SweepLease.name == name,
+                                                            SweepLease.holder == current.holder))
+                current = None
             if current is not None:
                 raise _locked(name, f": {current.holder} until {current.expires_at.isoformat()}")
             connection.execute(insert(SweepLease).values(

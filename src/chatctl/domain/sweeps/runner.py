@@ -144,12 +144,29 @@ def run_sweep(
         result.duration_s = time.perf_counter() - started
         result.finished_at = clock()
         try:
-            locks.release()
+            _close_run(engine, locks, result, error)
         finally:
-            _record_finish(engine, result, error)
             if on_finish is not None:
                 on_finish(result)
     return result
+
+
+def _close_run(engine: Engine, locks, result: RunResult, error: str | None) -> None:
+    """Release the locks and record the outcome.
+
+    When the run failed because the database went away (a restart, a
+    failover, a terminated connection), these writes may fail too; then the
+    run's own error is the one to report, and the next run marks this one
+    failed (``_fail_dead_runs``) and takes its leases over at once.
+    """
+    try:
+        try:
+            locks.release()
+        finally:
+            _record_finish(engine, result, error)
+    except Exception:
+        if result.status == "ok":
+            raise
 
 
 def _run_job(engine: Engine, context: SweepContext, job: Job, result: RunResult, batch_size: int,
@@ -189,10 +206,30 @@ def _record_start(engine: Engine, result: RunResult, jobs: Sequence[Job], starte
     from chatctl.storage.models import SweepRun
 
     with engine.begin() as connection:
+        _fail_dead_runs(connection, started_at)
         connection.execute(insert(SweepRun).values(
             id=result.run_id, jobs=",".join(job.name for job in jobs), as_of=result.as_of, dry_run=result.dry_run,
             started_at=started_at, finished_at=None, status="running", counts=None,
             host=socket.gethostname()[:200], pid=os.getpid(), shard=result.shard, actor="system"))
+
+
+DEAD_RUN = "the process ended without recording an outcome (killed, or its database connection was lost)"
+
+
+def _fail_dead_runs(connection: Connection, now: dt.datetime) -> None:
+    """Mark ``failed`` the runs still ``running`` whose process on this host is gone."""
+    from sqlalchemy import select, update
+
+    from chatctl.domain.sweeps.locking import process_alive
+    from chatctl.storage.models import SweepRun
+
+    host = socket.gethostname()[:200]
+    running = connection.execute(select(SweepRun.id, SweepRun.pid).where(
+        SweepRun.status == "running", SweepRun.host == host)).all()
+    dead = [row.id for row in running if not process_alive(row.pid)]
+    if dead:
+        connection.execute(update(SweepRun).where(SweepRun.id.in_(dead), SweepRun.status == "running")
+                           .values(status="failed", finished_at=now, counts={"error": DEAD_RUN}))
 
 
 def _record_finish(engine: Engine, result: RunResult, error: str | None) -> None:
