@@ -21,6 +21,10 @@ TICKET_ACTION = 1000
 # Audit events restored per transaction by ``audit revert``.
 REVERT = 1000
 
+# Audit events removed per transaction by ``audit prune`` (a range of the
+# ``at`` index): about 0.1 s of locks per batch (bench/audit_retention.py).
+PRUNE = 10_000
+
 # Any other bulk action (notifications read, agents drain).
 OTHER_ACTION = 2000
 

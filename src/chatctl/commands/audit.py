@@ -8,11 +8,11 @@ import typer
 
 from chatctl.commands.common import (AllOpt, BatchSizeOpt, DryRunOpt, LimitOpt, OutputOpt, YesOpt, confirm_selection,
                                      desk, fmt, note_next_page, page_limit, run_bulk)
-from chatctl.batch_sizes import REVERT
+from chatctl.batch_sizes import PRUNE, REVERT
 
 app = typer.Typer(
     help="The audit trail: every change chatctl made, who made it and under which operation; "
-    "undo an operation.\n\nExample:\n\n    chatctl audit list --entity chat:42\n"
+    "undo an operation; prune old events.\n\nExample:\n\n    chatctl audit list --entity chat:42\n"
     "    chatctl audit revert 01JDZ8Q3K4V7W2M5N6P8R9S0TA --dry-run",
     no_args_is_help=True,
 )
@@ -121,3 +121,61 @@ def revert(
 
     run_bulk(ctx, prepare, items=OperationEvents(engine, operation_id, count), output=output, dry_run=dry_run,
              what=f"revert of {operation_id}", batch_size=batch_size)
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    before: Annotated[Optional[str], typer.Option(
+        "--before", metavar="DURATION", show_default=False,
+        help="Remove events older than this (90d, 13w, P400D...). Default: the profile's audit_retention "
+        "(or CHATCTL_AUDIT_RETENTION).")] = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    batch_size: BatchSizeOpt = PRUNE,
+    output: OutputOpt = None,
+) -> None:
+    """Remove audit events older than a cutoff, in batches, as one recorded operation.
+
+    Events of an operation still running (a sweep, a bulk action) are kept
+    whatever their age.  The prune audits itself (action audit.prune, one
+    event per batch); an operation whose events were removed can no longer be
+    reverted.  Needs --yes, or a confirmation typed at a terminal; --dry-run
+    needs neither and says how many events would go.
+
+    Example: chatctl audit prune --before 400d --dry-run
+    """
+    from chatctl.domain.audit.retention import count_prunable
+    from chatctl.domain.audit.retention import prune as prune_events
+    from chatctl.errors import RuleRefused, UsageError
+    from chatctl.output import progress, render_record
+    from chatctl.parsing.timeparse import parse_duration
+
+    the_desk = desk(ctx)
+    text = before or the_desk.settings.audit_retention
+    if text is None:
+        raise UsageError("give --before DURATION (e.g. 400d), or set audit_retention in the profile")
+    cutoff = the_desk.now() - parse_duration(text)
+    engine = the_desk.engine()
+    with the_desk.errors():
+        with engine.connect() as connection:
+            count, _ = count_prunable(connection, cutoff)
+            actor = the_desk.actor(connection)
+        if not actor.can_supervise:
+            raise RuleRefused(f"actor '{actor.name}' has role {actor.role}: pruning the audit trail needs "
+                              "an admin, a supervisor or ops:NAME")
+        if not dry_run:
+            confirm_selection(the_desk, yes, f"remove {count} audit event(s) older than {cutoff.isoformat()}?")
+        operation_id = None if dry_run else the_desk.operation_id
+        with progress(the_desk.env, "audit prune", total=count) as bar:
+            result = prune_events(engine, cutoff, operation_id=operation_id, actor=actor.name, now=the_desk.now(),
+                                  batch_size=batch_size, dry_run=dry_run, on_batch=bar.advance)
+    if output is not None:
+        render_record(the_desk.env, result.as_json(operation_id), fmt(output), tz=the_desk.tz())
+    kept = f"; kept {result.kept_running} of operations still running" if result.kept_running else ""
+    if dry_run:
+        the_desk.env.note(f"audit prune: would remove {result.removed} event(s) older than {cutoff.isoformat()}"
+                          f"{kept} (dry run)")
+    else:
+        the_desk.env.note(f"audit prune: removed {result.removed} event(s) of {len(result.operations)} "
+                          f"operation(s), older than {cutoff.isoformat()}{kept} (operation {operation_id})")
