@@ -55,12 +55,15 @@ def running_operations(connection: Connection) -> list[str]:
     return sorted(connection.execute(select(SweepRun.id).where(SweepRun.status == "running")).scalars())
 
 
-def _older(cutoff: dt.datetime, keep: list[str], since: dt.datetime | None = None):
+def _older(cutoff: dt.datetime, keep: list[str], after: dt.datetime | None = None,
+           through: dt.datetime | None = None):
     from chatctl.storage.models import AuditEvent
 
     conditions = [AuditEvent.at < cutoff]
-    if since is not None:
-        conditions.append(AuditEvent.at >= since)
+    if after is not None:
+        conditions.append(AuditEvent.at > after)
+    if through is not None:
+        conditions.append(AuditEvent.at <= through)
     if keep:
         conditions.append(AuditEvent.operation_id.not_in(keep))
     return conditions
@@ -102,50 +105,55 @@ def prune(
             result.removed, result.kept_running = count_prunable(connection, cutoff)
             connection.rollback()
         return result
-    since: dt.datetime | None = None
+    after: dt.datetime | None = None
     while True:
-        def one_batch(since=since):
+        def one_batch(after=after):
             with engine.begin() as connection:
-                return _prune_batch(connection, cutoff, since, batch_size, operation_id=operation_id,
+                return _prune_batch(connection, cutoff, after, batch_size, operation_id=operation_id,
                                     actor=actor, now=now)
 
-        removed, last_at, operations = retry_serialization(one_batch)
-        if not removed:
+        removed, through, operations = retry_serialization(one_batch)
+        if removed:
+            result.removed += removed
+            result.batches += 1
+            result.operations.update(operations)
+            if on_batch is not None:
+                on_batch(removed)
+        if through is None:
             break
-        result.removed += removed
-        result.batches += 1
-        result.operations.update(operations)
-        if on_batch is not None:
-            on_batch(removed)
-        if removed < batch_size:
-            break
-        since = last_at
+        after = through
     with engine.connect() as connection:
         result.kept_running = count_prunable(connection, cutoff)[1]
         connection.rollback()
     return result
 
 
-def _prune_batch(connection: Connection, cutoff: dt.datetime, since: dt.datetime | None, batch_size: int, *,
-                 operation_id: str | None, actor: str, now: dt.datetime) -> tuple[int, dt.datetime | None, set[str]]:
-    """Delete the next ``batch_size`` oldest prunable events and audit the deletion; one transaction."""
+def _prune_batch(connection: Connection, cutoff: dt.datetime, after: dt.datetime | None, batch_size: int, *,
+                 operation_id: str | None, actor: str, now: dt.datetime
+                 ) -> tuple[int, dt.datetime | None, set[str]]:
+    """Delete the next range of about ``batch_size`` oldest events after ``after`` and audit it; one transaction.
+
+    Returns (events removed, the end of the range -- None when it was the last --, their operations).  The
+    range is bounded by the ``at`` of the ``batch_size``-th next event (an index-only step along
+    ``ix_audit_at``), so nothing but counts crosses the wire: a delete by a list of ids, or a
+    ``WHERE id IN (subquery)`` that PostgreSQL plans as a hash join over the whole table, cost many times
+    more (bench/audit_retention.py).
+    """
     from sqlalchemy import delete, select
 
     from chatctl.domain.audit.writer import event, record
     from chatctl.storage.models import AuditEvent
 
     keep = running_operations(connection)
-    oldest = (select(AuditEvent.id).where(*_older(cutoff, keep, since))
-              .order_by(AuditEvent.at).limit(batch_size).scalar_subquery())
-    gone = connection.execute(delete(AuditEvent).where(AuditEvent.id.in_(oldest))
-                              .returning(AuditEvent.at, AuditEvent.operation_id)).all()
-    if not gone:
-        return 0, None, set()
-    last_at = max(row.at for row in gone)
-    operations = {row.operation_id for row in gone}
-    record(connection, [event(
-        at=now, actor=actor, action="audit.prune", entity_type="audit", entity_id=cutoff.isoformat(),
-        operation_id=operation_id or "", after={"removed": len(gone), "operations": len(operations),
-                                                "through": last_at},
-        reason=f"older than {cutoff.isoformat()}")])
-    return len(gone), last_at, operations
+    through = connection.execute(select(AuditEvent.at).where(*_older(cutoff, [], after))
+                                 .order_by(AuditEvent.at).offset(batch_size - 1).limit(1)).scalar()
+    batch = _older(cutoff, keep, after, through)
+    operations = set(connection.execute(select(AuditEvent.operation_id).where(*batch).distinct()).scalars())
+    removed = connection.execute(delete(AuditEvent).where(*batch)).rowcount if operations else 0
+    if removed:
+        record(connection, [event(
+            at=now, actor=actor, action="audit.prune", entity_type="audit", entity_id=cutoff.isoformat(),
+            operation_id=operation_id or "", after={"removed": removed, "operations": len(operations),
+                                                    "through": through or cutoff},
+            reason=f"older than {cutoff.isoformat()}")])
+    return removed, through, operations
