@@ -143,23 +143,28 @@ class LeaseLocks:
 
     def _take(self, name: str) -> None:
         from sqlalchemy import delete, insert, select
+        from sqlalchemy.exc import IntegrityError
 
         from chatctl.storage.models import SweepLease
 
         now = self._clock()
-        with self._engine.begin() as connection:
-            connection.execute(delete(SweepLease).where(SweepLease.name == name, SweepLease.expires_at <= now))
-            current = connection.execute(select(SweepLease).where(SweepLease.name == name)).first()
-            if current is not None and holder_is_dead(current.holder):
-                # Its run was killed or lost its connection and could not release it: take it over now.
-                connection.execute(delete(SweepLease).where(SweepLease.name == name,
-                                                            SweepLease.holder == current.holder))
-                current = None
-            if current is not None:
-                raise _locked(name, f": {current.holder} until {current.expires_at.isoformat()}")
-            connection.execute(insert(SweepLease).values(
-                name=name, holder=self._holder, acquired_at=now,
-                expires_at=now + dt.timedelta(seconds=self._seconds)))
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(delete(SweepLease).where(SweepLease.name == name, SweepLease.expires_at <= now))
+                current = connection.execute(select(SweepLease).where(SweepLease.name == name)).first()
+                if current is not None and holder_is_dead(current.holder):
+                    # Its run was killed or lost its connection and could not release it: take it over now.
+                    connection.execute(delete(SweepLease).where(SweepLease.name == name,
+                                                                SweepLease.holder == current.holder))
+                    current = None
+                if current is not None:
+                    raise _locked(name, f": {current.holder} until {current.expires_at.isoformat()}")
+                connection.execute(insert(SweepLease).values(
+                    name=name, holder=self._holder, acquired_at=now,
+                    expires_at=now + dt.timedelta(seconds=self._seconds)))
+        except IntegrityError:
+            # Another run inserted the same lease between our look and our insert: it holds it.
+            raise _locked(name, ": taken at the same moment by another run") from None
 
     def renew(self) -> None:
         """Push the expiry out again once a third of the lease has gone by."""
