@@ -132,7 +132,7 @@ def split_help(text: str | None) -> HelpText:
                 index += 1
                 continue
             if not line.strip():
-                following = next((later for later in lines[index:] if later.strip()), "")
+                following = next((later for later in lines[index:] if later.strip() not in ("", "\b")), "")
                 if not following[:1].isspace():
                     break
                 if indented:

@@ -174,6 +174,13 @@ def test_split_help_reads_inline_and_indented_examples():
                                ["chatctl tickets list -o ids \\", "  | chatctl tickets close -", "# comment"]]
 
 
+def test_split_help_reads_examples_marked_to_keep_their_lines():
+    """Click keeps a paragraph's lines only after a \\b line; the generator must still see the example."""
+    parsed = generator.split_help("List.\n\nExample:\n\n\b\n    chatctl a\n    chatctl b\n\nAfter.")
+    assert parsed.description == "List.\n\nAfter."
+    assert parsed.examples == [["chatctl a", "chatctl b"]]
+
+
 # -- man pages ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def man_dir(tmp_path_factory):

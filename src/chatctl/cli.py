@@ -15,14 +15,14 @@ import typer
 
 from chatctl import __version__
 from chatctl.commands import agents, audit, chats, db, demo, events, notifications, prefs, status, sweep, tickets
-from chatctl.command_tree import LazyGroups, keep_indented_blocks_in_help, skip_coercing_unset_values
+from chatctl.command_tree import LazyGroups, skip_coercing_unset_values
 from chatctl.completion import complete_agent_handle
 from chatctl.errors import ChatctlError, CheckUnknown, ExitCode
 
 app = typer.Typer(
     name="chatctl",
     help="Operate a customer-support chat desk straight from its database: views, bulk actions, "
-    "sweeps and audit.\n\nExample:\n\n    chatctl demo load && chatctl sweep run && chatctl chats list live",
+    "sweeps and audit.\n\nExample:\n\n\b\n    chatctl demo load && chatctl sweep run && chatctl chats list live",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False,
@@ -45,7 +45,6 @@ LazyGroups.apps = {
     "audit": audit.app,
 }
 skip_coercing_unset_values()
-keep_indented_blocks_in_help()
 
 
 class Invocation:
@@ -71,6 +70,7 @@ class Invocation:
                 config=self.options["config"],
                 actor=self.options["actor"],
                 tz=self.options["tz"],
+                from_environment=self.options["from_environment"],
             )
             self._desk = Desk(settings, env, tz_name=settings.timezone)
         return self._desk
@@ -114,9 +114,13 @@ def main_options(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
+    from typer._click.core import ParameterSource
+
+    # Click knows whether each value came from the command line or its environment variable.
+    from_environment = {name for name in ctx.params if ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT}
     ctx.obj = Invocation(
         database_url=database_url, read_url=read_url, profile=profile, config=config, actor=actor,
-        tz=tz, no_color=no_color, quiet=quiet, verbose=verbose,
+        tz=tz, no_color=no_color, quiet=quiet, verbose=verbose, from_environment=from_environment,
     )
     ctx.call_on_close(ctx.obj.close)
 

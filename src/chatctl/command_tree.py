@@ -1,5 +1,4 @@
-"""How chatctl's Typer app becomes its Click command tree: lazily, cheaply,
-with help texts that print their examples as written.
+"""How chatctl's Typer app becomes its Click command tree: lazily and cheaply.
 
 Typer builds the Click command of every command of every group - inspecting
 each function's signature and evaluating its annotations - before it parses a
@@ -13,8 +12,14 @@ unset ones included.  With dozens of commands that was most of the time
 * An option or argument that was not given, or a text value of a ``str``
   parameter, is not handed to Pydantic (its value stays as it is), so
   ``chatctl chats --help`` and a <Tab> load no Pydantic at all.
-* Indented blocks of a help text (the ``Example:`` commands) print line by
-  line as written; Click would rewrap them into one line.
+
+The first is Click's documented pattern for lazily loaded subcommands
+(``list_commands``/``get_command`` on the group class; Typer's vendored
+Click has no ``Group`` of its own, so the base is ``TyperGroup``).  The
+second replaces a method of a private Typer class for the whole process, so
+``pyproject.toml`` pins Typer to the minor version the tests ran on.  Help
+paragraphs that must keep their lines (the ``Example:`` commands) carry
+Click's ``\b`` marker instead of a patched ``wrap_text``.
 
 ``tests/test_startup.py`` holds these to account.
 """
@@ -23,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import re
 from collections.abc import Iterator
 
 import typer
@@ -155,25 +159,3 @@ def skip_coercing_unset_values() -> None:
 
     process_value_cheaply._chatctl = True
     _TyperParameter.process_value = process_value_cheaply
-
-
-def keep_indented_blocks_in_help() -> None:
-    """Print the indented blocks of help texts line by line as written.
-
-    Click rewraps every paragraph that is not marked with a ``\\b`` line,
-    which joins the commands of an ``Example:`` block into one line.
-    """
-    from typer._click import formatting
-
-    wrap_text = formatting.wrap_text
-    if getattr(wrap_text, "_chatctl", False):
-        return
-    indented_paragraph = re.compile(r"(\A|\n\n)(?=[ \t]+\S)")
-
-    def wrap(text, *args, preserve_paragraphs=False, **kwargs):
-        if preserve_paragraphs:
-            text = indented_paragraph.sub(lambda match: match.group(1) + "\b\n", text)
-        return wrap_text(text, *args, preserve_paragraphs=preserve_paragraphs, **kwargs)
-
-    wrap._chatctl = True
-    formatting.wrap_text = wrap

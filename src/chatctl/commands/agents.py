@@ -12,7 +12,7 @@ from chatctl.vocabulary import PRESENCES, ROLES, choices, spoken
 
 app = typer.Typer(
     help="The desk's users: list, add, set presence, deactivate, drain at end of shift.\n\n"
-    "Example:\n\n    chatctl agents add alice --name 'Alice N.' --role supervisor\n"
+    "Example:\n\n\b\n    chatctl agents add alice --name 'Alice N.' --role supervisor\n"
     "    chatctl agents set-status alice online",
     no_args_is_help=True,
 )

@@ -12,7 +12,7 @@ from chatctl.batch_sizes import PRUNE, REVERT
 
 app = typer.Typer(
     help="The audit trail: every change chatctl made, who made it and under which operation; "
-    "undo an operation; prune old events.\n\nExample:\n\n    chatctl audit list --entity chat:42\n"
+    "undo an operation; prune old events.\n\nExample:\n\n\b\n    chatctl audit list --entity chat:42\n"
     "    chatctl audit revert 01JDZ8Q3K4V7W2M5N6P8R9S0TA --dry-run",
     no_args_is_help=True,
 )

@@ -27,7 +27,7 @@ from chatctl.vocabulary import SORTS, VIEWS, choices, spoken
 
 app = typer.Typer(
     help="The five views (live, pending, tagged, closed, tickets), filters, one chat in full, "
-    "and every chat action.\n\nExample:\n\n    chatctl chats list live --unread\n"
+    "and every chat action.\n\nExample:\n\n\b\n    chatctl chats list live --unread\n"
     "    chatctl chats filter status=live 'idle>2h' -o ids | chatctl chats close - --reason stale",
     no_args_is_help=True,
 )

@@ -11,7 +11,7 @@ from chatctl.errors import ExitCode
 
 app = typer.Typer(
     help="Create, migrate and check the desk's schema (Alembic revisions shipped with chatctl).\n\n"
-    "Example:\n\n    chatctl db init && chatctl db status",
+    "Example:\n\n\b\n    chatctl db init && chatctl db status",
     no_args_is_help=True,
 )
 

@@ -11,7 +11,7 @@ from chatctl.commands.common import (AfterOpt, AllOpt, DryRunOpt, LimitOpt, Outp
 from chatctl.completion import complete_agent_handle
 
 app = typer.Typer(
-    help="Each agent's bell: one notification per @-tag in a comment.\n\nExample:\n\n"
+    help="Each agent's bell: one notification per @-tag in a comment.\n\nExample:\n\n\b\n"
     "    chatctl notifications list --agent bob --unread\n    chatctl notifications read --agent bob --all",
     no_args_is_help=True,
 )

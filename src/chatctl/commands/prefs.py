@@ -11,7 +11,7 @@ from chatctl.commands.common import OutputOpt, desk, fmt
 
 app = typer.Typer(
     help="The desk's settings: typed, validated, with defaults.\n\n"
-    "Example:\n\n    chatctl prefs set inactivity_timeout 45m\n    chatctl prefs set business_hours "
+    "Example:\n\n\b\n    chatctl prefs set inactivity_timeout 45m\n    chatctl prefs set business_hours "
     "'mon-fri 08:00-17:00; sat 09:00-13:00'",
     no_args_is_help=True,
 )
