@@ -72,3 +72,36 @@ def test_db_status_names_the_environment_as_the_source(tmp_path, bare_cli, monke
     monkeypatch.setenv("CHATCTL_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
     assert bare_cli(["db", "init"]).exit_code == 0
     assert bare_cli(["db", "status", "-o", "json"]).json()["source"] == "CHATCTL_DATABASE_URL"
+
+
+def test_db_status_names_the_flag_when_flag_and_environment_agree(tmp_path, bare_cli, monkeypatch):
+    """Where the URL came from is what Click saw, not a guess from comparing values."""
+    url = f"sqlite:///{tmp_path / 'both.db'}"
+    monkeypatch.setenv("CHATCTL_DATABASE_URL", url)
+    assert bare_cli(["db", "init"]).exit_code == 0
+    assert bare_cli(["--database-url", url, "db", "status", "-o", "json"]).json()["source"] == "--database-url"
+
+
+def test_sweep_settings_from_the_environment_are_read_by_config():
+    from chatctl import config
+
+    assert config.sweep_lease_seconds({}) == config.DEFAULT_SWEEP_LEASE_SECONDS
+    assert config.sweep_lease_seconds({"CHATCTL_SWEEP_LEASE_SECONDS": "7"}) == 7
+    assert config.sweep_lease_seconds({"CHATCTL_SWEEP_LEASE_SECONDS": "soon"}) == config.DEFAULT_SWEEP_LEASE_SECONDS
+    assert config.sweep_lock_disabled({"CHATCTL_SWEEP_NO_LOCK": "1"}) and not config.sweep_lock_disabled({})
+
+
+def test_only_config_reads_environment_variables():
+    """One place decides what the environment means: config (and the terminal's own NO_COLOR/TERM)."""
+    import re
+    from pathlib import Path
+
+    import chatctl
+
+    readers = []
+    for source in Path(chatctl.__file__).parent.rglob("*.py"):
+        if source.name in ("config.py", "context.py"):
+            continue
+        if re.search(r"os\.environ|os\.getenv|getenv\(", source.read_text()):
+            readers.append(source.name)
+    assert readers == []

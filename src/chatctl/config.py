@@ -29,6 +29,7 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +113,7 @@ def load_config_file(path: Path, *, explicit: bool) -> dict:
 
 
 SESSION_KEYS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+DEFAULT_SWEEP_LEASE_SECONDS = 300
 POOLERS = ("none", "transaction")
 SWEEP_LOCKS = ("auto", "advisory", "lease")
 
@@ -142,6 +144,21 @@ PROFILE_KEYS = ("database_url", "read_url", "actor", "timezone", *SESSION_KEYS, 
                 "audit_retention", *STATUS_KEYS)
 
 
+def sweep_lease_seconds(environ: Mapping[str, str] | None = None) -> int:
+    """How long a sweep's lease outlives a holder that stopped renewing it (``CHATCTL_SWEEP_LEASE_SECONDS``)."""
+    env = os.environ if environ is None else environ
+    try:
+        return max(1, int(env.get("CHATCTL_SWEEP_LEASE_SECONDS", DEFAULT_SWEEP_LEASE_SECONDS)))
+    except ValueError:
+        return DEFAULT_SWEEP_LEASE_SECONDS
+
+
+def sweep_lock_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """``CHATCTL_SWEEP_NO_LOCK=1``: sweeps run without their job lock (for tests of the claims alone)."""
+    env = os.environ if environ is None else environ
+    return env.get("CHATCTL_SWEEP_NO_LOCK") == "1"
+
+
 def resolve(
     *,
     database_url: str | None,
@@ -150,9 +167,15 @@ def resolve(
     config: str | None,
     actor: str | None,
     tz: str | None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    from_environment: Collection[str] = (),
 ) -> Settings:
-    """Apply the precedence rules of SPEC 2.1 and return the settings to use."""
+    """Apply the precedence rules of SPEC 2.1 and return the settings to use.
+
+    ``from_environment`` names the options whose value Click read from their
+    environment variable rather than from the command line
+    (``ctx.get_parameter_source``), so the source of each is reported truly.
+    """
     env = os.environ if environ is None else environ
     explicit_config = config or env.get("CHATCTL_CONFIG")
     config_path = Path(explicit_config).expanduser() if explicit_config else default_config_path()
@@ -173,8 +196,9 @@ def resolve(
         if not isinstance(chosen, dict):
             raise ConfigError(f"config file {config_path}: profile '{profile_name}' must be a table")
 
-    if database_url and database_url != env.get("CHATCTL_DATABASE_URL"):
-        url, source = database_url, "--database-url"
+    if database_url:
+        url = database_url
+        source = "CHATCTL_DATABASE_URL" if "database_url" in from_environment else "--database-url"
     elif env.get("CHATCTL_DATABASE_URL"):
         url, source = env["CHATCTL_DATABASE_URL"], "CHATCTL_DATABASE_URL"
     elif chosen.get("database_url"):

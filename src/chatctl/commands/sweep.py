@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Optional
 
 import typer
@@ -14,7 +13,7 @@ app = typer.Typer(
     help="The scheduled jobs: timeouts, archiving, clean-up (SPEC 3).\n\n"
     "Jobs, in run order: unattended (R12), agent-timeout (R5), inactivity (R3, R4), pending (R6), "
     "archive (R13), cleanup (R9).\n\n"
-    "Example (crontab, every minute, quiet unless something fails):\n\n"
+    "Example (crontab, every minute, quiet unless something fails):\n\n\b\n"
     "    * * * * * chatctl -q sweep run --skip-if-locked --metrics-file /var/lib/node_exporter/chatctl.prom",
     no_args_is_help=True,
 )
@@ -64,6 +63,7 @@ def run(
 
     Example: chatctl sweep run inactivity pending --dry-run --as-of +2h
     """
+    from chatctl.config import sweep_lock_disabled
     from chatctl.domain.prefs import get_preferences
     from chatctl.domain.sweeps.jobs import SweepContext, parse_shard, select_jobs
     from chatctl.domain.sweeps.runner import run_sweep
@@ -74,7 +74,7 @@ def run(
     selected = select_jobs(jobs or [])
     shard_value = parse_shard(shard)
     instant = _as_of(as_of, the_desk)
-    use_lock = not (no_lock or os.environ.get("CHATCTL_SWEEP_NO_LOCK") == "1")
+    use_lock = not (no_lock or sweep_lock_disabled())
     engine = the_desk.engine()
 
     def finished(result) -> None:
@@ -99,6 +99,7 @@ def run(
                 if skip_if_locked:
                     the_desk.env.note(f"skipped: {error.message}")
                     return
+                error.hint = f"{error.hint}; --skip-if-locked exits 0 in that case"
                 raise
     _report(the_desk, result, output)
 

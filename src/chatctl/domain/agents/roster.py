@@ -6,8 +6,11 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import and_, func, insert, select, update
+
 from chatctl.domain.audit import writer as audit
 from chatctl.errors import NotFound, UsageError
+from chatctl.storage.models import Agent, Chat
 from chatctl.vocabulary import PRESENCES, ROLES
 
 if TYPE_CHECKING:
@@ -25,10 +28,6 @@ def validate_handle(handle: str) -> str:
 
 
 def list_agents(connection: Connection, *, include_inactive: bool = False) -> list[dict[str, Any]]:
-    from sqlalchemy import and_, func, select
-
-    from chatctl.storage.models import Agent, Chat
-
     live = (
         select(Chat.agent_id, func.count().label("live_chats"))
         .where(Chat.status == "live", Chat.agent_id.is_not(None))
@@ -47,10 +46,6 @@ def list_agents(connection: Connection, *, include_inactive: bool = False) -> li
 
 
 def agent_by_handle(connection: Connection, handle: str):
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Agent
-
     row = connection.execute(select(Agent.__table__).where(Agent.handle == handle)).first()
     if row is None:
         raise NotFound(f"no agent '{handle}'")
@@ -59,10 +54,6 @@ def agent_by_handle(connection: Connection, handle: str):
 
 def require_agent_id(connection: Connection, handle: str) -> int:
     """The id of an active agent, or a usage error (for options like ``--agent``)."""
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Agent
-
     row = connection.execute(select(Agent.id, Agent.active).where(Agent.handle == handle)).first()
     if row is None:
         raise UsageError(f"unknown agent '{handle}'")
@@ -73,10 +64,6 @@ def require_agent_id(connection: Connection, handle: str) -> int:
 
 def add_agent(connection: Connection, handle: str, name: str, role: str, *, actor: str,
               operation_id: str, now: dt.datetime, presence: str = "offline") -> dict[str, Any]:
-    from sqlalchemy import insert, select
-
-    from chatctl.storage.models import Agent
-
     validate_handle(handle)
     if role not in ROLES:
         raise UsageError(f"bad role '{role}': use one of {', '.join(ROLES)}")
@@ -96,10 +83,6 @@ def add_agent(connection: Connection, handle: str, name: str, role: str, *, acto
 
 def _update(connection: Connection, handle: str, changes: dict[str, Any], *, action: str, actor: str,
             operation_id: str, now: dt.datetime) -> dict[str, Any]:
-    from sqlalchemy import update
-
-    from chatctl.storage.models import Agent
-
     agent = agent_by_handle(connection, handle)
     current = {key: getattr(agent, key) for key in changes}
     before, after = audit.diff(current, changes)

@@ -29,25 +29,17 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from chatctl.config import sweep_lease_seconds
 from chatctl.errors import LockedError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
-
-DEFAULT_LEASE_SECONDS = 300
 
 
 def lock_key(name: str) -> int:
     """A stable signed 64-bit key for ``pg_try_advisory_lock``."""
     digest = hashlib.blake2b(f"chatctl.sweep:{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-def lease_seconds() -> int:
-    try:
-        return max(1, int(os.environ.get("CHATCTL_SWEEP_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)))
-    except ValueError:
-        return DEFAULT_LEASE_SECONDS
 
 
 def holder_name(run_id: str) -> str:
@@ -77,7 +69,7 @@ def holder_is_dead(holder: str) -> bool:
 def _locked(name: str, detail: str = "") -> LockedError:
     job, shard = name.split(":", 1)
     return LockedError(f"another sweep holds the lock for job {job} (shard {shard}){detail}",
-                       hint="it is still running; --skip-if-locked exits 0 in that case")
+                       hint="it is still running")
 
 
 class AdvisoryLocks:
@@ -129,7 +121,7 @@ class LeaseLocks:
         self._clock = clock
         self._held: list[str] = []
         self._renewed_at: dt.datetime | None = None
-        self._seconds = lease_seconds()
+        self._seconds = sweep_lease_seconds()
 
     def acquire(self, names: Sequence[str]) -> None:
         try:
