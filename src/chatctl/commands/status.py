@@ -72,6 +72,7 @@ def status(
 
     Example:
 
+    \b
         chatctl status
         chatctl status --watch --interval 5s
         chatctl status --check --waiting-warning 5m --waiting-critical 15m
