@@ -1,63 +1,56 @@
-"""Audit retention on PostgreSQL: does a big audit table slow the sweeps down,
-and how fast does ``audit prune`` remove it, beside its floors.
+"""Section ``audit-retention``: audit retention on PostgreSQL.
 
-1. **Sweep with a full audit table.**  A desk of ``--chats`` chats (a tenth of
-   them live and idle past the inactivity timeout), once with an empty
-   ``audit_events`` and once with ``--audit-rows`` rows already in it (spread
-   over 400 days, over every chat, 1,000 events per operation, the shape
-   chatctl writes).  ``chatctl sweep run inactivity`` on a fresh clone of each,
-   side by side, ``--runs`` times; the run's own ``duration_s``.
-2. **Prune.**  On a clone of the full desk, every audit row older than the
-   cutoff (all of them) removed three ways, side by side, ``--runs`` times:
-   ``chatctl audit prune --before 1d --yes`` (batched deletes, the default
-   batch size); one hand-written ``DELETE FROM audit_events WHERE at < cutoff``
-   (the floor for deleting); and the same rows in a copy of the table
-   partitioned by month, removed by ``DROP TABLE`` of every partition (the
-   floor for partitioning; the copy's loading time is not counted).
+A desk of N chats (1,000,000; quick: 50,000), a tenth of them live and idle
+past the inactivity timeout, and M audit rows (10,000,000; quick: 300,000)
+spread over 400 days and over every chat, 1,000 events per operation -- the
+shape chatctl writes.  The rows are loaded with the audit indexes dropped and
+the indexes built afterwards (what a year of traffic leaves, built in minutes
+instead of hours); the templates are vacuumed and checkpointed.
 
-Each measurement starts from the same data (``CREATE DATABASE ... TEMPLATE``).
-The machine is shared: the variants alternate within each run so that noise
-falls on both; medians and the spread (min-max) are printed.
+* does a big audit table slow the sweeps down?
+  ``chatctl sweep run inactivity`` on a fresh copy of the desk with an empty
+  ``audit_events`` (the floor row) and on one with the M rows, alternating
+  within each run so that the machine's noise falls on both.
+* pruning: every one of the M rows removed, three ways, each on a
+  fresh copy: one hand-written ``DELETE FROM audit_events WHERE at < cutoff``
+  (the floor); ``chatctl audit prune --before 1d --yes`` (batched deletes);
+  and ``DROP TABLE`` of every month of a copy of the rows partitioned by
+  month (what partitioning would cost at prune time; building that copy is
+  not timed).
 
-Example:
-    python bench/audit_retention.py --chats 1000000 --audit-rows 10000000 --runs 3 --json out.json
+One section, so that the desk is built once; each of its two parts has its
+own floor row.
+
+    python bench/run.py --only audit-retention
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import os
-import platform
-import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE.parent / "src"))
+from harness import Bench, Goal, Row, Section, fingerprint
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
 HISTORY_DAYS = 400
 
-CHATS_SQL = """
-INSERT INTO customers (id, display_name, address, created_at)
-SELECT g, 'Customer ' || g, '+2782' || lpad(g::text, 7, '0'), %(t0)s FROM generate_series(1, 1000) g;
-INSERT INTO agents (id, handle, name, role, presence, active, created_at)
-VALUES (1, 'alice', 'Alice', 'agent', 'online', true, %(t0)s);
-INSERT INTO chats (id, customer_id, channel, status, agent_id, assigned_at, reassign_count, flagged, created_at,
-                   last_customer_message_at, last_agent_message_at, last_activity_at, agent_seen_at)
-SELECT g, g %% 1000 + 1, 'webchat', CASE WHEN g %% 10 = 0 THEN 'live' ELSE 'closed' END, 1,
-       %(t0)s, 0, false, %(t0)s, %(t0)s, %(t0)s,
-       CASE WHEN g %% 10 = 0 THEN %(idle)s ELSE %(now)s END, %(t0)s
-  FROM generate_series(1, %(chats)s) g;
-SELECT setval(pg_get_serial_sequence('chats', 'id'), %(chats)s);
-"""
+CHATS = [
+    "INSERT INTO customers (id, display_name, address, created_at) "
+    "SELECT g, 'Customer ' || g, '+2782' || lpad(g::text, 7, '0'), %(t0)s FROM generate_series(1, 1000) g",
+    "INSERT INTO agents (id, handle, name, role, presence, active, created_at) "
+    "VALUES (1, 'alice', 'Alice', 'agent', 'online', true, %(t0)s)",
+    "INSERT INTO chats (id, customer_id, channel, status, agent_id, assigned_at, reassign_count, flagged, created_at, "
+    "last_customer_message_at, last_agent_message_at, last_activity_at, agent_seen_at) "
+    "SELECT g, g %% 1000 + 1, 'webchat', CASE WHEN g %% 10 = 0 THEN 'live' ELSE 'closed' END, 1, %(t0)s, 0, false, "
+    "%(t0)s, %(t0)s, %(t0)s, CASE WHEN g %% 10 = 0 THEN %(idle)s ELSE %(now)s END, %(t0)s "
+    "FROM generate_series(1, %(chats)s) g",
+    "SELECT setval(pg_get_serial_sequence('chats', 'id'), %(chats)s)",
+]
 
-AUDIT_SQL = """
+AUDIT_INDEXES = {"ix_audit_entity": "(entity_type, entity_id, id)", "ix_audit_operation": "(operation_id, id)",
+                 "ix_audit_at": "(at)"}
+
+AUDIT_ROWS = """
 INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
 SELECT %(oldest)s + (g::double precision / %(rows)s) * %(span)s * interval '1 second',
        'system', 'sweep.inactivity', 'chat', ((g::bigint * 7919) %% %(chats)s + 1)::text,
@@ -70,193 +63,153 @@ SELECT %(oldest)s + (g::double precision / %(rows)s) * %(span)s * interval '1 se
 """
 
 
-def chatctl(url: str, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "chatctl", "--database-url", url, *args],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"chatctl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-    return result
-
-
-class Desk:
-    def __init__(self) -> None:
-        from pgserver import PostgresServer
-
-        self.server = PostgresServer()
-        self.server.start()
-
-    def execute(self, statement: str, database: str = "postgres", params: dict | None = None):
-        import psycopg
-
-        with psycopg.connect(self.server.url(database), autocommit=True) as connection:
-            cursor = connection.execute(statement, params)
-            return cursor.fetchall() if cursor.description else None
-
-    def fresh(self, name: str, template: str) -> str:
-        self.execute(f"DROP DATABASE IF EXISTS {name}")
-        self.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-        return self.server.url(name)
-
-    def drop(self, name: str) -> None:
-        self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-    def finish(self, name: str) -> None:
-        self.execute("VACUUM ANALYZE", name)
-        self.execute("CHECKPOINT", name)
-
-    def size(self, name: str, relation: str) -> str:
-        return self.execute(f"SELECT pg_size_pretty(pg_total_relation_size('{relation}'))", name)[0][0]
-
-    def version(self) -> str:
-        return self.execute("SHOW server_version")[0][0]
-
-
-def build(desk: Desk, chats: int, audit_rows: int) -> None:
-    desk.execute("CREATE DATABASE empty_audit")
-    chatctl(desk.server.url("empty_audit"), "db", "upgrade")
-    idle = NOW - dt.timedelta(hours=2)
-    for statement in CHATS_SQL.split(";"):
-        if statement.strip():
-            desk.execute(statement, "empty_audit", {"t0": NOW - dt.timedelta(days=3), "idle": idle, "now": NOW,
-                                                    "chats": chats})
-    desk.finish("empty_audit")
-    desk.execute("CREATE DATABASE full_audit TEMPLATE empty_audit")
-    started = time.perf_counter()
-    desk.execute(AUDIT_SQL, "full_audit", {"oldest": NOW - dt.timedelta(days=HISTORY_DAYS + 1),
-                                           "span": (HISTORY_DAYS - 1) * 86400, "rows": audit_rows, "chats": chats})
-    desk.finish("full_audit")
-    print(f"built: {chats} chats; {audit_rows} audit rows in {time.perf_counter() - started:.0f}s "
-          f"({desk.size('full_audit', 'audit_events')} with indexes)", flush=True)
-
-
-def sweep(desk: Desk, template: str) -> float:
-    url = desk.fresh("run", template)
-    try:
-        out = json.loads(chatctl(url, "sweep", "run", "inactivity", "--as-of", NOW.isoformat(), "-o", "json").stdout)
-        return out["duration_s"], out["jobs"]["inactivity"]["changed"]
-    finally:
-        desk.drop("run")
-
-
-def prune_chatctl(desk: Desk, expected: int) -> float:
-    url = desk.fresh("prune", "full_audit")
-    try:
-        started = time.perf_counter()
-        out = json.loads(chatctl(url, "audit", "prune", "--before", "1d", "--yes", "-o", "json").stdout)
-        seconds = time.perf_counter() - started
-        assert out["removed"] == expected, out
-        return seconds
-    finally:
-        desk.drop("prune")
-
-
-def prune_delete(desk: Desk, expected: int) -> float:
+def _execute(url: str, statements: list[str], params: dict | None = None) -> None:
     import psycopg
 
-    url = desk.fresh("floor", "full_audit")
-    try:
-        with psycopg.connect(url) as connection:
-            started = time.perf_counter()
-            removed = connection.execute("DELETE FROM audit_events WHERE at < %s",
-                                         (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1),)).rowcount
-            connection.commit()
-            seconds = time.perf_counter() - started
-        assert removed == expected, removed
-        return seconds
-    finally:
-        desk.drop("floor")
+    with psycopg.connect(url, autocommit=True) as connection:
+        for statement in statements:
+            connection.execute(statement, params)
 
 
-def build_partitioned(desk: Desk, expected: int) -> list[str]:
-    """A clone of the full desk whose audit rows are copied into a table partitioned by month (a template)."""
-    url = desk.fresh("parts_base", "full_audit")
-    months = []
-    with __import__("psycopg").connect(url, autocommit=True) as connection:
-        connection.execute("CREATE TABLE audit_parts (LIKE audit_events INCLUDING DEFAULTS) PARTITION BY RANGE (at)")
-        month = (NOW - dt.timedelta(days=HISTORY_DAYS + 40)).replace(day=1, hour=0, minute=0, second=0,
-                                                                     microsecond=0)
-        while month < NOW:
-            following = (month + dt.timedelta(days=32)).replace(day=1)
-            name = f"audit_parts_{month:%Y_%m}"
-            connection.execute(f"CREATE TABLE {name} PARTITION OF audit_parts FOR VALUES FROM "
-                               f"('{month.isoformat()}') TO ('{following.isoformat()}')")
-            months.append(name)
-            month = following
-        for columns, index in ((("entity_type", "entity_id", "id"), "entity"), (("operation_id", "id"), "op"),
-                               (("at",), "at")):
-            connection.execute(f"CREATE INDEX audit_parts_{index} ON audit_parts ({', '.join(columns)})")
-        connection.execute("INSERT INTO audit_parts SELECT * FROM audit_events")
-        copied = connection.execute("SELECT count(*) FROM audit_parts").fetchone()[0]
-        assert copied == expected, copied
-    desk.finish("parts_base")
+def _sizes(bench: Bench) -> tuple[int, int]:
+    rows = bench.size(full=10_000_000, quick=300_000)
+    return (1_000_000 if not bench.quick else 50_000), rows
+
+
+def build(bench: Bench) -> tuple[int, int]:
+    """Templates ``audit_empty`` and ``audit_full`` (once per benchmark run)."""
+    postgres = bench.postgres()
+    chats, rows = _sizes(bench)
+    if "audit_full" in postgres.templates:
+        return chats, rows
+    url = postgres.create("audit_empty")
+    _execute(url, CHATS, {"t0": NOW - dt.timedelta(days=3), "idle": NOW - dt.timedelta(hours=2), "now": NOW,
+                          "chats": chats})
+    postgres.freeze("audit_empty")
+    url = postgres.fresh("audit_full", "audit_empty")
+    started = time.perf_counter()
+    _execute(url, [f"DROP INDEX {name}" for name in AUDIT_INDEXES])
+    _execute(url, [AUDIT_ROWS], {"oldest": NOW - dt.timedelta(days=HISTORY_DAYS + 1),
+                                 "span": (HISTORY_DAYS - 1) * 86400, "rows": rows, "chats": chats})
+    _execute(url, [f"CREATE INDEX {name} ON audit_events {columns}" for name, columns in AUDIT_INDEXES.items()])
+    postgres.freeze("audit_full")
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        size = connection.execute("SELECT pg_size_pretty(pg_total_relation_size('audit_events'))").fetchone()[0]
+    bench.log(f"built {chats:,} chats and {rows:,} audit rows ({size} with indexes) in "
+              f"{time.perf_counter() - started:.0f}s")
+    bench.facts["desk"] = (f"{chats:,} chats ({chats // 10:,} idle live ones to close); {rows:,} audit rows over "
+                           f"{HISTORY_DAYS} days, {size} with their three indexes")
+    return chats, rows
+
+
+def _closed(url: str) -> tuple[int, str]:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        rows = connection.execute("SELECT id, status, closed_at FROM chats WHERE status = 'closed' AND "
+                                  "close_reason = 'inactivity' ORDER BY id").fetchall()
+    return len(rows), fingerprint(rows)
+
+
+def sweep_full_audit(bench: Bench) -> list[Row]:
+    postgres = bench.postgres()
+    timings: dict[str, list] = {"audit_empty": [], "audit_full": []}
+    left: dict[str, set] = {"audit_empty": set(), "audit_full": set()}
+    for run in range(bench.runs):
+        for template in timings:
+            url = postgres.fresh("sweep_run", template)
+            timing = bench.chatctl(url, "-q", "sweep", "run", "inactivity", "--as-of", NOW.isoformat())
+            timings[template].append(timing)
+            left[template].add(_closed(url))
+            postgres.drop("sweep_run")
+            bench.log(f"run {run + 1} {template}: {timing.inprocess_s:.2f}s in process")
+    ((count, printed),) = left["audit_empty"]
+    ((full_count, full_printed),) = left["audit_full"]
+    empty, full = timings["audit_empty"], timings["audit_full"]
+    return [Row("chatctl `sweep run inactivity`, empty audit table", process=[t.process_s for t in empty],
+                inprocess=[t.inprocess_s for t in empty], changed=count, fingerprint=printed, floor=True),
+            Row("chatctl `sweep run inactivity`, audit table full", process=[t.process_s for t in full],
+                inprocess=[t.inprocess_s for t in full], changed=full_count, fingerprint=full_printed,
+                goal=Goal("no slower than with an empty audit table beyond the measured spread", ratio=1.25))]
+
+
+def build_partitioned(bench: Bench) -> list[str]:
+    """Template ``audit_parts``: the full desk plus a copy of its audit rows partitioned by month."""
+    postgres = bench.postgres()
+    url = postgres.fresh("audit_parts", "audit_full")
+    month = (NOW - dt.timedelta(days=HISTORY_DAYS + 40)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    months, statements = [], ["CREATE TABLE audit_parts (LIKE audit_events INCLUDING DEFAULTS) "
+                              "PARTITION BY RANGE (at)"]
+    while month < NOW:
+        following = (month + dt.timedelta(days=32)).replace(day=1)
+        months.append(f"audit_parts_{month:%Y_%m}")
+        statements.append(f"CREATE TABLE {months[-1]} PARTITION OF audit_parts FOR VALUES FROM "
+                          f"('{month.isoformat()}') TO ('{following.isoformat()}')")
+        month = following
+    statements.append("INSERT INTO audit_parts SELECT * FROM audit_events")
+    statements += [f"CREATE INDEX {name}_parts ON audit_parts {columns}" for name, columns in AUDIT_INDEXES.items()]
+    _execute(url, statements)
+    postgres.freeze("audit_parts")
     return months
 
 
-def prune_partitions(desk: Desk, months: list[str]) -> float:
-    """Every month's partition dropped, in one transaction (the loading of the copy is not counted)."""
+def _audit_left(url: str) -> int:
+    """Audit rows left, the prune's own rows aside."""
     import psycopg
 
-    url = desk.fresh("parts", "parts_base")
-    try:
-        with psycopg.connect(url, autocommit=True) as connection:
+    with psycopg.connect(url) as connection:
+        return connection.execute("SELECT count(*) FROM audit_events WHERE action <> 'audit.prune'").fetchone()[0]
+
+
+def audit_prune(bench: Bench, rows: int) -> list[Row]:
+    import psycopg
+
+    months = build_partitioned(bench)
+    postgres = bench.postgres()
+    floors, partitions, timings = [], [], []
+    for run in range(bench.runs):
+        url = postgres.fresh("prune_floor", "audit_full")
+        with psycopg.connect(url) as connection:
             started = time.perf_counter()
-            with connection.transaction():
-                for name in months:
-                    connection.execute(f"DROP TABLE {name}")
-            return time.perf_counter() - started
-    finally:
-        desk.drop("parts")
+            removed = connection.execute("DELETE FROM audit_events WHERE at < %s",
+                                         (NOW - dt.timedelta(days=1),)).rowcount
+            connection.commit()
+            floors.append(time.perf_counter() - started)
+        assert removed == rows and _audit_left(url) == 0
+        postgres.drop("prune_floor")
+
+        url = postgres.fresh("prune_run", "audit_full")
+        timing = bench.chatctl(url, "-q", "audit", "prune", "--before", "1d", "--yes", "-o", "json")
+        timings.append(timing)
+        assert _audit_left(url) == 0, "chatctl left audit rows behind"
+        postgres.drop("prune_run")
+
+        url = postgres.fresh("prune_parts", "audit_parts")
+        with psycopg.connect(url) as connection:
+            started = time.perf_counter()
+            for name in months:
+                connection.execute(f"DROP TABLE {name}")
+            connection.commit()
+            partitions.append(time.perf_counter() - started)
+            assert connection.execute("SELECT count(*) FROM audit_parts").fetchone()[0] == 0
+        postgres.drop("prune_parts")
+        bench.log(f"run {run + 1}: DELETE {floors[-1]:.1f}s, chatctl {timing.inprocess_s:.1f}s in process, "
+                  f"partition drop {partitions[-1]:.2f}s")
+    return [Row("floor: one `DELETE FROM audit_events WHERE at < cutoff`", inprocess=floors, changed=rows,
+                floor=True),
+            Row("chatctl `audit prune --before 1d --yes` (batches of 10,000, one audit row each)",
+                process=[t.process_s for t in timings], inprocess=[t.inprocess_s for t in timings], changed=rows,
+                goal=Goal("within 3x the one-statement DELETE", ratio=3.0)),
+            Row("partitioned by month: `DROP TABLE` of every partition (not what chatctl does)",
+                inprocess=partitions, changed=rows, note="copy partitioned beforehand, not timed")]
 
 
-def spread(values: list[float]) -> dict:
-    return {"median_s": round(statistics.median(values), 3), "min_s": round(min(values), 3),
-            "max_s": round(max(values), 3), "runs": [round(value, 3) for value in values]}
+def measure(bench: Bench) -> list[Row]:
+    _, rows = build(bench)
+    return sweep_full_audit(bench) + audit_prune(bench, rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chats", type=int, default=1_000_000)
-    parser.add_argument("--audit-rows", type=int, default=10_000_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip", choices=("sweep", "prune"), action="append", default=[])
-    parser.add_argument("--json", help="write the figures here")
-    args = parser.parse_args()
-
-    desk = Desk()
-    figures: dict = {"chats": args.chats, "audit_rows": args.audit_rows, "runs": args.runs,
-                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "database": f"PostgreSQL {desk.version()}"}}
-    try:
-        build(desk, args.chats, args.audit_rows)
-        figures["audit_table_size"] = desk.size("full_audit", "audit_events")
-        if "sweep" not in args.skip:
-            empty, full = [], []
-            for run in range(args.runs):
-                for template, times in (("empty_audit", empty), ("full_audit", full)):
-                    seconds, changed = sweep(desk, template)
-                    times.append(seconds)
-                    print(f"run {run + 1} sweep, {template}: {seconds:.2f}s ({changed} closed)", flush=True)
-            figures["sweep"] = {"closed": changed, "empty_audit": spread(empty), "full_audit": spread(full)}
-        if "prune" not in args.skip:
-            months = build_partitioned(desk, args.audit_rows)
-            ways = {"chatctl audit prune": lambda: prune_chatctl(desk, args.audit_rows),
-                    "one DELETE": lambda: prune_delete(desk, args.audit_rows),
-                    "DROP monthly partitions": lambda: prune_partitions(desk, months)}
-            times: dict[str, list[float]] = {name: [] for name in ways}
-            for run in range(args.runs):
-                for name, way in ways.items():
-                    times[name].append(way())
-                    print(f"run {run + 1} prune, {name}: {times[name][-1]:.2f}s", flush=True)
-            figures["prune"] = {name: spread(values) for name, values in times.items()}
-            floor = figures["prune"]["one DELETE"]["median_s"]
-            figures["prune"]["chatctl audit prune"]["ratio_to_delete"] = round(
-                figures["prune"]["chatctl audit prune"]["median_s"] / floor, 2)
-        print(json.dumps(figures, indent=2))
-        if args.json:
-            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-    finally:
-        desk.server.stop()
-
-
-if __name__ == "__main__":
-    main()
+SECTIONS = [Section("audit-retention", "Audit retention: sweeps beside a full audit table, and `audit prune`, "
+                    "on PostgreSQL", measure, order=65)]
