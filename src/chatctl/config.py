@@ -54,6 +54,8 @@ class Settings:
     pooler: str | None = None
     sweep_lock: str = "auto"
     audit_retention: str | None = None
+    # Where pooler, sweep_lock and audit_retention came from: CHATCTL_<KEY>, "profile NAME in PATH" or "default".
+    sources: dict[str, str] = field(default_factory=dict)
     status: dict[str, object] = field(default_factory=dict)
     """The profile's ``chatctl status`` keys (STATUS_KEYS), as written; checked where they are used."""
 
@@ -212,11 +214,13 @@ def resolve(
         if value:
             session[key] = value
 
-    pooler, where = _setting("pooler", chosen, env, profile_name, config_path)
-    pooler = _choice("pooler", pooler, POOLERS, where) if pooler is not None else "none"
-    sweep_lock, where = _setting("sweep_lock", chosen, env, profile_name, config_path)
-    sweep_lock = _choice("sweep_lock", sweep_lock, SWEEP_LOCKS, where) if sweep_lock is not None else "auto"
-    retention, _ = _setting("audit_retention", chosen, env, profile_name, config_path)
+    sources: dict[str, str] = {}
+    pooler, sources["pooler"] = _setting("pooler", chosen, env, profile_name, config_path)
+    pooler = _choice("pooler", pooler, POOLERS, sources["pooler"]) if pooler is not None else "none"
+    sweep_lock, sources["sweep_lock"] = _setting("sweep_lock", chosen, env, profile_name, config_path)
+    sweep_lock = (_choice("sweep_lock", sweep_lock, SWEEP_LOCKS, sources["sweep_lock"]) if sweep_lock is not None
+                  else "auto")
+    retention, sources["audit_retention"] = _setting("audit_retention", chosen, env, profile_name, config_path)
 
     return Settings(
         database_url=url,
@@ -230,5 +234,6 @@ def resolve(
         pooler=None if pooler == "none" else pooler,
         sweep_lock=sweep_lock,
         audit_retention=str(retention) if retention is not None else None,
+        sources=sources,
         status={key: chosen[key] for key in STATUS_KEYS if key in chosen},
     )
