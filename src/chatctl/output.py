@@ -473,7 +473,7 @@ def _watch_live(env: Environment, draw: Callable[[Environment], None], *, interv
         buffer = io.StringIO()
         draw(replace(env, stdout=_TerminalBuffer(buffer), width=console.width))
         top = Text(f"{heading()}  (every {_seconds(interval)}; Ctrl-C to stop)", style="dim")
-        return Group(top, Text.from_ansi(buffer.getvalue()))
+        return Group(top, Text.from_ansi(buffer.getvalue().rstrip("\n")))
 
     with Live(snapshot(), console=console, auto_refresh=False, transient=False,
               vertical_overflow="ellipsis") as screen:

@@ -13,13 +13,17 @@ from chatctl.commands.common import (
     BatchSizeOpt,
     DryRunOpt,
     IdsArg,
+    IntervalOpt,
     LimitOpt,
     OutputOpt,
+    WatchOpt,
+    WideOpt,
     desk,
     fmt,
     note_next_page,
     page_limit,
     run_bulk,
+    watch_interval,
 )
 from chatctl.batch_sizes import CHAT_ACTION
 from chatctl.completion import complete_agent_handle
@@ -47,19 +51,28 @@ def _marker(text: str, colour: str):
 
 
 def _chat_columns(view: str):
+    """What a view shows.  In a table, times read as "12m" (waiting: since the customer's unanswered
+    message; idle: since the last activity), and the least important columns go first when the
+    terminal is narrow: channel, then idle, agent, customer."""
+    from chatctl.domain.chats.views import waiting_since
     from chatctl.output import Column
 
     if view == "tickets":
-        return ["id", "chat_id", "status", "reason", "agent", "created_at", "closed_at"]
+        return [Column("id"), Column("chat_id"), "status", Column("reason", drop=2), Column("agent", drop=1),
+                Column("created_at", "created", ago="age"), Column("closed_at", "closed", ago="closed", drop=3)]
     columns = [Column("id"), Column("unread", "", _marker("●", "blue")), Column("new", "", _marker("new", "green")),
-               Column("channel"), Column("customer"), Column("agent"), Column("flagged", style=_marker("⚑", "yellow")),
-               Column("last_customer_message_at", "customer wrote"), Column("last_activity_at", "activity")]
-    if view == "tagged":
-        columns += [Column("status"), Column("tagged")]
-    if view == "pending":
-        columns.append(Column("pending_since", "pending since"))
+               Column("channel", drop=1), Column("customer", drop=5), Column("agent", drop=3),
+               Column("flagged", style=_marker("⚑", "yellow"))]
     if view == "closed":
-        columns += [Column("closed_at", "closed"), Column("closed_by", "by"), Column("close_reason", "reason")]
+        return columns + [Column("closed_at", "closed", ago="closed"), Column("closed_by", "by"),
+                          Column("close_reason", "reason", drop=4),
+                          Column("last_activity_at", "activity", ago="idle", drop=2)]
+    columns += [Column("last_customer_message_at", "customer wrote", ago="waiting", since=waiting_since),
+                Column("last_activity_at", "activity", ago="idle", drop=2)]
+    if view == "tagged":
+        columns += [Column("status", drop=4), Column("tagged")]
+    if view == "pending":
+        columns.append(Column("pending_since", "pending since", ago="pending"))
     return columns
 
 
@@ -80,6 +93,9 @@ def list_(
     limit: LimitOpt = None,
     after: AfterOpt = None,
     all_: AllOpt = False,
+    wide: WideOpt = False,
+    watch: WatchOpt = False,
+    interval: IntervalOpt = "2s",
     output: OutputOpt = None,
 ) -> None:
     """List one view (R1).  In the live view, "new" (green) marks chats no agent has answered
@@ -90,13 +106,24 @@ def list_(
     not archived.  A full page prints "next page: --after CURSOR" on stderr; --all streams
     every row.
 
-    Example: chatctl chats list live --unread --sort activity --limit 20
+    In a table, "waiting" is how long the customer has waited for an answer and "idle" the
+    time since the last activity; other formats keep the timestamps.  A table narrower than
+    its columns leaves out channel, idle, agent and customer, in that order (--wide keeps
+    them).  --watch redraws the page every --interval until Ctrl-C.
+
+    Example:
+
+        chatctl chats list live --unread --sort activity --limit 20
+        chatctl chats list live --agent alice --watch
     """
     from chatctl.domain.chats.views import ViewOptions, list_view
     from chatctl.errors import UsageError
     from chatctl.output import choose_format, render_rows
 
     rows_wanted = page_limit(limit, all_)
+    if watch and all_:
+        raise UsageError("--watch shows one page at a time: give --limit, not --all")
+    every = watch_interval(interval) if watch else None
     the_desk = desk(ctx)
     if view is View.tagged and agent is None:
         actor = the_desk.actor()
@@ -106,11 +133,24 @@ def list_(
     options = ViewOptions(view=view.value, agent=agent, channel=channel, flagged=flagged, new=new, unread=unread,
                           sort=sort.value if sort else None, limit=rows_wanted, after=after)
     flat = choose_format(fmt(output), the_desk.env) not in ("json", "jsonl")
-    with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
-        page = list_view(connection, options, flat=flat)
-        render_rows(the_desk.env, page.rows, _chat_columns(view.value), fmt(output), tz=the_desk.tz(connection),
-                    empty=f"no chats in the {view.value} view" if view is not View.tickets else "no tickets")
-    note_next_page(the_desk, page.next_cursor)
+    chosen = "json" if watch and fmt(output) == "jsonl" else fmt(output)  # a snapshot is one document
+
+    def draw(env) -> None:
+        with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
+            page = list_view(connection, options, flat=flat)
+            render_rows(env, page.rows, _chat_columns(view.value), chosen, tz=the_desk.tz(connection),
+                        now=the_desk.now(), wide=wide, one_line=watch,
+                        empty=f"no chats in the {view.value} view" if view is not View.tickets else "no tickets")
+        if not watch:
+            note_next_page(the_desk, page.next_cursor)
+
+    if not watch:
+        draw(the_desk.env)
+        return
+    from chatctl.output import watch as watch_loop
+
+    watch_loop(the_desk.env, draw, fmt=chosen, interval=every,
+               heading=lambda: f"chatctl chats list {view.value}")
 
 
 @app.command("filter")

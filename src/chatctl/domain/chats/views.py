@@ -9,7 +9,7 @@ Nothing here writes; the actions live in ``chatctl.domain.chats.actions``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,18 @@ def is_unread(row: Any) -> bool:
     """R2: the customer wrote after the agent last saw the chat (never seen counts as unseen)."""
     last = row.last_customer_message_at
     return last is not None and (row.agent_seen_at is None or last > row.agent_seen_at)
+
+
+def waiting_since(chat: Mapping[str, Any]) -> dt.datetime | None:
+    """Since when the customer has waited for an answer (R5's unanswered), or None.
+
+    ``chat`` is a chat object (``chat_json``): its last customer message when no
+    agent message came after it.
+    """
+    last_customer, last_agent = chat["last_customer_message_at"], chat["last_agent_message_at"]
+    if last_customer is None or (last_agent is not None and last_agent >= last_customer):
+        return None
+    return last_customer
 
 
 def new_condition(chat):
