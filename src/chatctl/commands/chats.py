@@ -113,6 +113,7 @@ def list_(
 
     Example:
 
+    \b
         chatctl chats list live --unread --sort activity --limit 20
         chatctl chats list live --agent alice --watch
     """
