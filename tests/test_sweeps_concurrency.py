@@ -105,6 +105,29 @@ def test_parallel_sweeps_change_each_chat_exactly_once(cli, engine, shards, rout
     assert sum(r["jobs"]["agent-timeout"]["changed"] for r in reports) == len(waiting)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_r5_parallel_reassignment_on_sqlite_changes_each_chat_once(cli, engine):
+    """SQLite has no row locks to skip: four agent-timeout sweeps with the lock bypassed still hand
+    each waiting chat to another agent exactly once (the re-checked predicate and one writer at a time)."""
+    alice, bob, carol = add_agent(engine, "alice"), add_agent(engine, "bob"), add_agent(engine, "carol")
+    bulk_chats(engine, 300, agent=bob, waiting=True)
+    before = statuses(engine)
+    processes = [chatctl(cli.url, "sweep", "run", "agent-timeout", "--as-of", AS_OF, "--batch-size", "25",
+                         "-o", "json", env={"CHATCTL_SWEEP_NO_LOCK": "1"}) for _ in range(4)]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
+    assert not any("locked" in err or "Traceback" in err for _, err in outputs), outputs
+    after = statuses(engine)
+    audited = chat_audit_counts(engine)
+    assert set(audited.values()) == {1}, "a chat was reassigned twice"
+    assert {int(key) for key in audited} == {chat_id for chat_id, row in after.items() if row != before[chat_id]}
+    assert len(audited) == 300
+    assert all(row.agent_id in (alice, carol) and row.assigned_at == T0 for row in after.values())
+    reports = [__import__("json").loads(out) for out, _ in outputs]
+    assert sum(report["jobs"]["agent-timeout"]["changed"] for report in reports) == 300
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("job", ["inactivity", "agent-timeout"])
 def test_customer_message_holding_the_row_keeps_the_chat_live(cli, engine, job):
