@@ -26,6 +26,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from pgserver import PostgresServer  # noqa: E402
 
+try:  # every property test draws its examples from a fixed seed, so a failure reproduces
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("chatctl", derandomize=True, database=None)
+    _hypothesis_settings.load_profile("chatctl")
+except ImportError:  # hypothesis is a test dependency; without it the property tests fail to import
+    pass
+
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -117,9 +125,22 @@ _counter = itertools.count()
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    if request.param == "postgresql":
-        request.applymarker(pytest.mark.postgres)
     return request.param
+
+
+def on_postgres(request) -> None:
+    """Record that this test got a database on a PostgreSQL server the suite started.
+
+    Called where a fixture hands a test its URL, so a test counts whether it then talks to
+    the server in-process or through a chatctl subprocess.  The CI gate counts these."""
+    if ("postgres", True) not in request.node.user_properties:
+        request.node.user_properties.append(("postgres", True))
+
+
+@pytest.fixture(autouse=True)
+def _count_postgres_servers(request):
+    if POSTGRES_FIXTURES.intersection(request.fixturenames):
+        on_postgres(request)
 
 
 @pytest.fixture
@@ -135,6 +156,7 @@ def database_url(backend, request, tmp_path):
     template = request.getfixturevalue("pg_template")
     name = f"t_{os.getpid()}_{next(_counter)}"
     _admin_execute(server, f"CREATE DATABASE {name} TEMPLATE {template}")
+    on_postgres(request)
     yield f"{server}/{name}"
     _admin_execute(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -219,28 +241,52 @@ def bare_cli():
 
 
 # -- proof that PostgreSQL really ran --------------------------------------------------
+# Fixtures that hand a test a server the suite started (the parametrised ``backend`` is the other way in).
+POSTGRES_FIXTURES = {"pg_server", "scram_server"}
+FLOOR_FILE = Path(__file__).parent / "postgres_floor.txt"
 _postgres_outcomes = {"passed": 0, "failed": 0, "skipped": 0}
 
 
-def _is_postgres(report) -> bool:
-    return "postgres" in report.keywords or "postgresql" in report.nodeid
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the marker must already be there
+def pytest_collection_modifyitems(config, items):
+    """Mark ``postgres`` every test that gets a PostgreSQL database, so `-m postgres` selects them."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if (callspec is not None and callspec.params.get("backend") == "postgresql") or \
+                POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+def postgres_floor() -> int:
+    """The least number of passing tests on PostgreSQL a CI run accepts (first number in the file)."""
+    for line in FLOOR_FILE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            return int(line.split()[0])
+    raise ValueError(f"{FLOOR_FILE} holds no number")
 
 
 def pytest_runtest_logreport(report):
-    if not _is_postgres(report):
+    if ("postgres", True) not in report.user_properties:
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         _postgres_outcomes[report.outcome] += 1
 
 
+def _is_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def pytest_terminal_summary(terminalreporter):
     counts = ", ".join(f"{number} {outcome}" for outcome, number in _postgres_outcomes.items())
-    terminalreporter.write_line(f"tests against the private PostgreSQL server: {counts}")
+    line = f"tests whose database was on the suite's PostgreSQL server: {counts}"
+    if _is_ci():
+        line += f" (CI floor: {postgres_floor()} passed, from {FLOOR_FILE.name})"
+    terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    # In CI a run where no PostgreSQL test passed, or one was skipped, is a failure.
-    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    if ci and session.testscollected and (_postgres_outcomes["passed"] == 0 or _postgres_outcomes["skipped"]):
-        if not hasattr(session.config, "workerinput"):  # the xdist controller decides
-            session.exitstatus = 1
+    # In CI, fewer passing PostgreSQL tests than the floor, or any skipped, fails the run.
+    if not _is_ci() or not session.testscollected or hasattr(session.config, "workerinput"):
+        return  # the xdist controller decides, from every worker's reports
+    if _postgres_outcomes["passed"] < postgres_floor() or _postgres_outcomes["skipped"]:
+        session.exitstatus = 1

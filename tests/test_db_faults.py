@@ -24,6 +24,7 @@ import time
 
 import psycopg
 import pytest
+from conftest import on_postgres
 from pgserver import PostgresServer, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -114,6 +115,7 @@ def template(server):
 @pytest.fixture
 def desk(server, template, request):
     """A fresh copy of the demo desk; the URL carries a password the server does not need (trust)."""
+    on_postgres(request)
     name = f"fault_{abs(hash(request.node.name)) % 10**8}_{os.getpid()}"
     with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest import on_postgres  # noqa: E402
 from pgcluster import ConfiguredServer, Standby, wait_for_replay  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -56,8 +57,9 @@ def bare_cli_module():
 
 
 @pytest.fixture
-def pair(cluster, bare_cli):
+def pair(cluster, bare_cli, request):
     """The primary and standby with replay running and caught up, and a clean desk."""
+    on_postgres(request)
     primary, standby = cluster
     standby.execute("SELECT pg_wal_replay_resume()")
     primary.execute("TRUNCATE audit_events, comment_mentions, comments, notifications, messages, tickets, chats, "
