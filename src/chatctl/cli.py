@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 import typer
 
 from chatctl import __version__
-from chatctl.commands import agents, audit, chats, db, demo, events, notifications, prefs, status, sweep, tickets
+from chatctl.commands import (agents, audit, chats, db, demo, events, notifications, prefs, report, status, sweep,
+                              tickets)
 from chatctl.command_tree import LazyGroups, skip_coercing_unset_values
 from chatctl.completion import complete_agent_handle
 from chatctl.errors import ChatctlError, CheckUnknown, ExitCode
@@ -31,7 +32,7 @@ app = typer.Typer(
     cls=LazyGroups,
 )
 # The commands and groups, built only when the command line names them (see chatctl.command_tree).
-LazyGroups.single = {"status": status.app}
+LazyGroups.single = {"status": status.app, "report": report.app}
 LazyGroups.apps = {
     "db": db.app,
     "demo": demo.app,

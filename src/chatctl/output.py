@@ -219,6 +219,15 @@ def bar_text(fraction: float, width: int) -> str:
     return "█" * full + ("" if not part else " ▏▎▍▌▋▊▉"[part])
 
 
+def sparkline(values: Sequence[float]) -> str:
+    """One cell per value, its height scaled to the highest: "▁▃█▅".  Zero is the lowest block."""
+    peak = max(values, default=0)
+    blocks = "▁▂▃▄▅▆▇█"
+    if not peak:
+        return blocks[0] * len(values)
+    return "".join(blocks[max(1, round(value / peak * 7)) if value > 0 else 0] for value in values)
+
+
 _COLUMN_GAP = 2  # Rich's default padding: one cell either side of a column, none at the edges
 
 
