@@ -256,7 +256,7 @@ def reply_window(chat: Any, *, now: dt.datetime, closed_reply_window: dt.timedel
     """What may be sent to the customer of ``chat`` at ``now``, and why (R11).
 
     ``chat`` needs status, channel, closed_at and last_customer_message_at.
-    Who may send (R8) is checked separately, by ``chat_actions.reply``.
+    Who may send (R8) is checked separately, by ``chatctl.domain.chats.actions.reply``.
     """
     whatsapp = chat.channel == "whatsapp"
     if chat.status == "converted":
