@@ -95,8 +95,10 @@ def test_report_days_in_the_display_time_zone(cli, desk):
     assert (yesterday["start"], today["start"], today["end"]) == \
         ("2026-11-29T00:00:00+02:00", "2026-11-30T00:00:00+02:00", "2026-11-30T12:00:00+02:00")
     assert (yesterday["chats_started"], today["chats_started"]) == (1, 3)
-    assert yesterday["first_response"] == {"chats": 1, "answered": 1, "p50_s": 120.0, "p90_s": 120.0}
-    assert today["first_response"] == {"chats": 3, "answered": 1, "p50_s": 600.0, "p90_s": 600.0}
+    assert yesterday["first_response"] == {"chats": 1, "answered": 1, "p50_s": 120.0, "p90_s": 120.0,
+                                         "sampled_every": 1}
+    assert today["first_response"] == {"chats": 3, "answered": 1, "p50_s": 600.0, "p90_s": 600.0,
+                                     "sampled_every": 1}
     assert (yesterday["chats_closed"], today["chats_closed"]) == (0, 2)
     assert today["closed_by"] == {"customer": 1, "agent": 0, "system": 1}
     assert today["close_reasons"] == {"sorted": 1}
@@ -107,7 +109,8 @@ def test_report_days_in_the_display_time_zone(cli, desk):
     assert today["sweep_changes_by_job"]["inactivity"] == 4  # the dry run's 100 are not changes
     totals = document["totals"]
     assert (totals["chats_started"], totals["chats_closed"], totals["sweep_changes"]) == (4, 2, 7)
-    assert totals["first_response"] == {"chats": 4, "answered": 2, "p50_s": 360.0, "p90_s": 552.0}
+    assert totals["first_response"] == {"chats": 4, "answered": 2, "p50_s": 360.0, "p90_s": 552.0,
+                                          "sampled_every": 1}
 
 
 def test_report_by_hour(cli, desk):

@@ -170,28 +170,33 @@ def add_chat(engine, *, created: dt.timedelta, messages: tuple[tuple[str, dt.tim
 
 def test_response_times_from_the_messages(engine):
     """First response: from the customer's first message to the first agent message after it."""
+    from chatctl.domain.buckets import percentile
     from chatctl.domain.response_times import first_response, time_to_close
 
     alice = add_agent(engine, "alice")
-    add_chat(engine, created=2 * H, messages=(("in", 2 * H), ("out", 2 * H - 2 * M), ("in", H)), agent=alice)
-    add_chat(engine, created=3 * H, messages=(("in", 3 * H), ("in", 3 * H - M), ("out", 3 * H - 10 * M)),
-             agent=alice)
-    # The agent wrote first (a template): the response is the agent's first message after the customer's.
-    add_chat(engine, created=H, messages=(("out", H), ("in", 50 * M), ("out", 45 * M)), agent=alice)
-    add_chat(engine, created=30 * M, messages=(("in", 30 * M),))                      # not answered yet
+    responses = {
+        add_chat(engine, created=2 * H, messages=(("in", 2 * H), ("out", 2 * H - 2 * M), ("in", H)),
+                 agent=alice): 120.0,
+        add_chat(engine, created=3 * H, messages=(("in", 3 * H), ("in", 3 * H - M), ("out", 3 * H - 10 * M)),
+                 agent=alice): 600.0,
+        # The agent wrote first (a template): the response is the agent's first message after the customer's.
+        add_chat(engine, created=H, messages=(("out", H), ("in", 50 * M), ("out", 45 * M)), agent=alice): 300.0,
+        add_chat(engine, created=30 * M, messages=(("in", 30 * M),)): None,                # not answered yet
+    }
     add_chat(engine, created=25 * H, messages=(("in", 25 * H), ("out", 25 * H - M)))  # started before the window
     add_chat(engine, created=H)                                                         # no messages
-    add_chat(engine, created=5 * H, status="closed", closed=H, messages=(("in", 5 * H),))
-    add_chat(engine, created=2 * H, status="closed", closed=30 * M, messages=(("in", 2 * H),))
+    responses[add_chat(engine, created=5 * H, status="closed", closed=H, messages=(("in", 5 * H),))] = None
+    responses[add_chat(engine, created=2 * H, status="closed", closed=30 * M, messages=(("in", 2 * H),))] = None
     add_chat(engine, created=30 * H, status="closed", closed=26 * H, messages=(("in", 30 * H),))
     add_chat(engine, created=3 * H, status="live", closed=2 * H)  # reopened: not in the closed view
 
     edges = [NOW - 24 * H, NOW]
     with engine.connect() as connection:
-        first, = first_response(connection, edges)
+        (first,), every = first_response(connection, edges)
         closing, = time_to_close(connection, edges)
-    # 120 s, 600 s and 300 s: the median, and the 90th percentile interpolated between 300 and 600.
-    assert (first.count, first.timed) == (6, 3)  # the two closed chats were never answered
+    # 120 s, 600 s and 300 s: the median, and the 90th percentile interpolated between 300 and 600;
+    # the two closed chats were never answered.
+    assert (first.count, first.timed, every) == (6, 3, 1)
     assert first.percentiles() == {"p50_s": 300.0, "p90_s": 540.0}
     assert (closing.count, closing.timed) == (2, 2)
     assert closing.percentiles() == {"p50_s": 9900.0, "p90_s": 13500.0}
@@ -199,9 +204,19 @@ def test_response_times_from_the_messages(engine):
     # Buckets: the same chats split by the hour they started in.
     hours = [NOW - 4 * H + index * H for index in range(5)]
     with engine.connect() as connection:
-        by_hour = first_response(connection, hours)
+        by_hour, _ = first_response(connection, hours)
     assert [(bucket.count, bucket.timed) for bucket in by_hour] == [(0, 0), (1, 1), (2, 1), (2, 1)]
     assert [bucket.p50 for bucket in by_hour] == [None, 600.0, 120.0, 300.0]
+
+    # A busy period: every k-th chat id, k the smallest keeping the sample within the limit
+    # (8 chats started in the window, a limit of 3: every third).
+    with engine.connect() as connection:
+        (sampled,), every = first_response(connection, edges, sample=3)
+    picked = {chat_id: seconds for chat_id, seconds in responses.items() if chat_id % 3 == 0}
+    timed = sorted(seconds for seconds in picked.values() if seconds is not None)
+    assert every == 3
+    assert (sampled.count, sampled.timed) == (len(picked), len(timed))
+    assert (sampled.p50, sampled.p90) == (percentile(timed, 0.5), percentile(timed, 0.9))
 
 
 def test_r5_oldest_unanswered_customer_and_idle_buckets(cli, engine):
@@ -364,3 +379,29 @@ def test_d16_check_bad_profile_value_is_unknown(cli, tmp_path):
     # outside --check a bad profile value is a configuration error, exit 3 as ever
     assert "sweep_expected_every" in at_now(cli, "--config", str(config), "--profile", "desk", "status",
                                             expect=3).stderr
+
+
+def test_r1_a_chat_tagged_many_times_counts_once(cli, engine):
+    """A chat with several tags is one chat in the live and tagged views, and one in each tagged agent's view."""
+    from chat_rows import Rows
+
+    rows = Rows(engine)
+    for handle in ("alice", "bob", "sue"):
+        rows.agent(handle)
+    both = rows.chat(agent="alice")
+    twice = rows.chat(agent="alice", flagged=True)
+    rows.chat(agent="alice")
+    closed = rows.chat(status="closed", closed=H, agent="alice")
+    rows.comment(both, "alice", "@bob @sue", ("bob", "sue"))
+    rows.comment(twice, "alice", "@bob", ("bob",))
+    rows.comment(twice, "sue", "@bob again", ("bob",))
+    rows.comment(closed, "alice", "@sue left behind", ("sue",))  # a tag the clean-up has not removed yet
+    status = cli("status", "-o", "json").json()
+    assert status["views"]["live"]["count"] == 3 and status["views"]["live"]["flagged"] == 1
+    assert status["views"]["tagged"]["count"] == 2 and status["views"]["tagged"]["flagged"] == 1
+    agents = {agent["agent"]: agent for agent in status["agents"]}
+    assert (agents["alice"]["live"], agents["bob"]["tagged"], agents["sue"]["tagged"], agents["alice"]["tagged"]) \
+        == (3, 2, 1, 0)
+    for handle in ("bob", "sue"):
+        listed = cli("chats", "list", "tagged", "--agent", handle, "-o", "json").json()
+        assert agents[handle]["tagged"] == len(listed)

@@ -97,6 +97,12 @@ def relative_time(delta: dt.timedelta) -> str:
     return f"{days}d"
 
 
+def ordinal(number: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 22nd..."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
 def human_value(value: Any, tz: dt.tzinfo | None, *, machine: bool) -> str:
     """Text for a cell: full ISO in tsv/csv, short local time for people."""
     if value is None:

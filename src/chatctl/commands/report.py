@@ -122,6 +122,11 @@ def _rows(env, record, chosen: str, tz, by: str, wide: bool) -> None:
         rows.append({**row(record["totals"]), "start": "total"})
     columns = [Column(key, header, drop=DROP.get(key, 0)) for key, header, _ in COLUMNS]
     render_rows(env, rows, columns, chosen, tz=tz, id_key="start", wide=wide)
+    every = record["totals"]["first_response"]["sampled_every"]
+    if people and every > 1:
+        from chatctl.output import ordinal
+
+        env.stdout.write(f"(first replies from a sample: every {ordinal(every)} chat)\n")
     if chosen == "table":
         _charts(env, rows[:-1])
 

@@ -195,7 +195,7 @@ def _people(env, record, chosen: str, tz) -> None:
     first, closing = times["first_response"], times["time_to_close"]
     env.stdout.write(
         f"last 24h: first response p50 {_seconds(first['p50_s'])}, p90 {_seconds(first['p90_s'])} "
-        f"({first['answered']} of {first['chats']} chats answered); time to close p50 "
+        f"({first['answered']} of {first['chats']} chats answered{_sampled(first['sampled_every'])}); time to close p50 "
         f"{_seconds(closing['p50_s'])}, p90 {_seconds(closing['p90_s'])} ({closing['closed']} closed)\n")
 
 
@@ -212,6 +212,12 @@ def _section(env, chosen: str, title: str, rows, columns, tz, now, *, empty: str
         env.stdout.write(f"\n{title}:\n")
     render_rows(env, rows, columns, chosen, tz=tz, now=now, title=title if chosen == "table" else None,
                 empty=empty)
+
+
+def _sampled(every: int) -> str:
+    from chatctl.output import ordinal
+
+    return f", a sample of every {ordinal(every)} chat" if every > 1 else ""
 
 
 def _ago(now, then) -> str:

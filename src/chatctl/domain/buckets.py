@@ -97,12 +97,12 @@ class _Generic:
         return f"(julianday({end}) - julianday({start})) * 86400.0"
 
     def summarise(self, connection: Connection, sql: str, edges: Sequence[dt.datetime], *, keyed: bool,
-                  timed: bool) -> dict[Any, list[Summary]]:
+                  timed: bool, params: dict[str, Any]) -> dict[Any, list[Summary]]:
         from chatctl.storage.models import UTCDateTime
 
         to_utc = UTCDateTime().process_result_value
         found: dict[Any, list[list[float | None]]] = {}
-        for row in connection.execute(_statement(sql), {"since": edges[0], "until": edges[-1]}):
+        for row in connection.execute(statement(sql), {**params, "since": edges[0], "until": edges[-1]}):
             index = bisect.bisect_right(edges, to_utc(row.at, None)) - 1
             if 0 <= index < len(edges) - 1:
                 # julianday() is a day count in a double: round off its last microseconds.
@@ -124,14 +124,14 @@ class _Postgres(_Generic):
         return f"CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS double precision)"
 
     def summarise(self, connection: Connection, sql: str, edges: Sequence[dt.datetime], *, keyed: bool,
-                  timed: bool) -> dict[Any, list[Summary]]:
+                  timed: bool, params: dict[str, Any]) -> dict[Any, list[Summary]]:
         key = "x.key" if keyed else "NULL"
         figures = ("count(x.seconds) AS timed, percentile_cont(CAST(:fractions AS double precision[])) "
                    "WITHIN GROUP (ORDER BY x.seconds) AS p") if timed else "0 AS timed, NULL AS p"
         grouped = (f"SELECT width_bucket(x.at, CAST(:edges AS timestamptz[])) AS bucket, {key} AS key, "
                    f"count(*) AS count, {figures} FROM ({sql}) x GROUP BY 1, 2")
         found: dict[Any, list[Summary]] = {}
-        for row in connection.execute(_statement(grouped), {"since": edges[0], "until": edges[-1],
+        for row in connection.execute(statement(grouped), {**params, "since": edges[0], "until": edges[-1],
                                                             "edges": list(edges), "fractions": list(PERCENTILES)}):
             if 1 <= row.bucket < len(edges):
                 buckets = found.setdefault(row.key, [Summary() for _ in edges[1:]])
@@ -146,7 +146,8 @@ def dialect(connection: Connection) -> _Generic:
     return DIALECTS[connection.dialect.name]
 
 
-def _statement(sql: str):
+def statement(sql: str):
+    """``text(sql)`` with ``:since`` and ``:until`` bound as UTC timestamps (fixed-width text on SQLite)."""
     from sqlalchemy import bindparam, text
 
     from chatctl.storage.models import UTCDateTime
@@ -156,18 +157,19 @@ def _statement(sql: str):
 
 def counts(connection: Connection, sql: str, edges: Sequence[dt.datetime]) -> list[int]:
     """Events per bucket; ``sql`` selects ``at`` in ``[:since, :until)``."""
-    found = dialect(connection).summarise(connection, sql, edges, keyed=False, timed=False)
+    found = dialect(connection).summarise(connection, sql, edges, keyed=False, timed=False, params={})
     return [summary.count for summary in found.get(None, [Summary() for _ in edges[1:]])]
 
 
 def keyed_counts(connection: Connection, sql: str, edges: Sequence[dt.datetime]) -> dict[Any, list[int]]:
     """Events per key and bucket; ``sql`` selects ``at`` and ``key``."""
-    found = dialect(connection).summarise(connection, sql, edges, keyed=True, timed=False)
+    found = dialect(connection).summarise(connection, sql, edges, keyed=True, timed=False, params={})
     return {key: [summary.count for summary in buckets] for key, buckets in found.items()}
 
 
-def durations(connection: Connection, sql: str, edges: Sequence[dt.datetime]) -> list[Summary]:
+def durations(connection: Connection, sql: str, edges: Sequence[dt.datetime],
+              params: dict[str, Any] | None = None) -> list[Summary]:
     """Counts and duration percentiles per bucket; ``sql`` selects ``at`` and ``seconds``
     (written with ``dialect(connection).seconds(start, end)``; NULL: no duration)."""
-    found = dialect(connection).summarise(connection, sql, edges, keyed=False, timed=True)
+    found = dialect(connection).summarise(connection, sql, edges, keyed=False, timed=True, params=params or {})
     return found.get(None, [Summary() for _ in edges[1:]])

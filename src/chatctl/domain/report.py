@@ -7,7 +7,9 @@ Per bucket (``domain.buckets``: days or hours of the display time zone):
 * chats converted to tickets (tickets created, by reason), tickets closed
   and tickets archived;
 * what the sweeps changed (runs started in the bucket, dry runs left out);
-* first-response and time-to-close percentiles (``domain.response_times``).
+* first-response and time-to-close percentiles (``domain.response_times``;
+  first responses from an evenly spread sample of at most 50,000 chats of the
+  period, said by ``sampled_every``).
 
 Each figure is one statement over the period, grouped per bucket by the
 database; the cutoffs are bound parameters computed from ``since`` and
@@ -22,11 +24,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from chatctl.domain.buckets import counts, day_or_hour_edges, keyed_counts
+from chatctl.domain.response_times import STARTED_IN_PERIOD
+
+# Response times over the whole period come from at most this many chats (every k-th chat id).
+RESPONSE_SAMPLE = 50_000
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-STARTED = "SELECT c.created_at AS at FROM chats c WHERE c.created_at >= :since AND c.created_at < :until"
+STARTED = f"SELECT c.created_at AS at FROM chats c WHERE {STARTED_IN_PERIOD}"
 CLOSED = ("SELECT c.closed_at AS at, c.closed_by AS key FROM chats c "
           "WHERE c.status = 'closed' AND c.closed_at >= :since AND c.closed_at < :until")
 CLOSE_REASONS = ("SELECT c.closed_at AS at, c.close_reason AS key FROM chats c "
@@ -55,10 +61,10 @@ def desk_report(connection: Connection, *, since: dt.datetime, until: dt.datetim
     tickets_closed = counts(connection, TICKETS_CLOSED, edges)
     archived = counts(connection, TICKETS_ARCHIVED, edges)
     swept = _sweep_changes(connection, edges)
-    responses = first_response(connection, edges)
+    responses, every = first_response(connection, edges, sample=RESPONSE_SAMPLE)
     closings = time_to_close(connection, edges)
     whole = [edges[0], edges[-1]]
-    response_total, = first_response(connection, whole)
+    (response_total,), _ = first_response(connection, whole, sample=RESPONSE_SAMPLE)
     closing_total, = time_to_close(connection, whole)
 
     def per(mapping: dict[Any, list[int]], names: Sequence[str], index: int | None) -> dict[str, int]:
@@ -74,6 +80,8 @@ def desk_report(connection: Connection, *, since: dt.datetime, until: dt.datetim
         by_job = per(swept, SWEEP_JOBS, index)
         response = responses[index] if index is not None else response_total
         closing = closings[index] if index is not None else closing_total
+        first = {"chats": response.count, "answered": response.timed, **response.percentiles(),
+                 "sampled_every": every}
         return {
             "chats_started": pick(started),
             "chats_closed": sum(by_who.values()), "closed_by": by_who,
@@ -81,7 +89,7 @@ def desk_report(connection: Connection, *, since: dt.datetime, until: dt.datetim
             "converted": sum(by_reason.values()), "converted_by_reason": by_reason,
             "tickets_closed": pick(tickets_closed), "tickets_archived": pick(archived),
             "sweep_changes": sum(by_job.values()), "sweep_changes_by_job": by_job,
-            "first_response": {"chats": response.count, "answered": response.timed, **response.percentiles()},
+            "first_response": first,
             "time_to_close": {"closed": closing.count, **closing.percentiles()},
         }
 

@@ -9,15 +9,25 @@
 
 ``status`` asks for one bucket, the last 24 hours; ``report`` for one per day
 or hour.  Counting and percentiles are ``domain.buckets``'.
+
+First responses need each chat's messages.  When more chats started in the
+period than ``sample`` (a busy desk: the 1,000,000-chat demo starts 330,000 in
+a day), they are taken from every k-th chat id, k the smallest that keeps
+the sample within ``sample`` chats, and the answer says so (``every``): an
+evenly spread sample of 5,000 chats puts the 50th and 90th percentiles
+within a fraction of a percent of the chats' ranks, at a small, fixed cost.
+Times to close need no messages and are never sampled.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from chatctl.domain.buckets import Summary, dialect, durations
+from chatctl.domain.buckets import Summary, dialect, durations, statement
+from chatctl.vocabulary import CHAT_STATUSES
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -27,14 +37,18 @@ if TYPE_CHECKING:
 # each chat's first inbound and first outbound message; only a chat whose agent
 # wrote before the customer (a rare, agent-started chat) needs a second look
 # for the first agent message after the customer's.
-FIRST_RESPONSE = """
-SELECT f.created_at AS at, {seconds} AS seconds
+# Every status, so that the period is a range of the (status, created_at, id) index.
+STARTED_IN_PERIOD = (f"c.status IN ({', '.join(repr(status) for status in CHAT_STATUSES)}) "
+                     "AND c.created_at >= :since AND c.created_at < :until")
+STARTED = f"SELECT count(*) FROM chats c WHERE {STARTED_IN_PERIOD}"
+FIRST_RESPONSE = f"""
+SELECT f.created_at AS at, {{seconds}} AS seconds
 FROM (
     SELECT c.id, c.created_at,
            min(m.created_at) FILTER (WHERE m.direction = 'inbound') AS first_in,
            min(m.created_at) FILTER (WHERE m.direction = 'outbound') AS first_out
     FROM chats c JOIN messages m ON m.chat_id = c.id
-    WHERE c.created_at >= :since AND c.created_at < :until
+    WHERE {STARTED_IN_PERIOD} AND c.id % :every = 0
     GROUP BY c.id, c.created_at
 ) f
 WHERE f.first_in IS NOT NULL
@@ -51,10 +65,17 @@ WHERE c.status = 'closed' AND c.closed_at >= :since AND c.closed_at < :until
 """
 
 
-def first_response(connection: Connection, edges: Sequence[dt.datetime]) -> list[Summary]:
-    """First-response times of the chats started in each bucket; ``timed`` = answered."""
+SAMPLE = 5_000
+
+
+def first_response(connection: Connection, edges: Sequence[dt.datetime],
+                   sample: int = SAMPLE) -> tuple[list[Summary], int]:
+    """First-response times of the chats started in each bucket (``timed``: answered), and
+    ``every``: 1 when every chat was looked at, k when every k-th chat id was."""
+    started = connection.execute(statement(STARTED), {"since": edges[0], "until": edges[-1]}).scalar_one()
+    every = max(1, math.ceil(started / sample))
     seconds = dialect(connection).seconds("f.first_in", FIRST_REPLY)
-    return durations(connection, FIRST_RESPONSE.format(seconds=seconds), edges)
+    return durations(connection, FIRST_RESPONSE.format(seconds=seconds), edges, {"every": every}), every
 
 
 def time_to_close(connection: Connection, edges: Sequence[dt.datetime]) -> list[Summary]:

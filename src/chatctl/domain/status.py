@@ -7,9 +7,9 @@ busy.  Each part is one set-based statement whose cutoffs are computed here
 from ``now`` and bound as parameters:
 
 * the chat views (R1, R2): one grouped pass over the live and pending chats
-  gives the live and pending counts, the idle-time buckets and each agent's
-  live and unanswered chats; the tagged view and closed-today are one
-  statement each;
+  gives the live, pending and tagged views' counts, the idle-time buckets and
+  each agent's live and unanswered chats; each agent's tagged view and
+  closed-today are one statement each;
 * tickets (R13): one grouped pass over the tickets that are not archived;
 * sweeps: each job's latest run and latest success;
 * response times: ``domain.response_times`` over the last 24 hours.
@@ -80,34 +80,45 @@ def _split(total: int, younger: Sequence[int]) -> list[int]:
 
 
 # -- the parts ---------------------------------------------------------------------------
+MARKERS = ("count", "new", "unread", "flagged", "unassigned")
+
+
 def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
-    """Live and pending counts, idle buckets of live chats, and each agent's live load: one pass."""
-    from sqlalchemy import func, select, text
+    """The live, pending and tagged views' counts, idle buckets of live chats, and each agent's
+    live and unanswered chats: one pass over the open chats."""
+    from sqlalchemy import and_, func, select, text, true
     from sqlalchemy.orm import aliased
 
     from chatctl.domain.chats.views import new_condition, unread_condition
     from chatctl.domain.sweeps.jobs import UNANSWERED
-    from chatctl.storage.models import Chat
+    from chatctl.storage.models import Chat, CommentMention
 
     c = aliased(Chat, name="c")
-    count = func.count()
+    # The tagged view of every agent: open chats someone is tagged in (a hash of the tagged
+    # chats, one look-up per open chat; the statement stays parallel).
+    mentioned = select(CommentMention.chat_id).distinct().subquery("mentioned")
+    tagged = mentioned.c.chat_id.is_not(None)
+    markers = {"count": true(), "new": new_condition(c), "unread": unread_condition(c),
+               "flagged": c.flagged.is_(True), "unassigned": c.agent_id.is_(None)}
     younger = _newer_than(c.last_activity_at, now, IDLE_BUCKETS)
+    count = func.count()
     query = (select(c.status, c.agent_id, count.label("count"),
-                    count.filter(new_condition(c)).label("new"),
-                    count.filter(unread_condition(c)).label("unread"),
-                    count.filter(c.flagged.is_(True)).label("flagged"),
+                    *(count.filter(markers[key]).label(key) for key in MARKERS[1:4]),
+                    *(count.filter(and_(tagged, markers[key])).label(f"tagged_{key}") for key in MARKERS),
                     count.filter(text(UNANSWERED.sql)).label("unanswered"),
                     *(count.filter(condition).label(f"younger_{index}") for index, condition in enumerate(younger)))
+             .select_from(c).outerjoin(mentioned, mentioned.c.chat_id == c.id)
              .where(c.status.in_(OPEN_CHAT_STATUSES)).group_by(c.status, c.agent_id))
-    views = {status: {"count": 0, "new": 0, "unread": 0, "flagged": 0, "unassigned": 0}
-             for status in OPEN_CHAT_STATUSES}
+    views = {view: dict.fromkeys(MARKERS, 0) for view in (*OPEN_CHAT_STATUSES, "tagged")}
     per_agent: dict[int, dict[str, int]] = {}
     idle_younger = [0] * len(younger)
     unanswered = 0
     for row in connection.execute(query):
         figures = views[row.status]
-        for key in ("count", "new", "unread", "flagged"):
+        for key in MARKERS[:4]:
             figures[key] += getattr(row, key)
+        for key in MARKERS:
+            views["tagged"][key] += getattr(row, f"tagged_{key}")
         if row.agent_id is None:
             figures["unassigned"] += row.count
         if row.status == "live":
@@ -118,6 +129,18 @@ def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
                 per_agent[row.agent_id] = {"live": row.count, "unanswered": row.unanswered}
     idle = _bucket_counts(_split(views["live"]["count"], idle_younger), IDLE_BUCKETS)
     return {"views": views, "per_agent": per_agent, "idle": idle, "unanswered": unanswered}
+
+
+def _tagged_per_agent(connection: Connection) -> dict[int, int]:
+    """Each agent's tagged view: the open chats they are tagged in."""
+    from sqlalchemy import distinct, func, select
+
+    from chatctl.storage.models import Chat, CommentMention
+
+    return dict(connection.execute(
+        select(CommentMention.agent_id, func.count(distinct(CommentMention.chat_id)))
+        .join(Chat, Chat.id == CommentMention.chat_id)
+        .where(Chat.status.in_(OPEN_CHAT_STATUSES)).group_by(CommentMention.agent_id)).all())
 
 
 def oldest_unanswered(connection: Connection, now: dt.datetime) -> dict[str, Any] | None:
@@ -147,27 +170,6 @@ def unassigned_live(connection: Connection) -> int:
 
     return connection.execute(select(func.count()).select_from(Chat)
                               .where(Chat.agent_id.is_(None), Chat.status == "live")).scalar_one()
-
-
-def _tagged(connection: Connection) -> tuple[dict[str, int], dict[int, int]]:
-    """The tagged view over every agent (open chats someone is tagged in), and each agent's own."""
-    from sqlalchemy import distinct, func, select
-
-    from chatctl.domain.chats.views import new_condition, unread_condition
-    from chatctl.storage.models import Chat, CommentMention
-
-    count = func.count()
-    row = connection.execute(
-        select(count.label("count"), count.filter(new_condition(Chat)).label("new"),
-               count.filter(unread_condition(Chat)).label("unread"),
-               count.filter(Chat.flagged.is_(True)).label("flagged"),
-               count.filter(Chat.agent_id.is_(None)).label("unassigned"))
-        .where(Chat.status.in_(OPEN_CHAT_STATUSES), Chat.id.in_(select(CommentMention.chat_id)))).one()
-    per_agent = dict(connection.execute(
-        select(CommentMention.agent_id, func.count(distinct(CommentMention.chat_id)))
-        .join(Chat, Chat.id == CommentMention.chat_id)
-        .where(Chat.status.in_(OPEN_CHAT_STATUSES)).group_by(CommentMention.agent_id)).all())
-    return dict(row._mapping), per_agent
 
 
 def _closed_today(connection: Connection, now: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
@@ -296,10 +298,11 @@ def response_times(connection: Connection, now: dt.datetime) -> dict[str, Any]:
     from chatctl.domain.response_times import first_response, time_to_close
 
     edges = [now - RESPONSE_WINDOW, now]
-    first, = first_response(connection, edges)
+    (first,), every = first_response(connection, edges)
     closing, = time_to_close(connection, edges)
     return {"window_s": RESPONSE_WINDOW.total_seconds(),
-            "first_response": {"chats": first.count, "answered": first.timed, **first.percentiles()},
+            "first_response": {"chats": first.count, "answered": first.timed, **first.percentiles(),
+                               "sampled_every": every},
             "time_to_close": {"closed": closing.count, **closing.percentiles()}}
 
 
@@ -311,7 +314,6 @@ def desk_status(connection: Connection, *, now: dt.datetime, tz: dt.tzinfo,
 
     prefs = get_preferences(connection)
     chats = _chat_views(connection, now)
-    tagged, tagged_per_agent = _tagged(connection)
     tickets = _tickets(connection, now, prefs["ticket_archive_after"])
     live = chats["views"]["live"]
     return {
@@ -320,7 +322,7 @@ def desk_status(connection: Connection, *, now: dt.datetime, tz: dt.tzinfo,
         "views": {
             "live": live,
             "pending": chats["views"]["pending"],
-            "tagged": tagged,
+            "tagged": chats["views"]["tagged"],
             "closed_today": _closed_today(connection, now, tz),
             "open_tickets": {"count": tickets["open"], "unassigned": tickets["unassigned"]},
         },
@@ -330,7 +332,7 @@ def desk_status(connection: Connection, *, now: dt.datetime, tz: dt.tzinfo,
             "oldest_unanswered": oldest_unanswered(connection, now),
             "held_by_offline_agents": _offline_holding(connection, chats["per_agent"]),
         },
-        "agents": _agents(connection, chats["per_agent"], tagged_per_agent, tickets["per_agent"],
+        "agents": _agents(connection, chats["per_agent"], _tagged_per_agent(connection), tickets["per_agent"],
                           prefs["agent_max_chats"]),
         "tickets": {key: tickets[key] for key in ("open", "closed", "by_age", "by_reason", "archive_next_day")},
         "sweeps": {"expected_every_s": expected_every.total_seconds(),
