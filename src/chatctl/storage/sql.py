@@ -1,27 +1,95 @@
-"""SQL helpers shared by every statement chatctl builds."""
+"""SQL helpers shared by every statement chatctl builds: typed parameters for
+textual SQL, typed result rows, batches of ids as one parameter, JSON
+parameters, and timestamps rendered as ISO 8601 text inside SQL.
+
+Values always travel as bound parameters; what differs by database comes
+from ``storage.dialects``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
+from sqlalchemy import Boolean, bindparam, text
+from sqlalchemy.engine import Connection, Result
+from sqlalchemy.sql.elements import TextClause
+
+from chatctl.storage.dialects import dialect
+from chatctl.storage.models import Base, UTCDateTime
+
+# Columns of the desk's tables by type, for rows read with textual SQL.
+TIMESTAMP_COLUMNS = frozenset(column.name for table in Base.metadata.tables.values() for column in table.columns
+                              if isinstance(column.type, UTCDateTime))
+BOOLEAN_COLUMNS = frozenset(column.name for table in Base.metadata.tables.values() for column in table.columns
+                            if isinstance(column.type, Boolean))
+_TIMESTAMP = UTCDateTime()
 
 
-def ids_match(connection: Connection, column: Any, ids: Sequence[int]):
-    """``column IN ids`` for a batch, as a bound parameter.
+def bind(sql: str, params: Mapping[str, Any]) -> TextClause:
+    """``text(sql)`` with its parameters typed by their values.
+
+    Timestamps become ``UTCDateTime`` (fixed-width UTC text on SQLite, like
+    the stored values they are compared with); lists are expanded
+    (``IN :ids``).
+    """
+    typed = []
+    for name, value in params.items():
+        if f":{name}" not in sql:
+            continue
+        if isinstance(value, dt.datetime):
+            typed.append(bindparam(name, type_=_TIMESTAMP))
+        elif isinstance(value, (list, tuple)):
+            typed.append(bindparam(name, expanding=True))
+    statement = text(sql)
+    return statement.bindparams(*typed) if typed else statement
+
+
+def execute(connection: Connection, sql: str, params: Mapping[str, Any]) -> Result:
+    """Run textual ``sql`` with ``params`` typed by ``bind``."""
+    used = {name: value for name, value in params.items() if f":{name}" in sql}
+    return connection.execute(bind(sql, used), used)
+
+
+def typed_rows(result: Iterable[Any]) -> list[dict[str, Any]]:
+    """Rows of a textual SELECT as dicts, with timestamps as aware UTC datetimes and
+    booleans as ``bool`` on every backend (SQLite returns text and integers)."""
+    rows = [dict(row._mapping) for row in result]
+    if rows:
+        stamps = [key for key in rows[0] if key in TIMESTAMP_COLUMNS]
+        flags = [key for key in rows[0] if key in BOOLEAN_COLUMNS]
+        convert = _TIMESTAMP.process_result_value
+        for row in rows:
+            for key in stamps:
+                row[key] = convert(row[key], None)
+            for key in flags:
+                if row[key] is not None:
+                    row[key] = bool(row[key])
+    return rows
+
+
+def ids_match(connection: Connection, column: Any, ids: Sequence[int]) -> Any:
+    """``column IN ids`` for a batch, as a SQLAlchemy condition with the ids bound.
 
     On PostgreSQL the ids travel as one comma-separated text parameter turned
-    into an array (``= ANY``): far cheaper to build and send than thousands
-    of placeholders or a driver-dumped list.  SQLite has no round trip to
-    save and takes the plain ``IN`` list.
+    into an array (``= ANY``); SQLite has no round trip to save and takes the
+    plain ``IN`` list.
     """
-    from sqlalchemy import BigInteger, Text, any_, bindparam, cast, func, literal
+    return dialect(connection).ids_match(column, ids)
 
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
 
-        text = bindparam(None, ",".join(map(str, ids)), type_=Text())
-        return column == any_(cast(func.string_to_array(text, cast(literal(","), Text)), ARRAY(BigInteger())))
-    return column.in_(list(ids))
+def json_param(value: Any) -> str:
+    """A JSON document as one text parameter."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def iso_utc(expression: str) -> str:
+    """PostgreSQL SQL rendering the timestamptz ``expression`` as ISO 8601 text in UTC,
+    character for character as Python's ``isoformat()`` renders the same instant
+    (``audit.jsonable``): microseconds only when not zero, then ``+00:00``.  NULL stays NULL."""
+    utc = f"(({expression}) AT TIME ZONE 'UTC')"
+    return (f"""(to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') """
+            f"""|| CASE to_char({utc}, 'US') WHEN '000000' THEN '' ELSE '.' || to_char({utc}, 'US') END """
+            f"""|| '+00:00')""")

@@ -12,10 +12,14 @@ import datetime as dt
 import os
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection
+
+from chatctl.storage.dialects import dialect
+from chatctl.storage.models import AuditEvent
+from chatctl.storage.sql import iso_utc
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -76,39 +80,82 @@ def event(
     }
 
 
-_FROM_JSON = """
-INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
-SELECT e.at, e.actor, e.action, e.entity_type, e.entity_id, e.before, e.after, e.operation_id, e.reason
-  FROM jsonb_to_recordset(CAST(:events AS jsonb))
-    AS e(at timestamptz, actor text, action text, entity_type text, entity_id text, before jsonb, after jsonb,
-         operation_id text, reason text)
-"""
+COLUMNS = ("at", "actor", "action", "entity_type", "entity_id", "before", "after", "operation_id", "reason")
 
 
 def record(connection: Connection, events: Iterable[dict[str, Any]]) -> int:
-    """Insert a batch's audit events in one statement; returns how many.
+    """Insert a batch's audit events (dicts from ``event``) at once; returns how many.
 
-    On PostgreSQL the batch travels as one JSON document unpacked by
-    ``jsonb_to_recordset``: a plain executemany is one INSERT per row, and a
-    multi-row VALUES list with thousands of placeholders costs more to build
-    and parse on the client than to run (docs/benchmarks.md, bulk chat close).
-    SQLite has no round trip to save: executemany.
+    COPY on PostgreSQL, executemany on SQLite (``Dialect.insert_rows``).
     """
-    import json
-
-    from sqlalchemy import insert, text
-
-    from chatctl.storage.models import AuditEvent
-
-    rows = list(events)
-    if not rows:
-        return 0
-    if connection.dialect.name == "postgresql":
-        document = json.dumps([{**row, "at": jsonable(row["at"])} for row in rows])
-        connection.execute(text(_FROM_JSON), {"events": document})
-    else:
-        connection.execute(insert(AuditEvent), rows)
+    rows = [tuple(row[name] for name in COLUMNS) for row in events]
+    dialect(connection).insert_rows(connection, AuditEvent.__table__, COLUMNS, rows)
     return len(rows)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What every audit event of one change of a batch shares: who, when, which action, which operation."""
+
+    actor: str
+    at: dt.datetime
+    operation_id: str
+    action: str
+
+    def event(self, entity_type: str, entity_id: Any, *, before: Mapping[str, Any] | None,
+              after: Mapping[str, Any] | None, reason: str | None = None) -> dict[str, Any]:
+        return event(at=self.at, actor=self.actor, action=self.action, entity_type=entity_type,
+                     entity_id=entity_id, operation_id=self.operation_id, before=before, after=after,
+                     reason=reason)
+
+    def params(self) -> dict[str, Any]:
+        """The bound parameters of ``insert_sql``."""
+        return {"audit_at": self.at, "audit_actor": self.actor, "audit_action": self.action,
+                "audit_operation": self.operation_id}
+
+
+# -- the same rows written from inside one PostgreSQL statement -----------------------------
+def insert_sql(*, entity_type: str, entity_id: str, before: str, after: str, reason: str, source: str) -> str:
+    """``INSERT INTO audit_events ... SELECT`` one event per row of ``source`` (a FROM clause).
+
+    The other arguments are SQL expressions over ``source``: ``before`` and
+    ``after`` jsonb (see ``changes_sql``), ``reason`` text.  The stamp's fields
+    are the parameters of ``Stamp.params``.  It writes exactly the rows
+    ``record`` writes for the same events.
+    """
+    return (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) "
+            f"SELECT CAST(:audit_at AS timestamptz), CAST(:audit_actor AS text), CAST(:audit_action AS text), "
+            f"{entity_type}, {entity_id}, {before}, {after}, CAST(:audit_operation AS text), {reason} "
+            f"FROM {source}")
+
+
+def json_value_sql(expression: str, *, timestamp: bool) -> str:
+    """A column's value as ``snapshot`` writes it into JSON (timestamps as ``jsonable`` ISO text)."""
+    return iso_utc(expression) if timestamp else expression
+
+
+def object_sql(values: Mapping[str, str], timestamps: Iterable[str] = ()) -> str:
+    """A jsonb object of ``values`` (key -> SQL expression)."""
+    stamps = set(timestamps)
+    if not values:
+        return "CAST('{}' AS jsonb)"
+    pairs = ", ".join(f"'{key}', {json_value_sql(value, timestamp=key in stamps)}" for key, value in values.items())
+    return f"jsonb_build_object({pairs})"
+
+
+def changes_sql(columns: Mapping[str, tuple[str, str]], timestamps: Iterable[str] = ()) -> tuple[str, str]:
+    """``(before, after)`` jsonb SQL expressions holding, like ``diff``, only the columns whose
+    value changed (``columns``: name -> (old value SQL, new value SQL))."""
+    stamps = set(timestamps)
+    if not columns:
+        return "CAST('{}' AS jsonb)", "CAST('{}' AS jsonb)"
+    before, after = [], []
+    for name, (old, new) in columns.items():
+        differs = f"({old}) IS DISTINCT FROM ({new})"
+        for side, value in ((before, old), (after, new)):
+            side.append(f"CASE WHEN {differs} THEN jsonb_build_object('{name}', "
+                        f"{json_value_sql(value, timestamp=name in stamps)}) ELSE CAST('{{}}' AS jsonb) END")
+    return "(" + " || ".join(before) + ")", "(" + " || ".join(after) + ")"
 
 
 def audit_json(event_row: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,207 @@
+"""What differs between the databases chatctl speaks, one class per dialect.
+
+Like alembic's ``DefaultImpl``/``PostgresqlImpl``: the logic asks the
+connection's dialect object for the spelling it needs (a row lock, a batch of
+ids as one parameter, rows unpacked from a JSON document) and never tests the
+dialect's name itself.  ``Dialect`` is the portable spelling, which SQLite
+runs; ``PostgresqlDialect`` overrides what PostgreSQL does better.
+
+``Registry`` does the same for anything larger than a spelling - a whole
+strategy of a transition (a one-statement PostgreSQL form beside the portable
+one), the audit writer's insert: a portable implementation and per-dialect
+overrides, chosen once per call from the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import JSON, BigInteger, Table, Text, any_, bindparam, cast, func, insert, literal, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+
+T = TypeVar("T")
+
+
+class Dialect:
+    """The portable spelling: plain SQL that SQLite (and PostgreSQL) run.
+
+    SQLite has no row locks: a writing transaction begins with ``BEGIN
+    IMMEDIATE`` (storage.engine), so the rows it reads stay as read until it
+    ends, and the lock clauses are empty.
+    """
+
+    name = "portable"
+
+    def lock(self, *, skip_locked: bool = False, of: str | None = None) -> str:
+        """The clause that locks the rows a SELECT reads until the transaction ends."""
+        return ""
+
+    def locked(self, query: Any, of: Any) -> Any:
+        """``lock`` for a SQLAlchemy SELECT: the rows of ``of`` it reads stay locked."""
+        return query
+
+    def ids_in(self, column: str, parameter: str = "ids") -> str:
+        """``column`` is one of the batch's ids, given as parameter ``parameter`` (see ``ids_value``)."""
+        return f"{column} IN :{parameter}"
+
+    def ids_value(self, ids: Sequence[int]) -> Any:
+        """The value of the ids parameter: a list, expanded into placeholders."""
+        return list(ids)
+
+    def ids_match(self, column: Any, ids: Sequence[int]) -> Any:
+        """``ids_in`` as a SQLAlchemy condition on ``column``, the ids bound."""
+        return column.in_(list(ids))
+
+    def update_target(self, table: str) -> str:
+        # SQLite would otherwise walk the status index the UPDATE is rewriting,
+        # instead of looking the ids up by rowid.
+        return f"{table} NOT INDEXED"
+
+    def returning(self, table: str, columns: Sequence[str]) -> str:
+        """SQLite's RETURNING names the updated table's columns bare."""
+        return ", ".join(columns)
+
+    def json_rows(self, parameter: str, columns: Mapping[str, str], alias: str) -> str:
+        """Rows unpacked from a JSON array of objects, as a FROM item named ``alias``
+        (``columns``: name -> SQL type)."""
+        picked = ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name in columns)
+        return f"(SELECT {picked} FROM json_each(:{parameter})) AS {alias}"
+
+    def insert(self, table: Any) -> Any:
+        """An INSERT with ``on_conflict_do_nothing`` (rows whose unique key exists are skipped)."""
+        return sqlite.insert(table)
+
+    def insert_rows(self, connection: Connection, table: Table, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        """Many rows (tuples in ``columns`` order) into ``table`` at once: executemany, as
+        SQLite's per-row cost is a function call, not a round trip."""
+        if rows:
+            connection.execute(insert(table), [dict(zip(columns, row)) for row in rows])
+
+    def update_rows(self, connection: Connection, table: Table, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        """Set ``columns`` of many rows at once; each row is ``(id, *values in columns order)``."""
+        if rows:
+            statement = (update(table).where(table.c.id == bindparam("row_id"))
+                         .values({name: bindparam(f"new_{name}") for name in columns}))
+            connection.execute(statement, [{"row_id": row[0], **{f"new_{name}": value for name, value
+                                                                 in zip(columns, row[1:])}} for row in rows])
+
+    def reserve_ids(self, connection: Connection, table: Table, count: int, *, above: int = 0) -> list[int]:
+        """``count`` new ids for ``table``, higher than ``above`` and than any id it holds or
+        will hand out, so explicit and generated ids never collide.
+
+        SQLite: the transaction holds the database's write lock (BEGIN
+        IMMEDIATE), so max(id) stays ours until it ends.
+        """
+        if not count:
+            return []
+        top = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+        first = max(top, above) + 1
+        return list(range(first, first + count))
+
+
+class PostgresqlDialect(Dialect):
+    name = "postgresql"
+
+    def lock(self, *, skip_locked: bool = False, of: str | None = None) -> str:
+        return " FOR UPDATE" + (f" OF {of}" if of else "") + (" SKIP LOCKED" if skip_locked else "")
+
+    def locked(self, query: Any, of: Any) -> Any:
+        return query.with_for_update(of=of)
+
+    def ids_in(self, column: str, parameter: str = "ids") -> str:
+        # One text parameter turned into an array: far cheaper to build and send
+        # than thousands of placeholders or a driver-dumped list.
+        return f"{column} = ANY(CAST(string_to_array(:{parameter}, ',') AS bigint[]))"
+
+    def ids_value(self, ids: Sequence[int]) -> Any:
+        return ",".join(map(str, ids))
+
+    def ids_match(self, column: Any, ids: Sequence[int]) -> Any:
+        ids_text = bindparam(None, self.ids_value(ids), type_=Text())
+        return column == any_(cast(func.string_to_array(ids_text, cast(literal(","), Text)), ARRAY(BigInteger())))
+
+    def update_target(self, table: str) -> str:
+        return table
+
+    def returning(self, table: str, columns: Sequence[str]) -> str:
+        # With a FROM list, a bare column name may be ambiguous.
+        return ", ".join(f"{table}.{column}" for column in columns)
+
+    def json_rows(self, parameter: str, columns: Mapping[str, str], alias: str) -> str:
+        fields = ", ".join(f"{name} {kind}" for name, kind in columns.items())
+        return f"jsonb_to_recordset(CAST(:{parameter} AS jsonb)) AS {alias}({fields})"
+
+    def insert(self, table: Any) -> Any:
+        return postgresql.insert(table)
+
+    def insert_rows(self, connection: Connection, table: Table, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        """COPY through the raw psycopg connection, inside the caller's transaction: the
+        fastest way in, one stream whatever the number of rows."""
+        # psycopg only on this path: a SQLite user's commands never load it.
+        from psycopg.types.json import Jsonb
+
+        if not rows:
+            return
+        documents = [index for index, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                if documents:
+                    row = list(row)
+                    for index in documents:
+                        if row[index] is not None:
+                            row[index] = Jsonb(row[index])
+                copy.write_row(row)
+
+    def update_rows(self, connection: Connection, table: Table, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        """One UPDATE joined to the new values, sent as one array per column."""
+        if not rows:
+            return
+        names = ("id", *columns)
+        arrays = ", ".join(f"CAST(:{name} AS {table.c[name].type.compile(dialect=connection.dialect)}[])"
+                           for name in names)
+        assignments = ", ".join(f"{name} = v.{name}" for name in columns)
+        connection.execute(
+            text(f"UPDATE {table.name} SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
+                 f"WHERE {table.name}.id = v.id"),
+            {name: [row[index] for row in rows] for index, name in enumerate(names)})
+
+    def reserve_ids(self, connection: Connection, table: Table, count: int, *, above: int = 0) -> list[int]:
+        sequence = f"pg_get_serial_sequence('{table.name}', 'id')"
+        if above:
+            # Move the sequence past explicit ids (only ever forward) so generated
+            # ids - ours, later runs', other writers' - never collide with them.
+            connection.execute(text(
+                f"SELECT setval(s, :top) FROM (SELECT {sequence} AS s) AS q "
+                "WHERE :top > COALESCE(pg_sequence_last_value(s::regclass), 0)"), {"top": above})
+        if not count:
+            return []
+        return list(connection.execute(text(f"SELECT nextval({sequence}) FROM generate_series(1, :n)"),
+                                       {"n": count}).scalars())
+
+
+class Registry(Generic[T]):
+    """A portable implementation of one thing and its per-dialect overrides."""
+
+    def __init__(self, portable: T, **by_dialect: T) -> None:
+        self.portable = portable
+        self.by_dialect = by_dialect
+
+    def __call__(self, bind: Any) -> T:
+        """The implementation for ``bind``'s dialect (a Connection or an Engine)."""
+        return self.by_dialect.get(bind.dialect.name, self.portable)
+
+
+DIALECTS: Registry[Dialect] = Registry(Dialect(), postgresql=PostgresqlDialect())
+
+
+def dialect(bind: Any) -> Dialect:
+    """The SQL spelling for ``bind`` (a Connection or an Engine)."""
+    return DIALECTS(bind)
