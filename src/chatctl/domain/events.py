@@ -53,15 +53,19 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
 
 from chatctl.domain.audit import writer as audit
-from chatctl.parsing.timeparse import parse_timestamp
+from chatctl.domain.chats.transitions import open_tickets, opened_ticket
+from chatctl.domain.prefs import get_preferences
 from chatctl.errors import UsageError
+from chatctl.parsing.timeparse import parse_timestamp
+from chatctl.storage.dialects import dialect
+from chatctl.storage.models import Agent, Chat, Customer, Message
 from chatctl.vocabulary import PRESENCES
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
 
 EVENT_TYPES = ("chat_started", "customer_message", "agent_message", "presence")
 REQUIRED = {
@@ -75,16 +79,10 @@ CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # The chat columns an event can change on an existing chat.
 CHAT_STATE = ("status", "last_customer_message_at", "last_agent_message_at", "last_activity_at",
               "agent_seen_at", "pending_since", "closed_at", "closed_by", "close_reason", "reassign_count")
-CHAT_STATE_TYPES = (("status", "varchar"), ("last_customer_message_at", "timestamptz"),
-                    ("last_agent_message_at", "timestamptz"), ("last_activity_at", "timestamptz"),
-                    ("agent_seen_at", "timestamptz"), ("pending_since", "timestamptz"),
-                    ("closed_at", "timestamptz"), ("closed_by", "varchar"), ("close_reason", "varchar"),
-                    ("reassign_count", "integer"))
 NEW_CHAT_COLUMNS = ("id", "customer_id", "channel", "status", "agent_id", "assigned_at", "reassign_count", "flagged",
                     "created_at", "last_customer_message_at", "last_agent_message_at", "last_activity_at",
                     "agent_seen_at")
 MESSAGE_COLUMNS = ("chat_id", "direction", "agent_id", "kind", "body", "created_at")
-AUDIT_COLUMNS = ("at", "actor", "action", "entity_type", "entity_id", "before", "after", "operation_id", "reason")
 REVIVE_COLUMNS = ("status", "pending_since", "closed_at", "closed_by", "close_reason", "reassign_count")
 
 
@@ -313,14 +311,11 @@ class _Chunk:
 
     def __init__(self, connection: Connection, events: list[Event], *, actor: str, operation_id: str,
                  summary: IngestSummary) -> None:
-        from chatctl.storage.engine import is_postgres
-
         self.connection = connection
         self.events = events
         self.actor = actor
         self.operation_id = operation_id
         self.summary = summary
-        self.postgres = is_postgres(connection)
         self.bad: list[tuple[int, str]] = []
         self.chats: dict[int, _ChatState] = {}
         self.new_chats: list[_ChatState] = []
@@ -331,11 +326,6 @@ class _Chunk:
 
     # -- reading ---------------------------------------------------------------
     def _load(self) -> None:
-        from sqlalchemy import select
-
-        from chatctl.domain.prefs import get_preferences
-        from chatctl.storage.models import Agent, Chat, Customer
-
         preferences = get_preferences(self.connection)
         self.hours = preferences["business_hours"]
         self.zone = preferences["timezone"]
@@ -350,10 +340,8 @@ class _Chunk:
         if chat_ids:
             query = select(*(getattr(Chat, name) for name in ("id", "agent_id", *CHAT_STATE))).where(
                 Chat.id.in_(chat_ids))
-            if self.postgres:
-                # A concurrent sweep must not close a chat between this read and our write.
-                query = query.with_for_update()
-            for row in self.connection.execute(query):
+            # A concurrent sweep must not close a chat between this read and our write.
+            for row in self.connection.execute(dialect(self.connection).locked(query, of=Chat)):
                 values = row._asdict()
                 chat = _ChatState(new=False, **values)
                 chat.original = chat.state()
@@ -365,40 +353,18 @@ class _Chunk:
             self.customers.update(self.connection.execute(
                 select(Customer.address, Customer.id).where(Customer.address.in_(part))).all())
 
-    def _allocate_chat_ids(self) -> Iterator[int]:
+    def _allocate_chat_ids(self) -> list[int]:
         """Ids for chats started without one, never colliding with explicit ids of this or later runs."""
-        from sqlalchemy import func, select, text
-
-        from chatctl.storage.models import Chat
-
         explicit = [event.chat for event in self.events
                     if event.type == "chat_started" and event.chat is not None and event.chat not in self.chats]
         wanted = sum(1 for event in self.events if event.type == "chat_started" and event.chat is None)
-        highest_explicit = max(explicit, default=0)
-        if self.postgres:
-            sequence = "pg_get_serial_sequence('chats', 'id')"
-            if explicit:
-                # Move the sequence past explicit ids (only ever forward) so generated
-                # ids - ours, later runs', other writers' - never collide with them.
-                self.connection.execute(text(
-                    f"SELECT setval(s, :top) FROM (SELECT {sequence} AS s) AS q "
-                    "WHERE :top > COALESCE(pg_sequence_last_value(s::regclass), 0)"
-                ).bindparams(top=highest_explicit))
-            if wanted:
-                yield from self.connection.execute(text(
-                    f"SELECT nextval({sequence}) FROM generate_series(1, :n)").bindparams(n=wanted)).scalars()
-            return
-        # SQLite: the write lock (BEGIN IMMEDIATE) is held, so max(id) is ours.
-        top = self.connection.execute(select(func.coalesce(func.max(Chat.id), 0))).scalar_one()
-        next_id = max(top, highest_explicit) + 1
-        for _ in range(wanted):
-            yield next_id
-            next_id += 1
+        return dialect(self.connection).reserve_ids(self.connection, Chat.__table__, wanted,
+                                                    above=max(explicit, default=0))
 
     # -- replay ----------------------------------------------------------------
     def apply(self) -> list[tuple[int, str]]:
         self._load()
-        self.generated = iter(list(self._allocate_chat_ids()))
+        self.generated = iter(self._allocate_chat_ids())
         handlers = {"chat_started": self._chat_started, "customer_message": self._customer_message,
                     "agent_message": self._agent_message, "presence": self._presence}
         for event in self.events:
@@ -516,106 +482,45 @@ class _Chunk:
     def _write(self) -> None:
         """Write the chunk's outcome: a constant number of statements whatever its size.
 
-        PostgreSQL gets COPY for new chats, messages and audit rows and one
-        ``UPDATE ... FROM unnest(...)`` for changed chats; SQLite gets
-        executemany (its per-row cost is a function call, not a round trip).
+        Rows go in through ``Dialect.insert_rows`` (COPY on PostgreSQL,
+        executemany on SQLite) and changed chats through one ``update_rows``.
         """
-        from sqlalchemy import bindparam, update
-
-        from chatctl.domain.chats.transitions import create_tickets_each
-        from chatctl.storage.models import Agent, Chat, Customer, Message
-
         connection = self.connection
+        spelling = dialect(connection)
         if self.new_customers:
             # Another ingest may create the same customer at the same moment:
             # insert what is missing, then read every id back.
-            from sqlalchemy import select
-            from sqlalchemy.dialects import postgresql, sqlite
-
-            dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
             rows = [{"address": address, "display_name": name[:200], "created_at": at}
                     for address, (name, at) in self.new_customers.items()]
-            connection.execute(dialect_insert(Customer).on_conflict_do_nothing(index_elements=["address"]), rows)
+            connection.execute(spelling.insert(Customer).on_conflict_do_nothing(index_elements=["address"]), rows)
             addresses = list(self.new_customers)
             for start in range(0, len(addresses), 1000):
                 self.customers.update(connection.execute(
                     select(Customer.address, Customer.id)
                     .where(Customer.address.in_(addresses[start:start + 1000]))).all())
         if self.new_chats:
-            rows = [(chat.id, self.customers[chat.customer], chat.channel, chat.status, chat.agent_id,
-                     chat.assigned_at, 0, False, chat.created_at, chat.last_customer_message_at,
-                     chat.last_agent_message_at, chat.last_activity_at, chat.agent_seen_at)
-                    for chat in self.new_chats]
-            self._insert(Chat.__table__, NEW_CHAT_COLUMNS, rows)
+            spelling.insert_rows(connection, Chat.__table__, NEW_CHAT_COLUMNS, [
+                (chat.id, self.customers[chat.customer], chat.channel, chat.status, chat.agent_id,
+                 chat.assigned_at, 0, False, chat.created_at, chat.last_customer_message_at,
+                 chat.last_agent_message_at, chat.last_activity_at, chat.agent_seen_at)
+                for chat in self.new_chats])
         changed = [chat for chat in self.chats.values() if not chat.new and chat.state() != chat.original]
-        if changed:
-            if self.postgres:
-                self._update_chats_postgres(changed)
-            else:
-                statement = (update(Chat).where(Chat.id == bindparam("chat_id"))
-                             .values({name: bindparam(f"new_{name}") for name in CHAT_STATE}))
-                connection.execute(statement, [
-                    {"chat_id": chat.id, **{f"new_{name}": getattr(chat, name) for name in CHAT_STATE}}
-                    for chat in changed])
+        spelling.update_rows(connection, Chat.__table__, CHAT_STATE,
+                             [(chat.id, *(getattr(chat, name) for name in CHAT_STATE)) for chat in changed])
         if self.messages:
-            self._insert(Message.__table__, MESSAGE_COLUMNS, self.messages)
+            spelling.insert_rows(connection, Message.__table__, MESSAGE_COLUMNS,
+                                 [tuple(row[name] for name in MESSAGE_COLUMNS) for row in self.messages])
             self.summary.messages += len(self.messages)
         if self.tickets:
-            ticket_ids = create_tickets_each(connection, self.tickets)
+            ticket_ids = open_tickets(connection, self.tickets)
             for chat_id, agent_id, reason, at in self.tickets:
                 self.audit_events.append(audit.event(
                     at=at, actor=self.actor, action="events.ticket_created", entity_type="ticket",
                     entity_id=ticket_ids[chat_id], operation_id=self.operation_id, before=None,
-                    after={"chat_id": chat_id, "status": "open", "reason": reason, "agent_id": agent_id,
-                           "created_at": at},
-                    reason=f"R12 {reason}",
+                    after=opened_ticket(chat_id, agent_id, reason, at), reason=f"R12 {reason}",
                 ))
                 self.summary.tickets_created[reason] += 1
         moved = [(agent.id, agent.presence, agent.changed_at) for agent in self.agents.values()
                  if agent.changed_at is not None and agent.presence != agent.original]
-        if moved:
-            connection.execute(
-                update(Agent).where(Agent.id == bindparam("agent_id"))
-                .values(presence=bindparam("new_presence"), presence_changed_at=bindparam("new_changed_at")),
-                [{"agent_id": agent_id, "new_presence": presence, "new_changed_at": at}
-                 for agent_id, presence, at in moved])
-        if self.audit_events and self.postgres:
-            from psycopg.types.json import Jsonb
-
-            self._copy("audit_events", AUDIT_COLUMNS, [
-                tuple(Jsonb(event[name]) if name in ("before", "after") and event[name] is not None
-                      else event[name] for name in AUDIT_COLUMNS)
-                for event in self.audit_events])
-        else:
-            audit.record(connection, self.audit_events)
-
-    def _insert(self, table, columns: tuple[str, ...], rows: list) -> None:
-        """Rows as tuples in ``columns`` order (dicts are accepted too)."""
-        from sqlalchemy import insert
-
-        if rows and isinstance(rows[0], dict):
-            rows = [tuple(row[name] for name in columns) for row in rows]
-        if self.postgres:
-            self._copy(table.name, columns, rows)
-        else:
-            self.connection.execute(insert(table), [dict(zip(columns, row)) for row in rows])
-
-    def _copy(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-        """COPY through the raw psycopg connection, inside the chunk's transaction."""
-        raw = self.connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-
-    def _update_chats_postgres(self, chats: list[_ChatState]) -> None:
-        """One set-based UPDATE for every changed chat of the chunk, values passed as arrays."""
-        from sqlalchemy import text
-
-        assignments = ", ".join(f"{name} = v.{name}" for name in CHAT_STATE)
-        arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in (("id", "bigint"), *CHAT_STATE_TYPES))
-        self.connection.execute(
-            text(f"UPDATE chats SET {assignments} FROM unnest({arrays}) AS v(id, {', '.join(CHAT_STATE)}) "
-                 "WHERE chats.id = v.id"),
-            {"id": [chat.id for chat in chats],
-             **{name: [getattr(chat, name) for chat in chats] for name in CHAT_STATE}},
-        )
+        spelling.update_rows(connection, Agent.__table__, ("presence", "presence_changed_at"), moved)
+        audit.record(connection, self.audit_events)

@@ -2,8 +2,9 @@
 ``unattended`` sweeps and by ``agents drain``.
 
 A batch of chats is planned in Python from one load query (a heap ordered by
-live-chat count, then agent id) and applied with one UPDATE joined to the plan,
-which re-checks the caller's eligibility condition on each row.
+live-chat count, then agent id) and applied by ``chats.transitions.assign``
+(one UPDATE joined to the plan, which re-checks the caller's eligibility
+condition on each row).
 
 Who can take a chat: an active agent whose presence is ``online`` (any role),
 never the chat's current agent, and, when ``agent_max_chats`` > 0, only while
@@ -16,39 +17,37 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from chatctl.domain.audit import writer as audit
+from chatctl.domain.batches import ItemResult
+from chatctl.domain.changes import Guard, Ids, sql_list
+from chatctl.domain.chats import transitions
+from chatctl.domain.prefs import get_preference
+from chatctl.storage.dialects import dialect
+from chatctl.storage.models import Agent, Chat
+from chatctl.storage.sql import execute, ids_match
 from chatctl.vocabulary import OPEN_CHAT_STATUSES
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
 
 
 def online_agents(connection: Connection, *, lock: bool = False) -> list[int]:
-    """Ids of active online agents, in id order (locked ``FOR UPDATE`` on PostgreSQL if ``lock``)."""
-    from sqlalchemy import text
-
-    from chatctl.storage.engine import is_postgres
-
+    """Ids of active online agents, in id order (locked on PostgreSQL if ``lock``)."""
     sql = "SELECT id FROM agents WHERE active = true AND presence = 'online' ORDER BY id"
-    if lock and is_postgres(connection):
-        sql += " FOR UPDATE"
-    return [row[0] for row in connection.execute(text(sql))]
+    if lock:
+        sql += dialect(connection).lock()
+    return [row[0] for row in execute(connection, sql, {})]
 
 
 def agent_loads(connection: Connection, agent_ids: Sequence[int]) -> dict[int, int]:
     """Live chats per agent (0 for agents with none)."""
-    from sqlalchemy import bindparam, text
-
     if not agent_ids:
         return {}
     loads = dict.fromkeys(agent_ids, 0)
-    statement = text("SELECT agent_id, count(*) FROM chats WHERE status = 'live' AND agent_id IN :ids "
-                     "GROUP BY agent_id").bindparams(bindparam("ids", expanding=True))
-    for agent_id, count in connection.execute(statement, {"ids": list(agent_ids)}):
+    sql = "SELECT agent_id, count(*) FROM chats WHERE status = 'live' AND agent_id IN :ids GROUP BY agent_id"
+    for agent_id, count in execute(connection, sql, {"ids": list(agent_ids)}):
         loads[agent_id] = count
     return loads
 
@@ -91,58 +90,6 @@ def plan_assignments(connection: Connection, chats: Sequence[tuple[int, int | No
     return greedy_plan(chats, agent_loads(connection, agents), max_chats)
 
 
-def apply_assignments(
-    connection: Connection,
-    changes: Sequence[tuple[Mapping[str, Any], int, int]],
-    *,
-    at: dt.datetime,
-    actor: str,
-    action: str,
-    operation_id: str,
-    recheck: str,
-    params: Mapping[str, Any],
-    reason: str,
-) -> set[int]:
-    """Set ``agent_id``, ``assigned_at = at`` and ``reassign_count`` for each ``(row, agent, count)``.
-
-    One UPDATE joined to the plan; ``recheck`` (SQL on alias ``c``) must still
-    hold on the row, so a chat answered meanwhile is left alone.  ``row`` is the
-    chat as claimed (id, agent_id, assigned_at, reassign_count), for the audit's
-    before-values.  Returns the ids of the chats that changed.
-    """
-    from chatctl.domain.sweeps.jobs import bind, returning_id
-    from chatctl.storage.engine import is_postgres
-
-    if not changes:
-        return set()
-    plan = json.dumps([{"id": row["id"], "agent_id": agent, "rc": count} for row, agent, count in changes])
-    if is_postgres(connection):
-        source = "jsonb_to_recordset(CAST(:plan AS jsonb)) AS v(id bigint, agent_id integer, rc integer)"
-    else:
-        source = ("(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.agent_id') AS agent_id, "
-                  "json_extract(value, '$.rc') AS rc FROM json_each(:plan)) AS v")
-    sql = (f"UPDATE chats AS c SET agent_id = v.agent_id, assigned_at = :at, reassign_count = v.rc "
-           f"FROM {source} WHERE c.id = v.id AND {recheck} RETURNING {returning_id(connection, 'c')}")
-    from sqlalchemy import bindparam
-
-    from chatctl.storage.models import UTCDateTime
-
-    statement = bind(sql).bindparams(bindparam("at", type_=UTCDateTime()))
-    changed = {row[0] for row in connection.execute(statement, {**params, "plan": plan, "at": at})}
-    events = []
-    for row, agent, count in changes:
-        if row["id"] not in changed:
-            continue
-        before, after = audit.diff(
-            {"agent_id": row["agent_id"], "assigned_at": row["assigned_at"], "reassign_count": row["reassign_count"]},
-            {"agent_id": agent, "assigned_at": at, "reassign_count": count},
-        )
-        events.append(audit.event(at=at, actor=actor, action=action, entity_type="chat", entity_id=row["id"],
-                                  operation_id=operation_id, before=before, after=after, reason=reason))
-    audit.record(connection, events)
-    return changed
-
-
 # -- agents drain -------------------------------------------------------------------------------
 OPEN_STATUSES = OPEN_CHAT_STATUSES
 
@@ -165,51 +112,40 @@ def drain(agent_id: int, handle: str, *, actor: str, operation_id: str, now: dt.
     (``reassign_count`` unchanged).  Returns ``apply(connection, ids)`` for the
     bulk engine.
     """
-    from chatctl.domain.batches import ItemResult
-    from chatctl.domain.prefs import get_preference
-    from chatctl.domain.sweeps.jobs import bind, convert_chats, typed_rows
-    from chatctl.storage.engine import is_postgres
-
-    still_theirs = "c.agent_id = :drain_agent AND c.status IN ('live', 'pending')"
-    params = {"drain_agent": agent_id}
+    still_theirs = Guard(f"chats.agent_id = :drain_agent AND chats.status IN {sql_list(OPEN_STATUSES)}",
+                         {"drain_agent": agent_id})
+    stamp = audit.Stamp(actor, now, operation_id, "agents.drain")
 
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        lock = " FOR UPDATE" if is_postgres(connection) else ""
-        rows = typed_rows(connection.execute(bind(
-            "SELECT c.id, c.status, c.agent_id, c.assigned_at, c.reassign_count, c.pending_since FROM chats c "
-            f"WHERE c.id IN :ids ORDER BY c.id{lock}"), {"ids": ids}))
-        found = {row["id"]: row for row in rows}
+        query = (select(Chat.id, Chat.status, Chat.agent_id).where(ids_match(connection, Chat.id, ids))
+                 .order_by(Chat.id))
+        found = {row.id: row for row in connection.execute(dialect(connection).locked(query, of=Chat))}
         results: dict[int, ItemResult] = {}
         mine = []
         for chat_id in ids:
             row = found.get(chat_id)
             if row is None:
                 results[chat_id] = ItemResult(chat_id, "not_found", "no such chat")
-            elif row["agent_id"] != agent_id or row["status"] not in OPEN_STATUSES:
+            elif row.agent_id != agent_id or row.status not in OPEN_STATUSES:
                 results[chat_id] = ItemResult(chat_id, "skipped", f"no longer an open chat of {handle}")
             else:
-                mine.append(row)
-        plan = plan_assignments(connection, [(row["id"], row["agent_id"]) for row in mine],
+                mine.append(chat_id)
+        plan = plan_assignments(connection, [(chat_id, agent_id) for chat_id in mine],
                                 max_chats=get_preference(connection, "agent_max_chats"), exclude={agent_id})
-        changes = [(row, plan[row["id"]], row["reassign_count"]) for row in mine if plan[row["id"]] is not None]
-        moved = apply_assignments(connection, changes, at=now, actor=actor, action="agents.drain",
-                          operation_id=operation_id, recheck=still_theirs, params=params,
-                          reason=f"drained from {handle}")
-        handles = dict(connection.execute(bind("SELECT id, handle FROM agents WHERE id IN :ids"),
-                                          {"ids": [agent for _, agent, _ in changes] or [0]}).all())
-        for row, agent, _ in changes:
-            if row["id"] in moved:
-                results[row["id"]] = ItemResult(row["id"], "changed", f"to {handles[agent]}")
-        nobody = [row for row in mine if plan[row["id"]] is None]
-        tickets = convert_chats(connection, nobody, predicate=still_theirs, params=params, reason="no_agents",
-                                at=now, actor=actor, action="agents.drain", operation_id=operation_id,
-                                ticket_agent=lambda row: None)
-        for row in nobody:
-            if row["id"] in tickets:
-                results[row["id"]] = ItemResult(row["id"], "changed",
-                                                f"ticket {tickets[row['id']]} (no_agents: nobody can take it)")
-        for row in mine:
-            results.setdefault(row["id"], ItemResult(row["id"], "skipped", f"no longer an open chat of {handle}"))
+        taken = {chat_id: plan[chat_id] for chat_id in mine if plan[chat_id] is not None}
+        moved = transitions.assign(connection, taken, stamp, guard=still_theirs,
+                                   reason=f"drained from {handle}").changed
+        handles = dict(connection.execute(select(Agent.id, Agent.handle).where(
+            Agent.id.in_(sorted(set(taken.values()))))).all()) if taken else {}
+        for chat_id in moved:
+            results[chat_id] = ItemResult(chat_id, "changed", f"to {handles[taken[chat_id]]}")
+        nobody = [chat_id for chat_id in mine if plan[chat_id] is None]
+        tickets = transitions.end(connection, Ids(nobody), stamp, transitions.Convert("no_agents", keep_agent=False),
+                                  guard=still_theirs, reason="no_agents").made.get("tickets", {})
+        for chat_id, ticket_id in tickets.items():
+            results[chat_id] = ItemResult(chat_id, "changed", f"ticket {ticket_id} (no_agents: nobody can take it)")
+        for chat_id in mine:
+            results.setdefault(chat_id, ItemResult(chat_id, "skipped", f"no longer an open chat of {handle}"))
         return [results[chat_id] for chat_id in ids]
 
     return apply

@@ -25,22 +25,28 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
 from chatctl.domain.audit import writer as audit
 from chatctl.domain.batches import Apply, ItemResult
-from chatctl.storage.sql import ids_match
+from chatctl.domain.changes import ANY_ROW, Guard, Ids
+from chatctl.domain.chats import transitions
+from chatctl.domain.chats.transitions import OPEN
+from chatctl.domain.chats.views import reply_window
+from chatctl.domain.prefs import get_preference
 from chatctl.errors import UsageError
-from chatctl.vocabulary import OPEN_CHAT_STATUSES
+from chatctl.storage.dialects import dialect
+from chatctl.storage.models import Agent, Chat, CommentMention, Ticket
+from chatctl.storage.sql import ids_match
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
     from chatctl.domain.actors import Actor
 
-OPEN = OPEN_CHAT_STATUSES
 MENTION = re.compile(r"(?<![\w.@])@([A-Za-z0-9][A-Za-z0-9_.-]*)")
 
 
@@ -63,79 +69,17 @@ class Person:
 # -- shared pieces -------------------------------------------------------------------
 def _read(connection: Connection, ids: Sequence[int], *columns: Any) -> dict[int, Any]:
     """The batch's chats, locked against concurrent writers until the transaction ends."""
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Chat
-
     query = select(Chat.id, *columns).where(ids_match(connection, Chat.id, ids))
-    if connection.dialect.name == "postgresql":
-        # SQLite writers already hold the database lock (BEGIN IMMEDIATE).
-        query = query.with_for_update(of=Chat)
-    return {row.id: row for row in connection.execute(query)}
+    return {row.id: row for row in connection.execute(dialect(connection).locked(query, of=Chat))}
 
 
-def _update(connection: Connection, ids: Sequence[int], values: Mapping[str, Any], *guard: Any) -> set[int]:
-    """One UPDATE for the batch; ``guard`` re-checks the rule inside the statement."""
-    from sqlalchemy import update
-
-    from chatctl.storage.models import Chat
-
-    if not ids:
-        return set()
-    statement = (update(Chat).where(ids_match(connection, Chat.id, ids), *guard).values(**values)
-                 .returning(Chat.id))
-    return set(connection.execute(statement).scalars())
+def _stamp(acting: Acting, action: str) -> audit.Stamp:
+    return audit.Stamp(acting.actor.name, acting.now, acting.operation_id, action)
 
 
-def _audit_rows(acting: Acting, action: str, before: Mapping[int, Any], values: Mapping[str, Any],
-                changed: Iterable[int], *, extra: Mapping[int, Mapping[str, Any]] | None = None,
-                reason: str | None = None) -> list[dict[str, Any]]:
-    """One audit event per changed chat: the columns that changed, before and after (R15).
-
-    Every chat of a batch gets the same new values, so they are serialised once.
-    """
-    after_all = audit.snapshot(values)
-    keys = list(values)
-    new_values = [values[key] for key in keys]
-    positions: list[int] | None = None
-    rows = []
-    for chat_id in changed:
-        old = before[chat_id]
-        if positions is None:
-            # Rows are tuples: reading by position is much cheaper than by name at 100,000 rows.
-            positions = [old._fields.index(key) for key in keys]
-        old_values = [old[position] for position in positions]
-        changed_keys = [(key, value) for key, value, new in zip(keys, old_values, new_values) if value != new]
-        after = {key: after_all[key] for key, _value in changed_keys}
-        if extra and chat_id in extra:
-            after.update(extra[chat_id])
-        rows.append({"at": acting.now, "actor": acting.actor.name, "action": action, "entity_type": "chat",
-                     "entity_id": str(chat_id), "before": {key: audit.jsonable(value) for key, value in changed_keys},
-                     "after": after, "operation_id": acting.operation_id, "reason": reason})
-    return rows
-
-
-def purge(connection: Connection, chat_ids: Sequence[int], *, at: dt.datetime) -> dict[int, dict[str, int]]:
-    """R9 for the chats of a batch that have anything to purge.
-
-    Most chats close without comments: one cheap look-up on the chat indexes
-    keeps the three purge statements to the few chats that need them.
-    """
-    from sqlalchemy import select, union
-
-    from chatctl.domain.chats.transitions import purge_ephemeral
-    from chatctl.storage.models import Comment, CommentMention, Notification
-
-    if not chat_ids:
-        return {}
-    having = union(
-        select(Comment.chat_id).where(ids_match(connection, Comment.chat_id, chat_ids)),
-        select(CommentMention.chat_id).where(ids_match(connection, CommentMention.chat_id, chat_ids)),
-        select(Notification.chat_id).where(ids_match(connection, Notification.chat_id, chat_ids),
-                                           Notification.read_at.is_(None), Notification.kind == "tagged"),
-    )
-    candidates = sorted(connection.execute(having).scalars())
-    return purge_ephemeral(connection, candidates, at=at) if candidates else {}
+def _todo(decided: Mapping[int, ItemResult]) -> Ids:
+    """The chats judged changeable, for the transition (which checks again, under the lock)."""
+    return Ids([chat_id for chat_id, result in decided.items() if result.result == "changed"])
 
 
 def _results(ids: Sequence[int], decided: dict[int, ItemResult], changed: set[int]) -> list[ItemResult]:
@@ -157,10 +101,6 @@ def _state(row: Any) -> str:
 
 def find_person(connection: Connection, handle: str, *, what: str = "agent") -> Person:
     """An active desk user by handle, or a usage error (bad input: nothing is written)."""
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Agent
-
     row = connection.execute(select(Agent.id, Agent.handle, Agent.role, Agent.active)
                              .where(Agent.handle == handle.lower())).first()
     if row is None:
@@ -172,12 +112,8 @@ def find_person(connection: Connection, handle: str, *, what: str = "agent") -> 
 
 # -- flag / unflag (R3) -----------------------------------------------------------------
 def flag(acting: Acting, note: str | None) -> Apply:
-    from chatctl.storage.models import Chat
-
-    values = {"flagged": True, "flagged_by": acting.actor.name, "flagged_at": acting.now, "flag_note": note}
-
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        rows = _read(connection, ids, Chat.status, Chat.flagged, Chat.flagged_by, Chat.flagged_at, Chat.flag_note)
+        rows = _read(connection, ids, Chat.status, Chat.flagged)
         decided = {}
         for chat_id, row in rows.items():
             if row.flagged:
@@ -187,39 +123,27 @@ def flag(acting: Acting, note: str | None) -> Apply:
                                               "pending chats")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed", None)
-        todo = [i for i, r in decided.items() if r.result == "changed"]
-        changed = _update(connection, todo, values, Chat.flagged.is_(False), Chat.status.in_(OPEN))
-        audit.record(connection, _audit_rows(acting, "chats.flag", rows, values, changed, reason=note))
-        return _results(ids, decided, changed)
+        outcome = transitions.flag(connection, _todo(decided), _stamp(acting, "chats.flag"), note=note)
+        return _results(ids, decided, set(outcome.changed))
 
     return apply
 
 
 def unflag(acting: Acting) -> Apply:
-    from chatctl.storage.models import Chat
-
-    values = {"flagged": False, "flagged_by": None, "flagged_at": None, "flag_note": None}
-
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        rows = _read(connection, ids, Chat.flagged, Chat.flagged_by, Chat.flagged_at, Chat.flag_note)
+        rows = _read(connection, ids, Chat.flagged)
         decided = {chat_id: ItemResult(chat_id, "changed") if row.flagged
                    else ItemResult(chat_id, "skipped", "not flagged") for chat_id, row in rows.items()}
-        todo = [i for i, r in decided.items() if r.result == "changed"]
-        changed = _update(connection, todo, values, Chat.flagged.is_(True))
-        audit.record(connection, _audit_rows(acting, "chats.unflag", rows, values, changed))
-        return _results(ids, decided, changed)
+        outcome = transitions.unflag(connection, _todo(decided), _stamp(acting, "chats.unflag"))
+        return _results(ids, decided, set(outcome.changed))
 
     return apply
 
 
 # -- pending (R6) -----------------------------------------------------------------------
 def pending(acting: Acting) -> Apply:
-    from chatctl.storage.models import Chat
-
-    values = {"status": "pending", "pending_since": acting.now}
-
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        rows = _read(connection, ids, Chat.status, Chat.pending_since)
+        rows = _read(connection, ids, Chat.status)
         decided = {}
         for chat_id, row in rows.items():
             if row.status == "pending":
@@ -229,10 +153,8 @@ def pending(acting: Acting) -> Apply:
                                               f"R6: only a live chat can be marked pending ({_state(row)})")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed")
-        todo = [i for i, r in decided.items() if r.result == "changed"]
-        changed = _update(connection, todo, values, Chat.status == "live")
-        audit.record(connection, _audit_rows(acting, "chats.pending", rows, values, changed))
-        return _results(ids, decided, changed)
+        outcome = transitions.mark_pending(connection, _todo(decided), _stamp(acting, "chats.pending"))
+        return _results(ids, decided, set(outcome.changed))
 
     return apply
 
@@ -244,15 +166,10 @@ def closed_by_for(actor: Actor) -> str:
 
 
 def close(acting: Acting, reason: str | None, *, include_flagged: bool = False) -> Apply:
-    from chatctl.storage.models import Chat
-
-    values = {"status": "closed", "closed_at": acting.now, "closed_by": closed_by_for(acting.actor),
-              "close_reason": reason or "manual", "pending_since": None}
-    guard = [Chat.status.in_(OPEN)] + ([] if include_flagged else [Chat.flagged.is_(False)])
+    guard = ANY_ROW if include_flagged else Guard("chats.flagged = false")
 
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        rows = _read(connection, ids, Chat.status, Chat.flagged, Chat.closed_at, Chat.closed_by,
-                     Chat.close_reason, Chat.pending_since)
+        rows = _read(connection, ids, Chat.status, Chat.flagged)
         decided = {}
         for chat_id, row in rows.items():
             if row.status == "closed":
@@ -263,26 +180,17 @@ def close(acting: Acting, reason: str | None, *, include_flagged: bool = False) 
                 decided[chat_id] = ItemResult(chat_id, "skipped", "flagged (unflag it, or pass --include-flagged)")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed")
-        todo = [i for i, r in decided.items() if r.result == "changed"]
-        changed = _update(connection, todo, values, *guard)
-        purged = purge(connection, sorted(changed), at=acting.now)
-        audit.record(connection, _audit_rows(acting, "chats.close", rows, values, changed, extra=purged))
-        return _results(ids, decided, changed)
+        outcome = transitions.end(connection, _todo(decided), _stamp(acting, "chats.close"),
+                                  transitions.Close(closed_by_for(acting.actor), reason or "manual"), guard=guard)
+        return _results(ids, decided, set(outcome.changed))
 
     return apply
 
 
 # -- reopen (R10) ---------------------------------------------------------------------------
 def reopen(acting: Acting, agent: Person) -> Apply:
-    from chatctl.storage.models import Chat
-
-    values = {"status": "live", "agent_id": agent.id, "assigned_at": acting.now, "reassign_count": 0,
-              "closed_at": None, "closed_by": None, "close_reason": None, "pending_since": None,
-              # R10: the reopen is activity; the inactivity clock starts again from it.
-              "last_activity_at": acting.now}
-
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        rows = _read(connection, ids, *(getattr(Chat, key) for key in values if key != "status"), Chat.status)
+        rows = _read(connection, ids, Chat.status)
         decided = {}
         for chat_id, row in rows.items():
             if row.status == "closed":
@@ -292,11 +200,9 @@ def reopen(acting: Acting, agent: Person) -> Apply:
                                               "one became a ticket (chatctl tickets reopen)")
             else:
                 decided[chat_id] = ItemResult(chat_id, "skipped", f"already {row.status}")
-        todo = [i for i, r in decided.items() if r.result == "changed"]
-        changed = _update(connection, todo, values, Chat.status == "closed")
-        audit.record(connection, _audit_rows(acting, "chats.reopen", rows, values, changed,
-                                             reason=f"reopened for {agent.handle}"))
-        return _results(ids, decided, changed)
+        outcome = transitions.reopen(connection, _todo(decided), _stamp(acting, "chats.reopen"), agent_id=agent.id,
+                                     reason=f"reopened for {agent.handle}")
+        return _results(ids, decided, set(outcome.changed))
 
     return apply
 
@@ -313,15 +219,8 @@ def reopening_agent(connection: Connection, actor: Actor, handle: str | None) ->
 
 # -- convert --------------------------------------------------------------------------------
 def convert(acting: Acting) -> Apply:
-    from sqlalchemy import select
-
-    from chatctl.domain.chats.transitions import create_tickets
-    from chatctl.storage.models import Chat, Ticket
-
-    values = {"status": "converted", "pending_since": None}
-
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        rows = _read(connection, ids, Chat.status, Chat.agent_id, Chat.pending_since)
+        rows = _read(connection, ids, Chat.status)
         tickets = dict(connection.execute(select(Ticket.chat_id, Ticket.id)
                                           .where(ids_match(connection, Ticket.chat_id, ids))).all())
         decided = {}
@@ -335,34 +234,20 @@ def convert(acting: Acting) -> Apply:
                                               f"({_state(row)}; reopen it first)")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed")
-        todo = [i for i, r in decided.items() if r.result == "changed"]
-        changed = _update(connection, todo, values, Chat.status.in_(OPEN))
-        created = create_tickets(connection, [(i, rows[i].agent_id) for i in sorted(changed)], reason="manual",
-                                 at=acting.now)
-        purged = purge(connection, sorted(changed), at=acting.now)
-        extra = {i: {"ticket_id": created[i], **purged.get(i, {})} for i in changed}
-        events = _audit_rows(acting, "chats.convert", rows, values, changed, extra=extra)
-        events += [audit.event(at=acting.now, actor=acting.actor.name, action="chats.convert", entity_type="ticket",
-                               entity_id=ticket_id, operation_id=acting.operation_id, before=None,
-                               after={"chat_id": chat_id, "status": "open", "reason": "manual",
-                                      "agent_id": rows[chat_id].agent_id, "created_at": acting.now})
-                   for chat_id, ticket_id in created.items()]
-        audit.record(connection, events)
-        for chat_id in changed:
+        outcome = transitions.end(connection, _todo(decided), _stamp(acting, "chats.convert"),
+                                  transitions.Convert("manual", keep_agent=True))
+        created = outcome.made.get("tickets", {})
+        for chat_id in outcome.changed:
             decided[chat_id] = ItemResult(chat_id, "changed", f"ticket {created[chat_id]}")
-        return _results(ids, decided, changed)
+        return _results(ids, decided, set(outcome.changed))
 
     return apply
 
 
 # -- assign ---------------------------------------------------------------------------------
 def assign(acting: Acting, agent: Person) -> Apply:
-    from chatctl.storage.models import Chat
-
-    values = {"agent_id": agent.id, "assigned_at": acting.now}
-
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        rows = _read(connection, ids, Chat.status, Chat.agent_id, Chat.assigned_at)
+        rows = _read(connection, ids, Chat.status, Chat.agent_id)
         decided = {}
         for chat_id, row in rows.items():
             if row.status not in OPEN:
@@ -372,23 +257,17 @@ def assign(acting: Acting, agent: Person) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "skipped", f"already assigned to {agent.handle}")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed")
-        todo = [i for i, r in decided.items() if r.result == "changed"]
-        changed = _update(connection, todo, values, Chat.status.in_(OPEN))
-        audit.record(connection, _audit_rows(acting, "chats.assign", rows, values, changed,
-                                             reason=f"assigned to {agent.handle}"))
-        return _results(ids, decided, changed)
+        outcome = transitions.assign(connection, dict.fromkeys(_todo(decided).ids, agent.id),
+                                     _stamp(acting, "chats.assign"), reason=f"assigned to {agent.handle}")
+        return _results(ids, decided, set(outcome.changed))
 
     return apply
 
 
 # -- seen (R2) ------------------------------------------------------------------------------
 def seen(acting: Acting, person: Person) -> Apply:
-    from chatctl.storage.models import Chat
-
-    values = {"agent_seen_at": acting.now}
-
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        rows = _read(connection, ids, Chat.agent_id, Chat.agent_seen_at)
+        rows = _read(connection, ids, Chat.agent_id)
         decided = {}
         for chat_id, row in rows.items():
             if row.agent_id != person.id:
@@ -396,11 +275,9 @@ def seen(acting: Acting, person: Person) -> Apply:
                                               f"agent, and {person.handle} is not assigned to this chat")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed")
-        todo = [i for i, r in decided.items() if r.result == "changed"]
-        changed = _update(connection, todo, values, Chat.agent_id == person.id)
-        audit.record(connection, _audit_rows(acting, "chats.seen", rows, values, changed,
-                                             reason=f"seen by {person.handle}"))
-        return _results(ids, decided, changed)
+        outcome = transitions.mark_seen(connection, _todo(decided), _stamp(acting, "chats.seen"), agent_id=person.id,
+                                        reason=f"seen by {person.handle}")
+        return _results(ids, decided, set(outcome.changed))
 
     return apply
 
@@ -419,24 +296,18 @@ def parse_params(words: Sequence[str]) -> dict[str, str]:
 def reply(acting: Acting, person: Person, *, text: str | None, template: str | None,
           params: Mapping[str, str]) -> Apply:
     """Send a message to the customer as ``person`` (the chat's status does not change)."""
-    from sqlalchemy import insert, select
-
-    from chatctl.domain.chats.views import reply_window
-    from chatctl.domain.prefs import get_preference
-    from chatctl.storage.models import Agent, Chat, CommentMention, Message
-
     if (text is None) == (template is None):
         raise UsageError("give either --text or --template")
     if text is not None and not text.strip():
         raise UsageError("--text is empty")
     if params and template is None:
         raise UsageError("--param goes with --template")
-    values = {"last_agent_message_at": acting.now, "last_activity_at": acting.now, "agent_seen_at": acting.now}
     kind = "text" if text is not None else "template"
+    what = "text message" if text is not None else f"template {template}"
 
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
         rows = _read(connection, ids, Chat.status, Chat.channel, Chat.agent_id, Chat.closed_at,
-                     Chat.last_customer_message_at, *(getattr(Chat, key) for key in values))
+                     Chat.last_customer_message_at)
         window_length = get_preference(connection, "closed_reply_window")
         tagged = set(connection.execute(select(CommentMention.chat_id).where(
             CommentMention.agent_id == person.id, ids_match(connection, CommentMention.chat_id, ids))).scalars())
@@ -446,18 +317,10 @@ def reply(acting: Acting, person: Person, *, text: str | None, template: str | N
         for chat_id, row in rows.items():
             decided[chat_id] = _may_reply(row, chat_id, person, kind, tagged, assigned,
                                           reply_window(row, now=acting.now, closed_reply_window=window_length))
-        todo = [i for i, r in decided.items() if r.result == "changed"]
-        changed = _update(connection, todo, values, Chat.agent_id == person.id)
-        if changed:
-            connection.execute(insert(Message), [
-                {"chat_id": chat_id, "direction": "outbound", "agent_id": person.id, "kind": kind,
-                 "template_name": template, "template_params": dict(params) if template else None,
-                 "body": text if text is not None else "", "created_at": acting.now}
-                for chat_id in sorted(changed)])
-        what = "text message" if text is not None else f"template {template}"
-        audit.record(connection, _audit_rows(acting, "chats.reply", rows, values, changed,
-                                             reason=f"{what} sent by {person.handle}"))
-        return _results(ids, decided, changed)
+        outcome = transitions.reply(connection, _todo(decided), _stamp(acting, "chats.reply"), agent_id=person.id,
+                                    kind=kind, body=text if text is not None else "", template=template,
+                                    template_params=params, reason=f"{what} sent by {person.handle}")
+        return _results(ids, decided, set(outcome.changed))
 
     return apply
 
@@ -492,10 +355,6 @@ def mentioned_handles(text: str) -> list[str]:
 
 def prepare_comment(connection: Connection, author: str, text: str) -> tuple[Person, list[Person]]:
     """R7, checked before anything is written: the author and every tagged handle must exist."""
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Agent
-
     if not text.strip():
         raise UsageError("--text is empty")
     person = find_person(connection, author, what="author")
@@ -510,14 +369,10 @@ def prepare_comment(connection: Connection, author: str, text: str) -> tuple[Per
 
 
 def comment(acting: Acting, author: Person, mentions: Sequence[Person], text: str) -> Apply:
-    from sqlalchemy import insert
-
-    from chatctl.storage.models import Chat, Comment, CommentMention, Notification
-
-    values = {"last_activity_at": acting.now}
+    tags = ", ".join(f"@{person.handle}" for person in mentions) or "nobody"
 
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        rows = _read(connection, ids, Chat.status, Chat.last_activity_at)
+        rows = _read(connection, ids, Chat.status)
         decided = {}
         for chat_id, row in rows.items():
             if row.status != "live":
@@ -525,27 +380,11 @@ def comment(acting: Acting, author: Person, mentions: Sequence[Person], text: st
                                               f"({_state(row)})")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed")
-        todo = [i for i, r in decided.items() if r.result == "changed"]
-        # A comment is activity (R4): it moves the inactivity clock.
-        changed = _update(connection, todo, values, Chat.status == "live")
-        reasons = {}
-        for chat_id in sorted(changed):
-            comment_id = connection.execute(insert(Comment).values(
-                chat_id=chat_id, agent_id=author.id, body=text, created_at=acting.now).returning(Comment.id)
-            ).scalar_one()
-            if mentions:
-                connection.execute(insert(CommentMention), [
-                    {"comment_id": comment_id, "agent_id": person.id, "chat_id": chat_id} for person in mentions])
-                connection.execute(insert(Notification), [
-                    {"agent_id": person.id, "kind": "tagged", "chat_id": chat_id, "comment_id": comment_id,
-                     "created_at": acting.now, "read_at": None} for person in mentions])
-            tags = ", ".join(f"@{p.handle}" for p in mentions) or "nobody"
-            reasons[chat_id] = f"comment {comment_id} by {author.handle}, tagging {tags}"
+        outcome = transitions.comment(connection, _todo(decided), _stamp(acting, "chats.comment"),
+                                      author_id=author.id, body=text, tagged=[person.id for person in mentions],
+                                      reason=f"comment by {author.handle}, tagging {tags}")
+        for chat_id, comment_id in outcome.made.get("comments", {}).items():
             decided[chat_id] = ItemResult(chat_id, "changed", f"comment {comment_id}")
-        events = []
-        for chat_id in sorted(changed):
-            events += _audit_rows(acting, "chats.comment", rows, values, [chat_id], reason=reasons[chat_id])
-        audit.record(connection, events)
-        return _results(ids, decided, changed)
+        return _results(ids, decided, set(outcome.changed))
 
     return apply

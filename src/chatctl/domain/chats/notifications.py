@@ -1,7 +1,7 @@
 """The bell: one notification per @-tag (R7), listed and marked read per agent.
 
 Tag notifications of a chat that closes or converts are marked read by the
-R9 purge (``chatctl.domain.chats.transitions``); the rows stay, so the bell keeps
+R9 purge (``chats.transitions.Purge``); the rows stay, so the bell keeps
 its history.
 """
 

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from chatctl.errors import NotFound
+from chatctl.storage.sql import execute, typed_rows
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -24,14 +25,11 @@ CHAT_COLUMNS = ("id", "status", "flagged", "agent_id", "assigned_at", "reassign_
 
 
 def _evaluate(connection: Connection, job: Job, context: SweepContext, where: str, key: Any) -> dict | None:
-    from chatctl.domain.sweeps.jobs import bind, typed_rows
-
     checks = ", ".join(f"CASE WHEN ({condition.sql}) THEN 1 ELSE 0 END AS check_{index}"
                        for index, condition in enumerate(job.conditions))
-    columns = "*" if job.table != "chats" else ", ".join(f"c.{column}" for column in CHAT_COLUMNS)
-    rows = typed_rows(connection.execute(
-        bind(f"SELECT {columns}, {checks} FROM {job.table} {job.alias} WHERE {where}"),
-        {**context.params(), "key": key}))
+    columns = "*" if job.table != "chats" else ", ".join(f"chats.{column}" for column in CHAT_COLUMNS)
+    rows = typed_rows(execute(connection, f"SELECT {columns}, {checks} FROM {job.table} WHERE {where}",
+                              {**context.params(), "key": key}))
     return rows[0] if rows else None
 
 
@@ -65,7 +63,7 @@ def explain_chat(connection: Connection, chat_id: int, context: SweepContext) ->
     first: dict[str, Any] | None = None
     upcoming: dict[str, Any] | None = None
     for job in JOBS.values():
-        where = "c.id = :key" if job.table == "chats" else "t.chat_id = :key"
+        where = "chats.id = :key" if job.table == "chats" else "tickets.chat_id = :key"
         row = _evaluate(connection, job, context, where, chat_id)
         if job.table == "chats":
             if row is None:

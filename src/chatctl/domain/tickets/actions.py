@@ -2,14 +2,10 @@
 reopen, archive, unarchive and assign.  Reading them (the tickets list, one
 ticket in full) is ``chatctl.domain.tickets.views``.
 
-Every action works on a batch of ids in the caller's transaction with a
-constant number of statements, whatever the batch size.  On PostgreSQL that
-is one statement: a CTE locks the batch's rows (``FOR UPDATE``, in id order
-so two bulk commands never deadlock) and reads the values the audit records,
-an ``UPDATE ... RETURNING`` re-checks the eligibility (and the filter) in its
-own ``WHERE``, and an ``INSERT ... SELECT`` writes one audit event per changed
-row (R15).  On SQLite, whose ``BEGIN IMMEDIATE`` already serialises writers,
-it is a read, the same ``UPDATE`` and one audit ``INSERT``.  Only the ids left
+Every action works on a batch of ids in the caller's transaction: the
+change itself is a transition of ``tickets.transitions`` (on PostgreSQL one
+statement that locks the batch in id order, updates what is still eligible
+and writes one audit event per changed ticket, R15).  Only the ids left
 unchanged are read again, to say why (already closed, archived, ...).
 
 Rules applied here:
@@ -32,17 +28,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import ColumnElement
 
 from chatctl.domain.audit import writer as audit
 from chatctl.domain.batches import ItemResult
+from chatctl.domain.changes import Ids, Outcome
+from chatctl.domain.tickets import transitions as ticket_transitions
+from chatctl.storage.dialects import dialect
+from chatctl.storage.models import Ticket
 from chatctl.storage.sql import ids_match
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
-    from sqlalchemy.sql import ColumnElement
-
     from chatctl.domain.actors import Actor
 
 ENTITY = "ticket"
@@ -51,22 +52,22 @@ NO_TRANSFER = "agents cannot transfer tickets (R14)"
 
 
 # -- changing ----------------------------------------------------------------------------
+Change = Callable[[Connection, Ids, audit.Stamp, "str | None"], Outcome]
+
+
 @dataclass
 class Action:
     """One ticket action over a batch.
 
-    ``eligible()`` is the SQL condition a ticket must meet to change (checked
-    inside the UPDATE); ``classify(row)`` says in words why a ticket that did
-    not change was left alone, as ``(result, reason)``, or ``None`` when it
-    looks eligible.  ``values`` are the new column values and ``columns`` the
-    ones whose old values the audit event records.
+    ``change`` is the transition (``tickets.transitions``) that changes the
+    tickets still eligible, or None when the actor may change none of them;
+    ``classify(row)`` says in words why a ticket that did not change was left
+    alone, as ``(result, reason)``, or ``None`` when it looks eligible.
     """
 
     name: str
-    columns: tuple[str, ...]
-    eligible: Callable[[], ColumnElement[bool]]
+    change: Change | None
     classify: Callable[[Any], tuple[str, str] | None]
-    values: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
 
 
@@ -81,57 +82,43 @@ def _archived_refusal(row) -> tuple[str, str] | None:
 
 
 def close_action(at: dt.datetime, *, reason: str | None = None) -> Action:
-    from chatctl.storage.models import Ticket
-
     def classify(row):
         if row.status == "closed":
             return ("skipped", "already closed")
         return _archived_refusal(row)
 
-    return Action("close", ("status", "closed_at"),
-                  lambda: (Ticket.status == "open") & Ticket.archived_at.is_(None),
-                  classify, {"status": "closed", "closed_at": at}, reason)
+    return Action("close", lambda c, batch, stamp, why: ticket_transitions.close(c, batch, stamp, reason=why),
+                  classify, reason)
 
 
 def reopen_action(at: dt.datetime) -> Action:
-    from chatctl.storage.models import Ticket
-
     def classify(row):
         if row.status == "open":
             return ("skipped", "already open")
         return _archived_refusal(row)
 
-    return Action("reopen", ("status", "closed_at"),
-                  lambda: (Ticket.status == "closed") & Ticket.archived_at.is_(None),
-                  classify, {"status": "open", "closed_at": None})
+    return Action("reopen", lambda c, batch, stamp, why: ticket_transitions.reopen(c, batch, stamp, reason=why),
+                  classify)
 
 
 def archive_action(at: dt.datetime) -> Action:
-    from chatctl.storage.models import Ticket
-
     def classify(row):
         return ("skipped", "already archived") if row.archived_at is not None else None
 
-    return Action("archive", ("archived_at",), lambda: Ticket.archived_at.is_(None), classify,
-                  {"archived_at": at})
+    return Action("archive", lambda c, batch, stamp, why: ticket_transitions.archive(c, batch, stamp, reason=why),
+                  classify)
 
 
 def unarchive_action(at: dt.datetime) -> Action:
-    from chatctl.storage.models import Ticket
-
     def classify(row):
         return ("skipped", "not archived") if row.archived_at is None else None
 
-    return Action("unarchive", ("archived_at",), lambda: Ticket.archived_at.is_not(None), classify,
-                  {"archived_at": None})
+    return Action("unarchive",
+                  lambda c, batch, stamp, why: ticket_transitions.unarchive(c, batch, stamp, reason=why), classify)
 
 
 def assign_action(agent_id: int, handle: str, actor: Actor) -> Action:
     """Assign to ``agent_id``; R14 decides what an actor with role ``agent`` may do."""
-    from sqlalchemy import false
-
-    from chatctl.storage.models import Ticket
-
     own = actor.is_agent_role
     taking = own and actor.agent_id == agent_id
 
@@ -147,15 +134,11 @@ def assign_action(agent_id: int, handle: str, actor: Actor) -> Action:
             return ("refused", f"{NO_TRANSFER}: the ticket is another agent's")
         return None
 
-    def eligible():
-        if own and not taking:
-            return false()
-        condition = Ticket.archived_at.is_(None) & ((Ticket.agent_id != agent_id) | Ticket.agent_id.is_(None))
-        if taking:
-            condition = Ticket.archived_at.is_(None) & Ticket.agent_id.is_(None)
-        return condition
+    def change(connection, batch, stamp, why):
+        return ticket_transitions.assign(connection, batch, stamp, agent_id=agent_id, only_unassigned=taking,
+                                         reason=why)
 
-    return Action("assign", ("agent_id",), eligible, classify, {"agent_id": agent_id})
+    return Action("assign", None if own and not taking else change, classify)
 
 
 def apply_action(
@@ -174,116 +157,22 @@ def apply_action(
     under the lock: a ticket that stopped matching is ``skipped``.
     Returns one result per id, in input order.
     """
-    from chatctl.storage.engine import is_postgres
-
     if not ids:
         return []
-    from sqlalchemy.sql.elements import False_
-
-    change = _change_postgres if is_postgres(connection) else _change_sqlite
-    changed = [] if isinstance(action.eligible(), False_) else change(
-        connection, ids, action, at=at, actor=actor, operation_id=operation_id, where=where)
+    todo = ids
+    if where is not None and action.change is not None:
+        # Lock the batch, then keep what still matches: the transition changes only those.
+        query = select(Ticket.id).where(ids_match(connection, Ticket.id, ids), where).order_by(Ticket.id)
+        todo = list(connection.execute(dialect(connection).locked(query, of=Ticket)).scalars())
+    changed = []
+    if action.change is not None and todo:
+        stamp = audit.Stamp(actor, at, operation_id, f"tickets.{action.name}")
+        changed = action.change(connection, Ids(todo), stamp, action.reason).changed
     results = {ticket_id: ItemResult(ticket_id, "changed") for ticket_id in changed}
     rest = [ticket_id for ticket_id in ids if ticket_id not in results]
     if rest:
         results.update(_explain(connection, rest, action, where))
     return [results.get(ticket_id, ItemResult(ticket_id, "not_found", "no such ticket")) for ticket_id in ids]
-
-
-def _eligible(action: Action, where: ColumnElement[bool] | None):
-    return action.eligible() if where is None else action.eligible() & where
-
-
-def _change_postgres(connection: Connection, ids: list[int], action: Action, *, at: dt.datetime, actor: str,
-                     operation_id: str, where: ColumnElement[bool] | None) -> list[int]:
-    """Lock, update and audit the batch in one statement; returns the changed ids.
-
-    ``locked`` takes the batch's row locks in id order (two bulk commands
-    never deadlock) and reads the values the audit records as "before";
-    the UPDATE re-checks the eligibility and the filter on the locked rows;
-    the INSERT writes one audit event per changed ticket (R15).
-    """
-    import json
-
-    from sqlalchemy import Text, bindparam, cast, func, insert, literal, select, update
-    from sqlalchemy.dialects.postgresql import JSONB
-
-    from chatctl.storage.models import AuditEvent, Ticket, UTCDateTime
-
-    locked = (
-        select(Ticket.id, *(getattr(Ticket, column) for column in action.columns))
-        .where(ids_match(connection, Ticket.id, ids))
-        .order_by(Ticket.id)
-        .with_for_update(of=Ticket.__table__)
-        .cte("locked")
-    )
-    changed = (
-        update(Ticket)
-        .where(Ticket.id == locked.c.id, _eligible(action, where))
-        .values(**action.values)
-        .returning(Ticket.id.label("id"), *(locked.c[column].label(f"old_{column}") for column in action.columns))
-        .cte("changed")
-    )
-    before = func.jsonb_build_object(*(
-        part for column in action.columns
-        for part in (cast(literal(column), Text), _json_value(changed.c[f"old_{column}"], column))))
-    after = json.dumps(audit.snapshot(action.values))
-
-    def text_value(value: str | None):
-        return cast(literal(value), Text)
-
-    audited = insert(AuditEvent).from_select(
-        ["at", "actor", "action", "entity_type", "entity_id", "before", "after", "operation_id", "reason"],
-        select(bindparam("audit_at", at, type_=UTCDateTime()), text_value(actor),
-               text_value(f"tickets.{action.name}"), text_value(ENTITY), cast(changed.c.id, Text), before,
-               cast(text_value(after), JSONB), text_value(operation_id), text_value(action.reason))
-        .order_by(changed.c.id),
-    ).cte("audited")
-    return list(connection.execute(select(changed.c.id).add_cte(audited)).scalars())
-
-
-def _json_value(column, name: str):
-    """A column's old value as the audit snapshot writes it (timestamps: Python's ISO 8601 in UTC)."""
-    from sqlalchemy import Text, case, cast, func, literal
-
-    from chatctl.storage.models import Ticket, UTCDateTime
-
-    if not isinstance(Ticket.__table__.c[name].type, UTCDateTime):
-        return column
-    utc = func.timezone(cast(literal("UTC"), Text), column)
-    seconds = func.to_char(utc, cast(literal('YYYY-MM-DD"T"HH24:MI:SS'), Text))
-    micros = func.to_char(utc, cast(literal("US"), Text))
-    iso = case((micros == "000000", seconds), else_=seconds + "." + micros) + "+00:00"
-    return case((column.is_(None), None), else_=iso)
-
-
-def _change_sqlite(connection: Connection, ids: list[int], action: Action, *, at: dt.datetime, actor: str,
-                   operation_id: str, where: ColumnElement[bool] | None) -> list[int]:
-    """Read the before-values, update, audit: ``BEGIN IMMEDIATE`` already holds the write lock."""
-    from sqlalchemy import select, update
-
-    from chatctl.storage.models import Ticket
-
-    condition = _eligible(action, where)
-    before = {
-        row.id: {column: getattr(row, column) for column in action.columns}
-        for row in connection.execute(
-            select(Ticket.id, *(getattr(Ticket, column) for column in action.columns))
-            .where(ids_match(connection, Ticket.id, ids), condition))
-    }
-    if not before:
-        return []
-    changed = list(connection.execute(
-        update(Ticket).where(ids_match(connection, Ticket.id, list(before)), condition)
-        .values(**action.values).returning(Ticket.id)).scalars())
-    name = f"tickets.{action.name}"
-    events = []
-    for ticket_id in sorted(changed):
-        old, new = audit.diff(before[ticket_id], action.values)
-        events.append(audit.event(at=at, actor=actor, action=name, entity_type=ENTITY, entity_id=ticket_id,
-                                  operation_id=operation_id, before=old, after=new, reason=action.reason))
-    audit.record(connection, events)
-    return changed
 
 
 def _explain(connection: Connection, ids: list[int], action: Action,

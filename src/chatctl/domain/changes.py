@@ -1,0 +1,340 @@
+"""The engine every chat and ticket transition runs on.
+
+A transition (``chats.transitions``, ``tickets.transitions``) is a ``Change``:
+new values for some columns of the rows of a batch that still meet its
+eligibility, plus, for chats, ``Step``s done to what changed (the R9 purge,
+the tickets of a conversion).  ``run`` applies it to a batch and writes one
+audit event per changed row (R15), in the caller's transaction:
+
+1. lock the batch's rows in id order and read the values the audit records
+   as "before" - a batch named by id (``Ids``: bulk commands, drain, the
+   sweeps' assignment plans) or the next rows of a sweep (``Claim``, which
+   skips rows another transaction holds);
+2. ``UPDATE`` those rows with the eligibility re-checked in the ``WHERE``
+   (what changed meanwhile is left alone), returning the new values;
+3. the steps, for the rows that changed;
+4. the audit events: the columns that changed, before and after, plus what
+   the steps add (``comments_removed``, ``ticket_id``, ...).
+
+It has two forms, chosen by dialect from a registry: the portable one, a few
+set-based statements whatever the batch size, and on PostgreSQL the same
+work as one statement (data-modifying CTEs).  Both leave identical rows and
+audit events (tests/test_transitions.py runs both on the same data).
+
+The SQL is textual and names tables, not aliases, so the conditions the
+sweeps count, claim and explain with are the very ones re-checked here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from chatctl.domain.audit import writer as audit
+from chatctl.storage.dialects import Registry, dialect
+from chatctl.storage.sql import TIMESTAMP_COLUMNS, execute, json_param, typed_rows
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    entity: str
+    """The audit events' ``entity_type``."""
+
+
+CHATS = Table("chats", "chat")
+TICKETS = Table("tickets", "ticket")
+
+
+@dataclass(frozen=True)
+class Ids:
+    """A batch named by id, locked in id order (two bulk commands never deadlock).
+
+    ``plan`` gives values per id that the change's SQL reads as ``plan.NAME``
+    (an assignment plan: which agent takes which chat); ``plan_types`` their
+    SQL types.
+    """
+
+    ids: Sequence[int]
+    plan: Mapping[int, Mapping[str, Any]] | None = None
+    plan_types: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A sweep's next batch: up to ``size`` rows meeting ``predicate`` with an id above
+    ``after_id``, in id order.  Rows another transaction holds are skipped (PostgreSQL):
+    the next run takes them."""
+
+    predicate: str
+    params: Mapping[str, Any]
+    after_id: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A caller's own condition on the rows (SQL and its parameters), re-checked in the
+    UPDATE beside the transition's own: a sweep's eligibility, a drain's "still theirs"."""
+
+    sql: str = "1 = 1"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def claim(self, after_id: int, size: int) -> Claim:
+        """The next batch of rows meeting this condition (a sweep's batch)."""
+        return Claim(self.sql, self.params, after_id, size)
+
+
+ANY_ROW = Guard()
+
+
+@dataclass(frozen=True)
+class Change:
+    """New ``values`` (column -> SQL over the row before the change, the parameters and
+    ``plan``) for the rows of a batch that meet ``eligible`` (SQL) when they are changed.
+
+    ``reads`` are more columns of the locked row the steps need (as ``old_NAME``);
+    ``reason`` is the audit events' reason.
+    """
+
+    table: Table
+    values: Mapping[str, str]
+    eligible: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    reads: tuple[str, ...] = ()
+    reason: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns read before the change: the changed ones, then ``reads``."""
+        return tuple(dict.fromkeys((*self.values, *self.reads)))
+
+
+@dataclass
+class Row:
+    """One changed row: its id, the values before and after."""
+
+    id: int
+    old: dict[str, Any]
+    new: dict[str, Any]
+
+
+@dataclass
+class StepResult:
+    after: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Per changed id, what the step adds to the row's audit event's ``after``."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """Audit events of rows the step wrote (a ticket created)."""
+    made: dict[int, Any] = field(default_factory=dict)
+    """Per changed id, what the caller is told (the new ticket's id)."""
+
+
+@dataclass(frozen=True)
+class StepSQL:
+    """A step inside the one PostgreSQL statement.
+
+    ``ctes``: (name, SQL) read ``changed`` (``id``, ``new_*``, ``old_*``);
+    ``join``: joins one row per changed id (``changed.id``) onto the audit of
+    the changed rows and the final SELECT; ``after``: jsonb SQL added to the
+    ``after`` of that audit; ``audit``: more audit INSERTs (``writer.insert_sql``);
+    ``made``: SQL of the value told to the caller.
+    """
+
+    ctes: tuple[tuple[str, str], ...] = ()
+    join: str = ""
+    after: str | None = None
+    audit: tuple[str, ...] = ()
+    made: str | None = None
+
+
+class Step:
+    """Something a transition does to the rows it changed, beyond their columns."""
+
+    name = ""
+    makes = False
+    """Whether the step makes rows the caller is told about (``Outcome.made``)."""
+
+    def apply(self, connection: Connection, rows: list[Row], stamp: audit.Stamp,
+              params: Mapping[str, Any]) -> StepResult:
+        raise NotImplementedError
+
+    def sql(self) -> StepSQL:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """The parameters the step's SQL binds."""
+        return {}
+
+
+@dataclass
+class Outcome:
+    claimed: int = 0
+    """Rows of the batch found and locked."""
+    last_id: int | None = None
+    """The highest id claimed: a sweep's next batch starts after it."""
+    changed: list[int] = field(default_factory=list)
+    """Ids of the rows that changed, in id order."""
+    made: dict[str, dict[int, Any]] = field(default_factory=dict)
+    """Per step name, per changed id, what the step made (``made["tickets"][chat_id]``)."""
+
+
+def _batch_params(batch: Ids | Claim, connection: Connection) -> dict[str, Any]:
+    if isinstance(batch, Claim):
+        return {**batch.params, "claim_after": batch.after_id, "claim_size": batch.size}
+    params: dict[str, Any] = {"ids": dialect(connection).ids_value(batch.ids)}
+    if batch.plan is not None:
+        params["plan"] = json_param([{"id": chat_id, **values} for chat_id, values in batch.plan.items()])
+    return params
+
+
+def _params(connection: Connection, change: Change, batch: Ids | Claim, stamp: audit.Stamp,
+            steps: Sequence[Step]) -> dict[str, Any]:
+    params = {**change.params, **_batch_params(batch, connection), **stamp.params(), "audit_reason": change.reason}
+    for step in steps:
+        params.update(step.params())
+    return params
+
+
+def _plan_source(connection: Connection, batch: Ids | Claim) -> str | None:
+    if isinstance(batch, Ids) and batch.plan is not None:
+        return dialect(connection).json_rows("plan", {"id": "bigint", **batch.plan_types}, "plan")
+    return None
+
+
+def _claim_sql(connection: Connection, table: str, batch: Ids | Claim, select: str, *,
+               join: str = "") -> str:
+    """SELECT ``select`` from the batch's rows of ``table``, locked, in id order."""
+    spelling = dialect(connection)
+    if isinstance(batch, Claim):
+        return (f"SELECT {select} FROM {table}{join} WHERE ({batch.predicate}) AND {table}.id > :claim_after "
+                f"ORDER BY {table}.id LIMIT :claim_size{spelling.lock(skip_locked=True, of=table)}")
+    return (f"SELECT {select} FROM {table}{join} WHERE {spelling.ids_in(f'{table}.id')} "
+            f"ORDER BY {table}.id{spelling.lock(of=table)}")
+
+
+class Portable:
+    """A few set-based statements per batch, whatever its size: claim, update, steps, audit."""
+
+    def run(self, connection: Connection, change: Change, batch: Ids | Claim, stamp: audit.Stamp,
+            steps: Sequence[Step] = ()) -> Outcome:
+        if isinstance(batch, Ids) and not batch.ids:
+            return Outcome()
+        table = change.table.name
+        spelling = dialect(connection)
+        params = _params(connection, change, batch, stamp, steps)
+        select = ", ".join((f"{table}.id", *(f"{table}.{column}" for column in change.columns)))
+        claimed = {row.pop("id"): row for row in
+                   typed_rows(execute(connection, _claim_sql(connection, table, batch, select), params))}
+        outcome = Outcome(claimed=len(claimed), last_id=max(claimed, default=None),
+                          made={step.name: {} for step in steps if step.makes})
+        if not claimed:
+            return outcome
+        plan = _plan_source(connection, batch)
+        where = (f" WHERE {spelling.ids_in(f'{table}.id', 'claimed')}"
+                 + (f" AND {table}.id = plan.id" if plan else "") + f" AND ({change.eligible})")
+        if change.values:
+            assignments = ", ".join(f"{column} = {value}" for column, value in change.values.items())
+            sql = (f"UPDATE {spelling.update_target(table)} SET {assignments}" + (f" FROM {plan}" if plan else "")
+                   + f"{where} RETURNING {spelling.returning(table, ('id', *change.values))}")
+        else:
+            # Nothing but the steps: the rows still eligible, locked since the claim.
+            sql = f"SELECT {table}.id FROM {table}" + (f", {plan}" if plan else "") + where
+        params["claimed"] = spelling.ids_value(sorted(claimed))
+        rows = [Row(new.pop("id"), {}, new) for new in typed_rows(execute(connection, sql, params))]
+        rows.sort(key=lambda row: row.id)
+        for row in rows:
+            row.old = claimed[row.id]
+        outcome.changed = [row.id for row in rows]
+        if not rows:
+            return outcome
+        results = {step.name: step.apply(connection, rows, stamp, params) for step in steps}
+        events = []
+        for row in rows:
+            before, after = audit.diff(row.old, row.new)
+            for result in results.values():
+                after.update(result.after.get(row.id, {}))
+            events.append(stamp.event(change.table.entity, row.id, before=before, after=after,
+                                      reason=change.reason))
+        for result in results.values():
+            events += result.events
+        audit.record(connection, events)
+        outcome.made = {step.name: results[step.name].made for step in steps if step.makes}
+        return outcome
+
+
+class OneStatement(Portable):
+    """PostgreSQL: claim, update, steps and audit as one statement per batch.
+
+    ``changed`` locates the claimed rows with ``= ANY(ARRAY(...))`` (by primary
+    key) rather than a join: joined with a CTE, whose size the planner cannot
+    know, a table could be hash-joined whole once per batch.
+    """
+
+    def run(self, connection: Connection, change: Change, batch: Ids | Claim, stamp: audit.Stamp,
+            steps: Sequence[Step] = ()) -> Outcome:
+        if isinstance(batch, Ids) and not batch.ids:
+            return Outcome()
+        table = change.table.name
+        params = _params(connection, change, batch, stamp, steps)
+        plan = _plan_source(connection, batch)
+        planned = [f"plan.{name}" for name in (batch.plan_types if plan else ())]
+        select = ", ".join((f"{table}.id", *(f"{table}.{column} AS old_{column}" for column in change.columns),
+                            *planned))
+        claim = _claim_sql(connection, table, batch, select,
+                           join=f" JOIN {plan} ON plan.id = {table}.id" if plan else "")
+        assignments = ", ".join(f"{column} = {value}" for column, value in change.values.items())
+        returning = ", ".join((f"{table}.id", *(f"{table}.{column} AS new_{column}" for column in change.values),
+                               *(f"plan.old_{column}" for column in change.columns)))
+        before, after = audit.changes_sql(
+            {column: (f"changed.old_{column}", f"changed.new_{column}") for column in change.values},
+            TIMESTAMP_COLUMNS)
+        parts = [step.sql() for step in steps]
+        joins = "".join(part.join for part in parts)
+        for part in parts:
+            if part.after is not None:
+                after += f" || {part.after}"
+        ctes = [
+            ("claimed", claim),
+            ("changed", (f"UPDATE {table} SET {assignments} FROM claimed AS plan " if change.values else
+                         f"SELECT {returning} FROM {table}, claimed AS plan ")
+                        + f"WHERE {table}.id = ANY(ARRAY(SELECT id FROM claimed)) AND {table}.id = plan.id "
+                        f"AND ({change.eligible})" + (f" RETURNING {returning}" if change.values else "")),
+            *(cte for part in parts for cte in part.ctes),
+            ("audited", audit.insert_sql(entity_type=f"CAST('{change.table.entity}' AS text)",
+                                         entity_id="CAST(changed.id AS text)", before=before, after=after,
+                                         reason="CAST(:audit_reason AS text)", source=f"changed{joins}")),
+            *((f"audited_{index}", sql) for index, sql in enumerate(sql for part in parts for sql in part.audit)),
+        ]
+        made = "".join(f", {part.made} AS made_{index}" for index, (step, part) in enumerate(zip(steps, parts))
+                       if step.makes)
+        sql = ("WITH " + ",\n".join(f"{name} AS ({body})" for name, body in ctes)
+               + f"\nSELECT summary.claimed, summary.last_id, changed.id{made} "
+               "FROM (SELECT count(*) AS claimed, max(id) AS last_id FROM claimed) AS summary "
+               f"LEFT JOIN changed ON true{joins} ORDER BY changed.id")
+        result = execute(connection, sql, params).all()
+        outcome = Outcome(claimed=result[0].claimed, last_id=result[0].last_id)
+        outcome.changed = [row.id for row in result if row.id is not None]
+        outcome.made = {step.name: {row.id: getattr(row, f"made_{index}") for row in result if row.id is not None}
+                        for index, step in enumerate(steps) if step.makes}
+        return outcome
+
+
+FORMS: Registry[Portable] = Registry(Portable(), postgresql=OneStatement())
+
+
+def run(connection: Connection, change: Change, batch: Ids | Claim, stamp: audit.Stamp,
+        steps: Sequence[Step] = (), *, form: Portable | None = None) -> Outcome:
+    """Apply ``change`` (and ``steps``) to ``batch`` with its audit events, in the caller's transaction.
+
+    ``form`` defaults to the connection's dialect's: one statement on PostgreSQL.
+    """
+    return (form or FORMS(connection)).run(connection, change, batch, stamp, steps)
+
+
+def sql_list(values: Sequence[str]) -> str:
+    """``('live', 'pending')``: constant words of the desk's vocabulary inside SQL text."""
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
+

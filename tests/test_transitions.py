@@ -1,0 +1,246 @@
+"""Each desk change exists once: the transitions of ``chats.transitions`` and
+``tickets.transitions``, and their two forms.
+
+On PostgreSQL a transition runs as one statement (``changes.OneStatement``);
+everywhere else as a few set-based statements (``changes.Portable``).  The
+tests here run both forms of every transition on two copies of the same desk
+on the PostgreSQL server and compare every row they leave - chats, tickets,
+comments, tags, notifications, messages - and every audit event, so the fast
+form can never drift from the portable one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+
+import pytest
+from sqlalchemy import text
+
+from chatctl.domain import changes
+from chatctl.domain.audit.writer import Stamp, jsonable
+from chatctl.domain.changes import Guard, Ids
+from chatctl.domain.chats import transitions as chats
+from chatctl.domain.tickets import transitions as tickets
+from chatctl.storage.engine import create_engine
+from chatctl.storage.sql import execute, iso_utc
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+ODD = dt.timedelta(microseconds=123456)  # timestamps with microseconds: ISO text must match Python's
+_names = itertools.count()
+
+DESK = """
+INSERT INTO agents (id, handle, name, role, presence, active, created_at) VALUES
+  (1, 'alice', 'Alice', 'agent', 'online', true, :long_ago), (2, 'bob', 'Bob', 'supervisor', 'online', true, :long_ago),
+  (3, 'carol', 'Carol', 'agent', 'offline', true, :long_ago), (4, 'dave', 'Dave', 'admin', 'online', true, :long_ago);
+INSERT INTO customers (id, display_name, address, created_at)
+  SELECT g, 'Customer ' || g, '+2782000000' || g, :long_ago FROM generate_series(1, 9) AS g;
+INSERT INTO chats (id, customer_id, channel, status, agent_id, assigned_at, reassign_count, flagged, flagged_by,
+                   flagged_at, flag_note, created_at, last_customer_message_at, last_agent_message_at,
+                   last_activity_at, agent_seen_at, pending_since, closed_at, closed_by, close_reason) VALUES
+  (1, 1, 'whatsapp', 'live', 1, :h3, 0, false, NULL, NULL, NULL, :h3, :h2, NULL, :h2, NULL, NULL, NULL, NULL, NULL),
+  (2, 2, 'webchat', 'live', NULL, NULL, 0, true, 'ops:x', :h2, 'call back', :h3, :h3, NULL, :h3, NULL, NULL,
+   NULL, NULL, NULL),
+  (3, 3, 'sms', 'pending', 2, :h3, 1, false, NULL, NULL, NULL, :h3, :h3, :h2, :h2, :h2, :h2, NULL, NULL, NULL),
+  (4, 4, 'whatsapp', 'closed', 1, :h3, 0, false, NULL, NULL, NULL, :h3, :h3, :h2, :h2, :h2, NULL, :h1, 'agent',
+   'manual'),
+  (5, 5, 'messenger', 'converted', NULL, NULL, 0, false, NULL, NULL, NULL, :h3, :h3, NULL, :h3, NULL, NULL, NULL,
+   NULL, NULL),
+  (6, 6, 'whatsapp', 'live', 2, :h3, 2, false, NULL, NULL, NULL, :h3, :h3, :h2, :h3, :h2, NULL, NULL, NULL, NULL),
+  (7, 7, 'webchat', 'live', 1, :h3, 0, false, NULL, NULL, NULL, :h3, :h3, NULL, :h1, NULL, NULL, NULL, NULL, NULL),
+  (8, 8, 'sms', 'closed', 2, :h3, 0, false, NULL, NULL, NULL, :h3, :h3, :h2, :h2, :h2, NULL, :h1, 'system',
+   'inactivity'),
+  (9, 9, 'whatsapp', 'pending', NULL, NULL, 0, true, 'ops:x', :h2, NULL, :h3, :h3, NULL, :h3, NULL, :h3, NULL,
+   NULL, NULL);
+INSERT INTO comments (id, chat_id, agent_id, body, created_at) VALUES
+  (1, 1, 1, '@bob look', :h2), (2, 1, 2, 'on it', :h1), (3, 6, 2, '@alice @carol hm', :h2), (4, 8, 1, 'left', :h2),
+  (5, 3, 2, 'pending note', :h2);
+INSERT INTO comment_mentions (comment_id, agent_id, chat_id) VALUES (1, 2, 1), (3, 1, 6), (3, 3, 6), (4, 2, 8);
+INSERT INTO notifications (id, agent_id, kind, chat_id, comment_id, created_at, read_at) VALUES
+  (1, 2, 'tagged', 1, 1, :h2, NULL), (2, 1, 'tagged', 6, 3, :h2, :h1), (3, 3, 'tagged', 6, 3, :h2, NULL),
+  (4, 2, 'tagged', 8, 4, :h2, NULL);
+INSERT INTO tickets (id, chat_id, status, reason, agent_id, created_at, closed_at, archived_at) VALUES
+  (1, 5, 'open', 'no_agents', NULL, :d100, NULL, NULL), (2, 7, 'closed', 'manual', 1, :d100, :d50, NULL),
+  (3, 4, 'closed', 'manual', 2, :d100, :d50, :d10);
+SELECT setval(pg_get_serial_sequence('comments', 'id'), 5);
+SELECT setval(pg_get_serial_sequence('notifications', 'id'), 4);
+SELECT setval(pg_get_serial_sequence('tickets', 'id'), 3)
+"""
+
+
+def _admin(server: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server + "/postgres", autocommit=True) as connection:
+        connection.execute(statement)
+
+
+@pytest.fixture(scope="module")
+def desk_template(pg_server, pg_template):
+    """A small desk in every state a transition meets, as a template database."""
+    name = f"transitions_{os.getpid()}"
+    _admin(pg_server, f"DROP DATABASE IF EXISTS {name}")
+    _admin(pg_server, f"CREATE DATABASE {name} TEMPLATE {pg_template}")
+    engine = create_engine(f"{pg_server}/{name}")
+    hours = {f"h{n}": T0 - dt.timedelta(hours=n) + ODD for n in (1, 2, 3)}
+    days = {f"d{n}": T0 - dt.timedelta(days=n) for n in (10, 50, 100)}
+    with engine.begin() as connection:
+        for statement in DESK.split(";\n"):
+            connection.execute(text(statement), {"long_ago": T0 - dt.timedelta(days=400), **hours, **days})
+    engine.dispose()
+    yield name
+    _admin(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def two_desks(pg_server, desk_template):
+    """Two engines on two fresh copies of the desk."""
+    engines = []
+    names = []
+    for _ in range(2):
+        name = f"transitions_copy_{os.getpid()}_{next(_names)}"
+        _admin(pg_server, f"CREATE DATABASE {name} TEMPLATE {desk_template}")
+        names.append(name)
+        engines.append(create_engine(f"{pg_server}/{name}"))
+    yield engines
+    for engine, name in zip(engines, names):
+        engine.dispose()
+        _admin(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+STAMP = Stamp("ops:tester", T0 + ODD, "01TESTOPERATION0000000000A", "test.change")
+ROUND = Stamp("system", T0, "01TESTOPERATION0000000000B", "sweep.test")  # no microseconds
+EVERY_CHAT = Ids(list(range(1, 11)))  # 10 does not exist
+EVERY_TICKET = Ids([1, 2, 3, 4])
+IDLE = Guard("chats.last_activity_at < :idle_cutoff", {"idle_cutoff": T0 - dt.timedelta(minutes=90)})
+
+CASES = {
+    "close by ids": lambda c, form: chats.end(c, EVERY_CHAT, STAMP, chats.Close("agent", "manual"), form=form,
+                                              guard=Guard("chats.flagged = false")),
+    "close flagged too": lambda c, form: chats.end(c, EVERY_CHAT, ROUND, chats.Close("agent", "stale"), form=form,
+                                                   reason="stale"),
+    "close a sweep's claim": lambda c, form: chats.end(c, IDLE.claim(0, 4), ROUND, chats.Close("system", "inactivity"),
+                                                       guard=IDLE, reason="inactivity", form=form),
+    "close the claim after id 3": lambda c, form: chats.end(c, IDLE.claim(3, 3), ROUND,
+                                                            chats.Close("system", "inactivity"), guard=IDLE,
+                                                            form=form),
+    "convert for the agent": lambda c, form: chats.end(c, EVERY_CHAT, STAMP, chats.Convert("manual", keep_agent=True),
+                                                       form=form),
+    "convert for nobody": lambda c, form: chats.end(c, IDLE.claim(0, 10), ROUND,
+                                                    chats.Convert("no_agents", keep_agent=False), guard=IDLE,
+                                                    reason="no_agents", form=form),
+    "purge ended chats": lambda c, form: chats.purge(c, EVERY_CHAT, ROUND, reason="R9 clean-up", form=form),
+    "reopen": lambda c, form: chats.reopen(c, EVERY_CHAT, STAMP, agent_id=3, reason="reopened for carol", form=form),
+    "pending": lambda c, form: chats.mark_pending(c, EVERY_CHAT, STAMP, form=form),
+    "flag": lambda c, form: chats.flag(c, EVERY_CHAT, STAMP, note="VIP", form=form),
+    "unflag": lambda c, form: chats.unflag(c, EVERY_CHAT, STAMP, form=form),
+    "assign by plan, counting": lambda c, form: chats.assign(c, {1: 2, 2: 1, 3: 4, 4: 1, 6: 2, 10: 1}, ROUND,
+                                                             reassign_counts={1: 1, 2: 0, 3: 2, 4: 1, 6: 3, 10: 0},
+                                                             reason="least-loaded", form=form),
+    "assign one agent": lambda c, form: chats.assign(c, dict.fromkeys(range(1, 11), 1), STAMP,
+                                                     reason="assigned to alice", form=form),
+    "seen": lambda c, form: chats.mark_seen(c, EVERY_CHAT, STAMP, agent_id=1, form=form),
+    "reply with a template": lambda c, form: chats.reply(c, EVERY_CHAT, STAMP, agent_id=2, kind="template", body="",
+                                                         template="hello", template_params={"name": "Sam"},
+                                                         reason="template hello sent by bob", form=form),
+    "comment with tags": lambda c, form: chats.comment(c, EVERY_CHAT, STAMP, author_id=1, body="@bob @dave see",
+                                                       tagged=[2, 4], reason="comment by alice", form=form),
+    "comment without tags": lambda c, form: chats.comment(c, Ids([7]), ROUND, author_id=2, body="quiet", tagged=[],
+                                                          form=form),
+    "ticket close": lambda c, form: tickets.close(c, EVERY_TICKET, STAMP, reason="by hand", form=form),
+    "ticket reopen": lambda c, form: tickets.reopen(c, EVERY_TICKET, STAMP, form=form),
+    "ticket archive claim": lambda c, form: tickets.archive(
+        c, Guard("tickets.created_at < :cutoff", {"cutoff": T0}).claim(0, 5), ROUND,
+        guard=Guard("tickets.created_at < :cutoff", {"cutoff": T0}), reason="ticket_archive_after", form=form),
+    "ticket unarchive": lambda c, form: tickets.unarchive(c, EVERY_TICKET, STAMP, form=form),
+    "ticket assign": lambda c, form: tickets.assign(c, EVERY_TICKET, STAMP, agent_id=1, form=form),
+    "ticket take": lambda c, form: tickets.assign(c, EVERY_TICKET, STAMP, agent_id=3, only_unassigned=True,
+                                                  form=form),
+}
+
+TABLES = {
+    "chats": "SELECT * FROM chats ORDER BY id",
+    "tickets": "SELECT chat_id, status, reason, agent_id, created_at, closed_at, archived_at FROM tickets "
+               "ORDER BY chat_id",
+    "comments": "SELECT chat_id, agent_id, body, created_at FROM comments ORDER BY chat_id, body",
+    "tags": "SELECT c.chat_id, c.body, m.agent_id, m.chat_id AS tag_chat FROM comment_mentions m "
+            "JOIN comments c ON c.id = m.comment_id ORDER BY 1, 2, 3",
+    "notifications": "SELECT n.agent_id, n.kind, n.chat_id, c.body, n.created_at, n.read_at FROM notifications n "
+                     "LEFT JOIN comments c ON c.id = n.comment_id ORDER BY n.chat_id, n.agent_id, c.body, n.id",
+    "messages": "SELECT chat_id, direction, agent_id, kind, template_name, template_params, body, created_at "
+                "FROM messages ORDER BY chat_id",
+}
+
+
+def _snapshot(engine) -> dict:
+    """Every row a transition can touch, with serial ids of new rows replaced by what they belong to."""
+    with engine.connect() as connection:
+        state = {name: [tuple(row) for row in connection.execute(text(sql))] for name, sql in TABLES.items()}
+        ticket_chat = dict(connection.execute(text("SELECT id, chat_id FROM tickets")).all())
+        comment_chat = dict(connection.execute(text("SELECT id, chat_id FROM comments")).all())
+        events = []
+        for row in connection.execute(text("SELECT at, actor, action, entity_type, entity_id, before, after, "
+                                           "operation_id, reason FROM audit_events")).mappings():
+            event = dict(row)
+            if event["entity_type"] == "ticket":
+                event["entity_id"] = f"ticket of chat {ticket_chat[int(event['entity_id'])]}"
+            for side in ("before", "after"):
+                values = dict(event[side] or {}) if event[side] is not None else None
+                if values and "ticket_id" in values:
+                    values["ticket_id"] = f"ticket of chat {ticket_chat[values['ticket_id']]}"
+                if values and "comment_id" in values:
+                    values["comment_id"] = f"comment on chat {comment_chat[values['comment_id']]}"
+                event[side] = values
+            events.append(event)
+        state["audit"] = sorted(events, key=repr)
+    return state
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("case", list(CASES))
+def test_r15_one_statement_and_portable_forms_leave_identical_rows_and_audit(two_desks, case):
+    fast_engine, portable_engine = two_desks
+    outcomes = []
+    for engine, form in ((fast_engine, changes.OneStatement()), (portable_engine, changes.Portable())):
+        with engine.begin() as connection:
+            outcome = CASES[case](connection, form)
+        outcomes.append((outcome.claimed, outcome.last_id, outcome.changed,
+                         {name: sorted(made) for name, made in outcome.made.items()}))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][2], f"{case}: the desk should give the transition something to change"
+    fast, portable = _snapshot(fast_engine), _snapshot(portable_engine)
+    for table in (*TABLES, "audit"):
+        assert fast[table] == portable[table], table
+    assert len(fast["audit"]) >= len(outcomes[0][2])
+
+
+@pytest.mark.postgres
+def test_r9_both_forms_record_the_purge_counts_in_after(two_desks):
+    """The close of chat 1 (two comments, one tag, one unread tag notification) in both forms."""
+    for engine, form in zip(two_desks, (changes.OneStatement(), changes.Portable())):
+        with engine.begin() as connection:
+            chats.end(connection, Ids([1]), STAMP, chats.Close("agent", "manual"), form=form)
+        (event,) = _snapshot(engine)["audit"]
+        assert event["after"] == {"status": "closed", "closed_at": "2026-11-25T10:00:00.123456+00:00",
+                                  "closed_by": "agent", "close_reason": "manual", "comments_removed": 2,
+                                  "tags_removed": 1, "notifications_read": 1}
+        assert event["before"] == {"status": "live", "closed_at": None, "closed_by": None, "close_reason": None}
+
+
+def test_the_postgresql_form_is_chosen_by_dialect(engine, backend):
+    with engine.connect() as connection:
+        form = changes.FORMS(connection)
+    assert type(form) is (changes.OneStatement if backend == "postgresql" else changes.Portable)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("instant", [T0, T0 + ODD, T0 + dt.timedelta(microseconds=1),
+                                     T0 + dt.timedelta(microseconds=500000),
+                                     dt.datetime(2026, 3, 29, 1, 30, 5, 10, tzinfo=dt.timezone(dt.timedelta(hours=2)))])
+def test_iso_utc_sql_renders_a_timestamp_as_python_does(engine, backend, instant):
+    with engine.connect() as connection:
+        rendered = execute(connection, f"SELECT {iso_utc('CAST(:instant AS timestamptz)')}",
+                           {"instant": instant}).scalar_one()
+    assert rendered == jsonable(instant)
