@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from chatctl.domain.agents.assignment import online_agents, plan_assignments
 from chatctl.domain.audit import writer as audit
-from chatctl.domain.changes import Guard, Ids, Outcome
+from chatctl.domain.changes import Claim, Guard, Ids, Outcome
 from chatctl.domain.chats import transitions as chat_transitions
 from chatctl.domain.sweeps import JOB_ORDER
 from chatctl.domain.tickets import transitions as ticket_transitions
@@ -301,40 +301,52 @@ class AgentTimeout(AssignmentJob):
         return self._assign(connection, context, rows, "no_agents")
 
 
-class Inactivity(Job):
+class TransitionJob(Job):
+    """A job whose whole batch is one transition: it hands the transition its claim, so on
+    PostgreSQL a batch is one statement (claim, change, R9, audit)."""
+
+    def change(self, connection: Connection, context: SweepContext, batch: Claim | Ids) -> BatchOutcome:
+        raise NotImplementedError
+
+    def run_batch(self, connection: Connection, context: SweepContext, last_id: int, size: int) -> BatchOutcome:
+        return self.change(connection, context, self.guard(context).claim(last_id, size))
+
+    def apply(self, connection: Connection, context: SweepContext, rows: list[dict]) -> BatchOutcome:
+        """The same change for rows claimed earlier (``claim``): what still qualifies changes."""
+        return self.change(connection, context, Ids([row["id"] for row in rows]))
+
+
+class Inactivity(TransitionJob):
     """R3, R4: close (or convert, per inactivity_action) live unflagged chats idle too long."""
 
     name = "inactivity"
     help = "live unflagged chats idle more than inactivity_timeout: closed, or tickets (inactivity_action)"
     conditions = (LIVE, UNFLAGGED, IDLE, NOT_ASSIGNED_THIS_RUN)
 
-    def run_batch(self, connection: Connection, context: SweepContext, last_id: int, size: int) -> BatchOutcome:
-        guard = self.guard(context)
+    def change(self, connection: Connection, context: SweepContext, batch: Claim | Ids) -> BatchOutcome:
         if context.prefs["inactivity_action"] == "ticket":
             # The ticket stays with the chat's agent.
             how, key = chat_transitions.Convert("inactivity", keep_agent=True), "converted"
         else:
             how, key = chat_transitions.Close(SYSTEM, "inactivity"), "closed"
-        return BatchOutcome.of(chat_transitions.end(connection, guard.claim(last_id, size),
-                                                    context.stamp(self.action), how, guard=guard,
-                                                    reason="inactivity"), key)
+        return BatchOutcome.of(chat_transitions.end(connection, batch, context.stamp(self.action), how,
+                                                    guard=self.guard(context), reason="inactivity"), key)
 
 
-class Pending(Job):
+class Pending(TransitionJob):
     """R6: pending chats past pending_timeout are closed (flagged ones too)."""
 
     name = "pending"
     help = "pending chats older than pending_timeout: closed (close_reason pending_timeout)"
     conditions = (PENDING, PENDING_DUE)
 
-    def run_batch(self, connection: Connection, context: SweepContext, last_id: int, size: int) -> BatchOutcome:
-        guard = self.guard(context)
+    def change(self, connection: Connection, context: SweepContext, batch: Claim | Ids) -> BatchOutcome:
         return BatchOutcome.of(chat_transitions.end(
-            connection, guard.claim(last_id, size), context.stamp(self.action),
-            chat_transitions.Close(SYSTEM, "pending_timeout"), guard=guard, reason="pending_timeout"), "closed")
+            connection, batch, context.stamp(self.action), chat_transitions.Close(SYSTEM, "pending_timeout"),
+            guard=self.guard(context), reason="pending_timeout"), "closed")
 
 
-class Archive(Job):
+class Archive(TransitionJob):
     """R13: tickets created more than ticket_archive_after ago are archived, whatever their status."""
 
     name = "archive"
@@ -342,27 +354,25 @@ class Archive(Job):
     table = "tickets"
     conditions = (NOT_ARCHIVED, ARCHIVE_DUE)
 
-    def run_batch(self, connection: Connection, context: SweepContext, last_id: int, size: int) -> BatchOutcome:
-        guard = self.guard(context)
+    def change(self, connection: Connection, context: SweepContext, batch: Claim | Ids) -> BatchOutcome:
         return BatchOutcome.of(ticket_transitions.archive(
-            connection, guard.claim(last_id, size), context.stamp(self.action), guard=guard,
+            connection, batch, context.stamp(self.action), guard=self.guard(context),
             reason="ticket_archive_after (R13)"), "archived")
 
 
-class Cleanup(Job):
+class Cleanup(TransitionJob):
     """R9 safety net: comments, tags and unread tag notifications left on closed or converted chats."""
 
     name = "cleanup"
     help = "closed or converted chats that still have comments, tags or unread tag notifications: purged (R9)"
     conditions = (ENDED, LEFTOVERS)
 
-    def run_batch(self, connection: Connection, context: SweepContext, last_id: int, size: int) -> BatchOutcome:
+    def change(self, connection: Connection, context: SweepContext, batch: Claim | Ids) -> BatchOutcome:
         # Nothing on the chat row changes; the claimed (locked) chat rows keep a
         # comment from being added meanwhile, and the purge is idempotent.
-        guard = self.guard(context)
         return BatchOutcome.of(chat_transitions.purge(
-            connection, guard.claim(last_id, size), context.stamp(self.action), guard=guard,
-            reason="R9 clean-up"), "purged")
+            connection, batch, context.stamp(self.action), guard=self.guard(context), reason="R9 clean-up"),
+            "purged")
 
 
 JOBS: dict[str, Job] = {job.name: job for job in (Unattended(), AgentTimeout(), Inactivity(), Pending(),
