@@ -87,13 +87,12 @@ def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
     """The live, pending and tagged views' counts, idle buckets of live chats, and each agent's
     live and unanswered chats: one pass over the open chats."""
     from sqlalchemy import and_, func, select, text, true
-    from sqlalchemy.orm import aliased
 
     from chatctl.domain.chats.views import new_condition, unread_condition
     from chatctl.domain.sweeps.jobs import UNANSWERED
     from chatctl.storage.models import Chat, CommentMention
 
-    c = aliased(Chat, name="c")
+    c = Chat  # the sweep jobs' conditions name the table, not an alias
     # The tagged view of every agent: open chats someone is tagged in (a hash of the tagged
     # chats, one look-up per open chat; the statement stays parallel).
     mentioned = select(CommentMention.chat_id).distinct().subquery("mentioned")
@@ -146,12 +145,11 @@ def _tagged_per_agent(connection: Connection) -> dict[int, int]:
 def oldest_unanswered(connection: Connection, now: dt.datetime) -> dict[str, Any] | None:
     """The live chat whose customer has waited longest for an answer (R5's "unanswered")."""
     from sqlalchemy import select, text
-    from sqlalchemy.orm import aliased
 
     from chatctl.domain.sweeps.jobs import UNANSWERED
     from chatctl.storage.models import Agent, Chat
 
-    c = aliased(Chat, name="c")
+    c = Chat  # the sweep jobs' conditions name the table, not an alias
     row = connection.execute(
         select(c.id, c.last_customer_message_at, Agent.handle)
         .outerjoin(Agent, Agent.id == c.agent_id)
@@ -197,13 +195,12 @@ def _tickets(connection: Connection, now: dt.datetime, archive_after: dt.timedel
     """Tickets not archived (the tickets view): open ones by age and reason, per agent, and how many
     the archive sweep takes within the next day (R13)."""
     from sqlalchemy import bindparam, func, select, text
-    from sqlalchemy.orm import aliased
 
     from chatctl.domain.sweeps.jobs import ARCHIVE_DUE, NOT_ARCHIVED
     from chatctl.storage.models import Ticket, UTCDateTime
     from chatctl.vocabulary import TICKET_REASONS
 
-    t = aliased(Ticket, name="t")
+    t = Ticket  # the sweep jobs' conditions name the table, not an alias
     count = func.count()
     younger = _newer_than(t.created_at, now, TICKET_AGE_BUCKETS)
     # The archive job's own condition, as of a day from now.
