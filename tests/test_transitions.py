@@ -182,7 +182,7 @@ def _snapshot(engine) -> dict:
         comment_chat = dict(connection.execute(text("SELECT id, chat_id FROM comments")).all())
         events = []
         for row in connection.execute(text("SELECT at, actor, action, entity_type, entity_id, before, after, "
-                                           "operation_id, reason FROM audit_events")).mappings():
+                                           "operation_id, reason FROM audit_events ORDER BY id")).mappings():
             event = dict(row)
             if event["entity_type"] == "ticket":
                 event["entity_id"] = f"ticket of chat {ticket_chat[int(event['entity_id'])]}"
@@ -194,7 +194,7 @@ def _snapshot(engine) -> dict:
                     values["comment_id"] = f"comment on chat {comment_chat[values['comment_id']]}"
                 event[side] = values
             events.append(event)
-        state["audit"] = sorted(events, key=repr)
+        state["audit"] = events  # in the order they were written: audit revert walks them by id
     return state
 
 

@@ -139,7 +139,8 @@ class StepSQL:
     ``ctes``: (name, SQL) read ``changed`` (``id``, ``new_*``, ``old_*``);
     ``join``: joins one row per changed id (``changed.id``) onto the audit of
     the changed rows and the final SELECT; ``after``: jsonb SQL added to the
-    ``after`` of that audit; ``audit``: more audit INSERTs (``writer.insert_sql``);
+    ``after`` of that audit; ``audit``: more audit events (``writer.events_sql``,
+    ordered after the changed rows' own, as the portable form writes them);
     ``made``: SQL of the value told to the caller.
     """
 
@@ -268,9 +269,10 @@ class Portable:
 class OneStatement(Portable):
     """PostgreSQL: claim, update, steps and audit as one statement per batch.
 
-    ``changed`` locates the claimed rows with ``= ANY(ARRAY(...))`` (by primary
-    key) rather than a join: joined with a CTE, whose size the planner cannot
-    know, a table could be hash-joined whole once per batch.
+    ``changed`` reaches the claimed rows through ``= ANY(ARRAY(...))``, by
+    primary key, and joins ``claimed`` only for its values: found by a join
+    with a CTE, whose size the planner cannot know, a table could be
+    hash-joined whole once per batch.
     """
 
     def run(self, connection: Connection, change: Change, batch: Ids | Claim, stamp: audit.Stamp,
@@ -303,10 +305,12 @@ class OneStatement(Portable):
                         + f"WHERE {table}.id = ANY(ARRAY(SELECT id FROM claimed)) AND {table}.id = plan.id "
                         f"AND ({change.eligible})" + (f" RETURNING {returning}" if change.values else "")),
             *(cte for part in parts for cte in part.ctes),
-            ("audited", audit.insert_sql(entity_type=f"CAST('{change.table.entity}' AS text)",
-                                         entity_id="CAST(changed.id AS text)", before=before, after=after,
-                                         reason="CAST(:audit_reason AS text)", source=f"changed{joins}")),
-            *((f"audited_{index}", sql) for index, sql in enumerate(sql for part in parts for sql in part.audit)),
+            ("audited", audit.insert_sql([
+                audit.events_sql(entity_type=f"CAST('{change.table.entity}' AS text)",
+                                 entity_id="CAST(changed.id AS text)", before=before, after=after,
+                                 reason="CAST(:audit_reason AS text)", source=f"changed{joins}",
+                                 order="ARRAY[0, changed.id]"),
+                *(events for part in parts for events in part.audit)])),
         ]
         made = "".join(f", {part.made} AS made_{index}" for index, (step, part) in enumerate(zip(steps, parts))
                        if step.makes)

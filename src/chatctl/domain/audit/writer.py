@@ -115,18 +115,28 @@ class Stamp:
 
 
 # -- the same rows written from inside one PostgreSQL statement -----------------------------
-def insert_sql(*, entity_type: str, entity_id: str, before: str, after: str, reason: str, source: str) -> str:
-    """``INSERT INTO audit_events ... SELECT`` one event per row of ``source`` (a FROM clause).
+def events_sql(*, entity_type: str, entity_id: str, before: str, after: str, reason: str, source: str,
+               order: str) -> str:
+    """A SELECT of one audit event per row of ``source`` (a FROM clause), for ``insert_sql``.
 
     The other arguments are SQL expressions over ``source``: ``before`` and
-    ``after`` jsonb (see ``changes_sql``), ``reason`` text.  The stamp's fields
-    are the parameters of ``Stamp.params``.  It writes exactly the rows
-    ``record`` writes for the same events.
+    ``after`` jsonb (see ``changes_sql``), ``reason`` text, ``order`` where the
+    event goes among the others (the events get their ids in that order, as
+    ``record`` gives them in list order).  The stamp's fields are the
+    parameters of ``Stamp.params``.
     """
-    return (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) "
-            f"SELECT CAST(:audit_at AS timestamptz), CAST(:audit_actor AS text), CAST(:audit_action AS text), "
-            f"{entity_type}, {entity_id}, {before}, {after}, CAST(:audit_operation AS text), {reason} "
-            f"FROM {source}")
+    return (f"SELECT {order} AS event_order, CAST(:audit_at AS timestamptz) AS at, CAST(:audit_actor AS text) "
+            f"AS actor, CAST(:audit_action AS text) AS action, {entity_type} AS entity_type, {entity_id} AS "
+            f"entity_id, {before} AS before, {after} AS after, CAST(:audit_operation AS text) AS operation_id, "
+            f"{reason} AS reason FROM {source}")
+
+
+def insert_sql(events: Iterable[str]) -> str:
+    """``INSERT INTO audit_events`` the events of the ``events_sql`` SELECTs, in their order: the
+    very rows ``record`` writes for the same events."""
+    union = " UNION ALL ".join(f"({select})" for select in events)
+    return (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM ({union}) AS events "
+            "ORDER BY event_order")
 
 
 def json_value_sql(expression: str, *, timestamp: bool) -> str:

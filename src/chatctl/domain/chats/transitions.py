@@ -179,9 +179,10 @@ class Tickets(Step):
                                    "RETURNING id, chat_id, agent_id, status, reason, created_at"),),
             join=" LEFT JOIN tickets_made ON tickets_made.chat_id = changed.id",
             after="jsonb_build_object('ticket_id', tickets_made.id)",
-            audit=(audit.insert_sql(entity_type="CAST('ticket' AS text)", entity_id="CAST(tickets_made.id AS text)",
+            audit=(audit.events_sql(entity_type="CAST('ticket' AS text)", entity_id="CAST(tickets_made.id AS text)",
                                     before="CAST(NULL AS jsonb)", after=after,
-                                    reason="'created from chat ' || tickets_made.chat_id", source="tickets_made"),),
+                                    reason="'created from chat ' || tickets_made.chat_id", source="tickets_made",
+                                    order="ARRAY[1, tickets_made.chat_id]"),),
             made="tickets_made.id",
         )
 
