@@ -290,9 +290,12 @@ class OneStatement(Portable):
         assignments = ", ".join(f"{column} = {value}" for column, value in change.values.items())
         returning = ", ".join((f"{table}.id", *(f"{table}.{column} AS new_{column}" for column in change.values),
                                *(f"plan.old_{column}" for column in change.columns)))
-        before, after = audit.changes_sql(
+        fixed = _fixed_values(change.values, params)
+        params["audit_fixed"] = audit.fixed_param(fixed)
+        changes = audit.changes_sql(
             {column: (f"changed.old_{column}", f"changed.new_{column}") for column in change.values},
-            TIMESTAMP_COLUMNS)
+            TIMESTAMP_COLUMNS, fixed=fixed)
+        before, after = changes.before, changes.after
         parts = [step.sql() for step in steps]
         joins = "".join(part.join for part in parts)
         for part in parts:
@@ -308,8 +311,8 @@ class OneStatement(Portable):
             ("audited", audit.insert_sql([
                 audit.events_sql(entity_type=f"CAST('{change.table.entity}' AS text)",
                                  entity_id="CAST(changed.id AS text)", before=before, after=after,
-                                 reason="CAST(:audit_reason AS text)", source=f"changed{joins}",
-                                 order="ARRAY[0, changed.id]"),
+                                 reason="CAST(:audit_reason AS text)", source=f"changed{changes.lateral}{joins}",
+                                 order=(0, "changed.id")),
                 *(events for part in parts for events in part.audit)])),
         ]
         made = "".join(f", {part.made} AS made_{index}" for index, (step, part) in enumerate(zip(steps, parts))
@@ -327,6 +330,23 @@ class OneStatement(Portable):
 
 
 FORMS: Registry[Portable] = Registry(Portable(), postgresql=OneStatement())
+
+_LITERALS = {"NULL": None, "true": True, "false": False}
+
+
+def _fixed_values(values: Mapping[str, str], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The new values that are the same for every row: a literal, or one bound parameter."""
+    fixed = {}
+    for column, sql in values.items():
+        if sql in _LITERALS:
+            fixed[column] = _LITERALS[sql]
+        elif sql.isdigit():
+            fixed[column] = int(sql)
+        elif len(sql) > 1 and sql[0] == sql[-1] == "'" and "'" not in sql[1:-1]:
+            fixed[column] = sql[1:-1]
+        elif sql.startswith(":") and sql[1:].isidentifier() and sql[1:] in params:
+            fixed[column] = params[sql[1:]]
+    return fixed
 
 
 def run(connection: Connection, change: Change, batch: Ids | Claim, stamp: audit.Stamp,

@@ -88,8 +88,10 @@ def json_param(value: Any) -> str:
 def iso_utc(expression: str) -> str:
     """PostgreSQL SQL rendering the timestamptz ``expression`` as ISO 8601 text in UTC,
     character for character as Python's ``isoformat()`` renders the same instant
-    (``audit.jsonable``): microseconds only when not zero, then ``+00:00``.  NULL stays NULL."""
-    utc = f"(({expression}) AT TIME ZONE 'UTC')"
-    return (f"""(to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') """
-            f"""|| CASE to_char({utc}, 'US') WHEN '000000' THEN '' ELSE '.' || to_char({utc}, 'US') END """
-            f"""|| '+00:00')""")
+    (``audit.jsonable``): microseconds only when not zero, then ``+00:00``.  NULL stays NULL.
+
+    One ``to_char`` per value (it runs once per audited row): the microseconds are
+    always printed, and ``.000000`` - which only they can spell - is taken out again.
+    """
+    return (f"""(replace(to_char(({expression}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), """
+            f"""'.000000', '') || '+00:00')""")

@@ -9,6 +9,7 @@ them back.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -116,19 +117,19 @@ class Stamp:
 
 # -- the same rows written from inside one PostgreSQL statement -----------------------------
 def events_sql(*, entity_type: str, entity_id: str, before: str, after: str, reason: str, source: str,
-               order: str) -> str:
+               order: tuple[int, str]) -> str:
     """A SELECT of one audit event per row of ``source`` (a FROM clause), for ``insert_sql``.
 
     The other arguments are SQL expressions over ``source``: ``before`` and
-    ``after`` jsonb (see ``changes_sql``), ``reason`` text, ``order`` where the
-    event goes among the others (the events get their ids in that order, as
-    ``record`` gives them in list order).  The stamp's fields are the
-    parameters of ``Stamp.params``.
+    ``after`` jsonb (see ``changes_sql``), ``reason`` text, and ``order``, a
+    group number and an integer key that place the event among the others
+    (the events get their ids in that order, as ``record`` gives them in list
+    order).  The stamp's fields are the parameters of ``Stamp.params``.
     """
-    return (f"SELECT {order} AS event_order, CAST(:audit_at AS timestamptz) AS at, CAST(:audit_actor AS text) "
-            f"AS actor, CAST(:audit_action AS text) AS action, {entity_type} AS entity_type, {entity_id} AS "
-            f"entity_id, {before} AS before, {after} AS after, CAST(:audit_operation AS text) AS operation_id, "
-            f"{reason} AS reason FROM {source}")
+    return (f"SELECT {order[0]} AS event_group, {order[1]} AS event_key, CAST(:audit_at AS timestamptz) AS at, "
+            f"CAST(:audit_actor AS text) AS actor, CAST(:audit_action AS text) AS action, {entity_type} AS "
+            f"entity_type, {entity_id} AS entity_id, {before} AS before, {after} AS after, "
+            f"CAST(:audit_operation AS text) AS operation_id, {reason} AS reason FROM {source}")
 
 
 def insert_sql(events: Iterable[str]) -> str:
@@ -136,7 +137,7 @@ def insert_sql(events: Iterable[str]) -> str:
     very rows ``record`` writes for the same events."""
     union = " UNION ALL ".join(f"({select})" for select in events)
     return (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM ({union}) AS events "
-            "ORDER BY event_order")
+            "ORDER BY event_group, event_key")
 
 
 def json_value_sql(expression: str, *, timestamp: bool) -> str:
@@ -153,19 +154,43 @@ def object_sql(values: Mapping[str, str], timestamps: Iterable[str] = ()) -> str
     return f"jsonb_build_object({pairs})"
 
 
-def changes_sql(columns: Mapping[str, tuple[str, str]], timestamps: Iterable[str] = ()) -> tuple[str, str]:
-    """``(before, after)`` jsonb SQL expressions holding, like ``diff``, only the columns whose
-    value changed (``columns``: name -> (old value SQL, new value SQL))."""
+@dataclass(frozen=True)
+class ChangesSQL:
+    """``before`` and ``after`` as jsonb SQL over a source joined with ``lateral``."""
+
+    lateral: str
+    before: str
+    after: str
+
+
+def changes_sql(columns: Mapping[str, tuple[str, str]], timestamps: Iterable[str] = (), *,
+                fixed: Mapping[str, Any] | None = None) -> ChangesSQL:
+    """``before`` and ``after`` jsonb SQL holding, like ``diff``, only the columns whose value
+    changed (``columns``: name -> (old value SQL, new value SQL)).
+
+    ``fixed`` are new values that every row of the batch gets (a close's
+    ``status``, ``closed_at``...): ``after`` takes them from one parameter,
+    ``:audit_fixed`` (``fixed_param``), rendered once in Python instead of once
+    per row.  Which columns did not change is worked out once per row
+    (``lateral``, to join onto the source) and taken out of both objects.
+    """
     stamps = set(timestamps)
+    fixed = fixed or {}
     if not columns:
-        return "CAST('{}' AS jsonb)", "CAST('{}' AS jsonb)"
-    before, after = [], []
-    for name, (old, new) in columns.items():
-        differs = f"({old}) IS DISTINCT FROM ({new})"
-        for side, value in ((before, old), (after, new)):
-            side.append(f"CASE WHEN {differs} THEN jsonb_build_object('{name}', "
-                        f"{json_value_sql(value, timestamp=name in stamps)}) ELSE CAST('{{}}' AS jsonb) END")
-    return "(" + " || ".join(before) + ")", "(" + " || ".join(after) + ")"
+        return ChangesSQL("", "CAST('{}' AS jsonb)", "CAST('{}' AS jsonb)")
+    same = ", ".join(f"CASE WHEN ({old}) IS NOT DISTINCT FROM ({new}) THEN '{name}' END"
+                     for name, (old, new) in columns.items())
+    lateral = f" CROSS JOIN LATERAL (SELECT array_remove(CAST(ARRAY[{same}] AS text[]), NULL) AS unchanged) AS diff"
+    before = object_sql({name: old for name, (old, _new) in columns.items()}, stamps)
+    varying = {name: new for name, (_old, new) in columns.items() if name not in fixed}
+    after = " || ".join((["CAST(:audit_fixed AS jsonb)"] if fixed else [])
+                        + ([object_sql(varying, stamps)] if varying else []))
+    return ChangesSQL(lateral, f"({before} - diff.unchanged)", f"(({after}) - diff.unchanged)")
+
+
+def fixed_param(fixed: Mapping[str, Any]) -> str:
+    """The ``:audit_fixed`` parameter of ``changes_sql``: the values as ``snapshot`` writes them."""
+    return json.dumps(snapshot(fixed), separators=(",", ":"))
 
 
 def audit_json(event_row: Mapping[str, Any]) -> dict[str, Any]:

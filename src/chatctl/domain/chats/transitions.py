@@ -182,7 +182,7 @@ class Tickets(Step):
             audit=(audit.events_sql(entity_type="CAST('ticket' AS text)", entity_id="CAST(tickets_made.id AS text)",
                                     before="CAST(NULL AS jsonb)", after=after,
                                     reason="'created from chat ' || tickets_made.chat_id", source="tickets_made",
-                                    order="ARRAY[1, tickets_made.chat_id]"),),
+                                    order=(1, "tickets_made.chat_id")),),
             made="tickets_made.id",
         )
 
