@@ -49,12 +49,23 @@ skip_coercing_unset_values()
 
 
 class Invocation:
-    """Global options, kept raw until a command needs the desk (so ``--help`` stays cheap)."""
+    """Global options, kept raw until a command needs the desk (so ``--help`` stays cheap).
 
-    def __init__(self, **options) -> None:
+    ``argv`` is the command line as given, recorded (redacted) with the
+    operation if the command changes data.
+    """
+
+    def __init__(self, argv: list[str] | None = None, **options) -> None:
+        self.argv = list(argv or [])
         self.options = options
+        self.dry_run = False
         self._desk = None
         self.verbose = options.get("verbose", False)
+
+    def configure(self, **options) -> Invocation:
+        self.options = options
+        self.verbose = options.get("verbose", False)
+        return self
 
     def desk(self):
         if self._desk is None:
@@ -73,12 +84,18 @@ class Invocation:
                 tz=self.options["tz"],
                 from_environment=self.options["from_environment"],
             )
-            self._desk = Desk(settings, env, tz_name=settings.timezone)
+            self._desk = Desk(settings, env, tz_name=settings.timezone, argv=self.argv)
+            self._desk.dry_run = self.dry_run
         return self._desk
 
     def close(self) -> None:
         if self._desk is not None:
             self._desk.dispose()
+
+    def finish(self, exit_code: int) -> None:
+        """Record how the invocation's operation ended, if it had one (D10)."""
+        if self._desk is not None:
+            self._desk.finish_operation(exit_code)
 
 
 def _version(value: bool) -> None:
@@ -119,7 +136,8 @@ def main_options(
 
     # Click knows whether each value came from the command line or its environment variable.
     from_environment = {name for name in ctx.params if ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT}
-    ctx.obj = Invocation(
+    invocation = ctx.obj if isinstance(ctx.obj, Invocation) else Invocation()
+    ctx.obj = invocation.configure(
         database_url=database_url, read_url=read_url, profile=profile, config=config, actor=actor,
         tz=tz, no_color=no_color, quiet=quiet, verbose=verbose, from_environment=from_environment,
     )
@@ -128,11 +146,23 @@ def main_options(
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code: the one error boundary."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    invocation = Invocation(args)
+    code = _run(args, invocation)
+    try:
+        invocation.finish(code)
+    except Exception as error:  # noqa: BLE001 - the work is done; say its record could not be closed
+        if sys.stderr is not None:
+            _error_line(f"could not record the end of the operation: {error}")
+    return code
+
+
+def _run(args: list[str], invocation: Invocation) -> int:
     from typer._click import exceptions as click_exceptions
 
-    verbose = any(arg in ("-v", "--verbose") for arg in (argv if argv is not None else sys.argv[1:]))
+    verbose = any(arg in ("-v", "--verbose") for arg in args)
     try:
-        result = app(args=argv, prog_name="chatctl", standalone_mode=False)
+        result = app(args=args, prog_name="chatctl", standalone_mode=False, obj=invocation)
         return result if isinstance(result, int) else ExitCode.OK
     except ChatctlError as error:
         _error_line(str(error))

@@ -68,13 +68,21 @@ class Environment:
 class Desk:
     """The database side of one invocation, created lazily on first use."""
 
-    def __init__(self, settings: Settings, env: Environment, tz_name: str | None = None) -> None:
+    def __init__(self, settings: Settings, env: Environment, tz_name: str | None = None,
+                 argv: list[str] | None = None) -> None:
         self.settings = settings
         self.env = env
+        self.argv = list(argv or [])
+        # Set by --dry-run as it is parsed: a dry run changes nothing and records no operation.
+        self.dry_run = False
+        # Item counts the bulk runner reports, kept with the operation record.
+        self.operation_counts: dict[str, int] | None = None
         self._tz_name = tz_name
         self._engine: Engine | None = None
         self._read_engine: Engine | None = None
         self._operation_id: str | None = None
+        self._operation_recorded = False
+        self._lease_renewed: float = 0.0
         self._actor: Actor | None = None
         self._tz: ZoneInfo | None = None
 
@@ -136,11 +144,55 @@ class Desk:
     # -- who and when ------------------------------------------------------
     @property
     def operation_id(self) -> str:
+        """This invocation's operation id; the first ask records the operation (D10), unless a dry run.
+
+        Ask for it before opening a write transaction: on SQLite the record is
+        written through its own connection and would wait for that one.
+        """
         from chatctl.domain.audit.writer import new_operation_id
 
         if self._operation_id is None:
             self._operation_id = new_operation_id(self.now())
+            if not self.dry_run:
+                self._start_operation()
         return self._operation_id
+
+    def _start_operation(self) -> None:
+        import time
+
+        from chatctl.domain.audit import operations
+
+        with self.errors(), self.engine().begin() as connection:
+            operations.start(connection, self._operation_id, command=operations.command_line(self.argv),
+                             actor=self.actor(connection).name, now=self.now(),
+                             process=operations.Process.current())
+        self._operation_recorded = True
+        self._lease_renewed = time.monotonic()
+
+    def keep_operation_alive(self) -> None:
+        """Renew the running operation's lease now and then (call between batches, outside a transaction)."""
+        import time
+
+        from chatctl.domain.audit import operations
+
+        if not self._operation_recorded:
+            return
+        if time.monotonic() - self._lease_renewed < operations.RENEW_AFTER.total_seconds():
+            return
+        with self.errors(), self.engine().begin() as connection:
+            operations.renew(connection, self._operation_id, now=self.now())
+        self._lease_renewed = time.monotonic()
+
+    def finish_operation(self, exit_code: int) -> None:
+        """Close the operation record with the outcome (the CLI's error boundary calls this)."""
+        from chatctl.domain.audit import operations
+
+        if not self._operation_recorded:
+            return
+        self._operation_recorded = False
+        with self.errors(), self.engine().begin() as connection:
+            operations.finish(connection, self._operation_id, exit_code=exit_code, now=self.now(),
+                              counts=self.operation_counts)
 
     def actor(self, connection: Connection | None = None) -> Actor:
         from chatctl.domain.actors import resolve_actor

@@ -284,7 +284,7 @@ def _rich_table(env: Environment, rows: Iterable[Mapping[str, Any]], cols: list[
     for index in shown:
         col = cols[index]
         # Ids are printed whole: never wrapped, cropped or squeezed.
-        whole = col.key == "id" or col.key.endswith("_id") or col.bar > 0
+        whole = col.key in ("id", "operation") or col.key.endswith("_id") or col.bar > 0
         table.add_column(col.table_title(), no_wrap=whole, min_width=widths[index] if whole else None)
     for line in cells:
         table.add_row(*(line[index][0] for index in shown))

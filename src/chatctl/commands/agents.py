@@ -49,10 +49,10 @@ def _change(ctx: typer.Context, function, *args, output=None) -> None:
     from chatctl.output import render_record
 
     the_desk = desk(ctx)
+    operation_id = the_desk.operation_id  # before the transaction: recording it writes too
     with the_desk.errors(), the_desk.engine().begin() as connection:
         actor = the_desk.actor(connection)
-        result = function(connection, *args, actor=actor.name, operation_id=the_desk.operation_id,
-                          now=the_desk.now())
+        result = function(connection, *args, actor=actor.name, operation_id=operation_id, now=the_desk.now())
     if output is not None:
         render_record(the_desk.env, result, fmt(output))
     return result

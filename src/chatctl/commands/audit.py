@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 
 AUDIT_COLUMNS = ["id", "at", "actor", "action", "entity", "entity_id", "operation", "after", "reason"]
+OPERATION_COLUMNS = ["id", "status", "started_at", "finished_at", "actor", "changes", "command"]
 
 
 @app.command("list")
@@ -74,6 +75,48 @@ def list_(
                             empty="no audit events")
     if page is not None and count == page:
         note_next_page(the_desk, last["id"])
+
+
+@app.command("operations")
+def operations_(
+    ctx: typer.Context,
+    limit: LimitOpt = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", help="Only operations started at or after this time: ISO 8601 or relative (-2h, -7d).",
+        show_default=False)] = None,
+    actor: Annotated[Optional[str], typer.Option(
+        "--actor", help="Only operations of this actor (a handle, ops:NAME or system).",
+        show_default=False)] = None,
+    output: OutputOpt = None,
+) -> None:
+    """List the operations that changed the desk, newest first, with their ids in full.
+
+    Every command that changes data records one: bulk actions, sweeps,
+    reverts, ingest, drain, preference and agent changes.  Its status is
+    running, done, interrupted or failed; an operation whose process died
+    is marked failed here.  The id is what `audit revert` and
+    `audit list --operation` take.
+
+    JSON fields: id, status, actor, command, started_at, finished_at,
+    changes (audit events written), exit_code, counts, host, pid, pruned_at.
+
+    Example: chatctl audit operations --since -1d --actor ops:alice
+    """
+    from chatctl.commands.common import as_of
+    from chatctl.domain.audit import operations
+    from chatctl.output import render_rows
+
+    the_desk = desk(ctx)
+    since_at = as_of(since, the_desk) if since is not None else None
+    page = limit or DEFAULT_LIMIT
+    with the_desk.errors(), the_desk.engine().begin() as connection:
+        operations.mark_dead(connection, now=the_desk.now(), process=operations.Process.current())
+    with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
+        tz = the_desk.tz(connection)
+        rows = operations.list_operations(connection, limit=page, since=since_at, actor=actor)
+        count = render_rows(the_desk.env, rows, OPERATION_COLUMNS, fmt(output), tz=tz, empty="no operations")
+    if count == page:
+        the_desk.env.note(f"showing the latest {count} operations; more with --limit or --since")
 
 
 @app.command("revert")

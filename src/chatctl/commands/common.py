@@ -34,7 +34,16 @@ OutputOpt = Annotated[
     typer.Option("--output", "-o", help=f"{spoken(OUTPUT_FORMATS)} "
                  "(default: table on a terminal, tsv in a pipe).", show_default=False),
 ]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Report exactly what would change; change nothing.")]
+def _remember_dry_run(ctx: typer.Context, value: bool) -> bool:
+    """A dry run changes nothing, so the invocation records no operation (D10)."""
+    root = ctx.find_root()
+    if value and root.obj is not None:
+        root.obj.dry_run = True
+    return value
+
+
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Report exactly what would change; change nothing.",
+                                         callback=_remember_dry_run)]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm a selection by filter without a prompt.")]
 IdsArg = Annotated[
     list[str],
@@ -160,8 +169,10 @@ def run_bulk(
     the_desk = desk(ctx)
     if items is None:
         items = spool_ids(ids or [], the_desk)
+    with the_desk.errors():
+        operation_id = the_desk.operation_id  # before the transaction below: recording it writes too
     with the_desk.errors(), the_desk.engine().connect() as connection:
-        acting = Acting(actor=the_desk.actor(connection), now=the_desk.now(), operation_id=the_desk.operation_id)
+        acting = Acting(actor=the_desk.actor(connection), now=the_desk.now(), operation_id=operation_id)
         apply = prepare(connection, acting)
     if refusals_of is None:
         run_mutation(the_desk, items, apply, output=output, dry_run=dry_run, what=what, batch_size=batch_size)
@@ -207,6 +218,8 @@ def run_mutation(
         def report(results: list[ItemResult]) -> None:
             printer.add(results)
             bar.advance(len(results))
+            desk.operation_counts = printer.summary.counts
+            desk.keep_operation_alive()
 
         try:
             run_batches(engine, spool.batches(batch_size), apply, report, dry_run=dry_run)

@@ -50,11 +50,12 @@ def load(
     the_desk = desk(ctx)
     at = as_of(now, the_desk)
     engine = the_desk.engine()
+    operation_id = the_desk.operation_id  # before the transaction: recording it writes too
     with the_desk.errors(), progress(the_desk.env, "loading demo chats", total=chats) as bar:
         with engine.begin() as connection:
             summary = load_demo(
                 connection, chats=chats, agents=agents, seed=seed, now=at, zone=get_preference(connection, "timezone"),
-                append=append, actor=the_desk.actor(connection).name, operation_id=the_desk.operation_id,
+                append=append, actor=the_desk.actor(connection).name, operation_id=operation_id,
                 advance=bar.advance,
             )
     render_record(the_desk.env, summary, fmt(output), tz=the_desk.tz())

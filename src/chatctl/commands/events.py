@@ -69,7 +69,7 @@ def ingest(
             summary = ingest_events(
                 engine, stream, actor=actor, operation_id=the_desk.operation_id,
                 report_bad_line=lambda line, message: env.warn(f"chatctl: line {line}: {message}"),
-                advance=bar.advance,
+                advance=lambda lines: (bar.advance(lines), the_desk.keep_operation_alive()),
             )
     finally:
         if stream is not env.stdin:

@@ -82,9 +82,10 @@ def unset(ctx: typer.Context, key: KeyArg) -> None:
 
 def _write(ctx: typer.Context, key: str, change) -> None:
     the_desk = desk(ctx)
+    operation_id = the_desk.operation_id  # before the transaction: recording it writes too
     with the_desk.errors(), the_desk.engine().begin() as connection:
         actor = the_desk.actor(connection)
-        result = change(connection, actor=actor.name, operation_id=the_desk.operation_id, now=the_desk.now())
+        result = change(connection, actor=actor.name, operation_id=operation_id, now=the_desk.now())
     if result["changed"]:
         the_desk.env.note(f"{key}: {result['before'] or '(default)'} -> {result['after']}")
     else:

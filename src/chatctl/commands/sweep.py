@@ -92,7 +92,8 @@ def run(
                 result = run_sweep(engine, context, selected, clock=the_desk.now, batch_size=batch_size,
                                    dry_run=dry_run, max_changes=max_changes, use_lock=use_lock,
                                    lock_setting=the_desk.settings.sweep_lock,
-                                   on_batch=lambda job, count: bar.advance(count),
+                                   on_batch=lambda job, count: (bar.advance(count),
+                                                                the_desk.keep_operation_alive()),
                                    on_totals=lambda counts: bar.set_total(sum(counts.values())),
                                    on_finish=finished)
             except LockedError as error:

@@ -270,6 +270,32 @@ class SweepRun(Base):
     __table_args__ = (Index("ix_sweep_runs_started", "started_at"),)
 
 
+class Operation(Base):
+    """One invocation that changed data (D10); its id is the operation id of its audit events."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    command: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    counts: Mapped[dict | None] = mapped_column(JSONValue)
+    pruned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    pruned_by: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        Index("ix_operations_started", "started_at", "id"),
+        Index("ix_operations_actor_started", "actor", "started_at", "id"),
+        # the few `running` rows, looked for by every new operation (dead ones are marked failed)
+        Index("ix_operations_status", "status"),
+    )
+
+
 class SweepLease(Base):
     """A run lock with an expiry: works on SQLite and on engines without advisory locks."""
 
