@@ -151,8 +151,9 @@ def run(argv: list[str] | None = None) -> int:
     code = _run(args, invocation)
     try:
         invocation.finish(code)
-    except Exception as error:  # noqa: BLE001 - the work is done; say its record could not be closed
-        if sys.stderr is not None:
+    except Exception as error:  # noqa: BLE001 - the record stays `running`; the next command marks it failed
+        # After a failure (a lost database, most often) the error is already said once.
+        if code in (ExitCode.OK, ExitCode.PARTIAL) and sys.stderr is not None:
             _error_line(f"could not record the end of the operation: {error}")
     return code
 
