@@ -171,9 +171,11 @@ def render_rows(
             count += 1
         out.write((last if count else "") + "]\n")
     elif fmt in ("tsv", "csv"):
+        # TSV has no quoting or escapes: values carry no tabs or newlines (human_value), so a quote
+        # or backslash is just a character.  CSV quotes what needs it.
         writer = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n",
                             quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
-                            escapechar="\\" if fmt == "tsv" else None)
+                            quotechar=None if fmt == "tsv" else '"')
         writer.writerow([col.key for col in cols])
         for row in rows:
             writer.writerow([human_value(row.get(col.key), tz, machine=True) for col in cols])

@@ -17,7 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-AUDIT_COLUMNS = ["id", "at", "actor", "action", "entity", "entity_id", "operation", "after", "reason"]
+AUDIT_COLUMNS = ["id", "at", "actor", "action", "entity", "entity_id", "operation", "changes", "reason"]
 OPERATION_COLUMNS = ["id", "status", "started_at", "finished_at", "actor", "changes", "command"]
 
 
@@ -46,13 +46,16 @@ def list_(
     """List audit events, newest first.
 
     JSON fields: id, at, actor, action, entity, entity_id, operation, before,
-    after, reason.  --all streams every matching event.
+    after, reason.  The other formats show the change on one line instead of
+    before and after ("changes": status: live → closed; agent: alice → bob).
+    --all streams every matching event.
 
     Example: chatctl audit list --entity chat:42 -o json
     """
     from chatctl.commands.common import as_of
     from chatctl.domain.audit.log import check_operation_id, list_events, parse_entity
-    from chatctl.output import render_rows
+    from chatctl.domain.audit.readable import agent_handles, describe
+    from chatctl.output import choose_format, render_rows
 
     page = page_limit(limit, all_)
     the_desk = desk(ctx)
@@ -62,16 +65,21 @@ def list_(
     since_at = as_of(since, the_desk) if since is not None else None
     last: dict = {}
 
-    def remember(rows):
+    chosen = choose_format(fmt(output), the_desk.env)
+
+    def shown(rows, handles, tz):
         for row in rows:
             last["id"] = row["id"]
+            if chosen not in ("json", "jsonl"):
+                row["changes"] = describe(row["before"], row["after"], handles=handles, tz=tz)
             yield row
 
     with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
         tz = the_desk.tz(connection)
+        handles = agent_handles(connection)
         rows = list_events(connection, entity=entity_ref, operation=operation, actor=actor, since=since_at,
                            before_id=after, limit=page)
-        count = render_rows(the_desk.env, remember(rows), AUDIT_COLUMNS, fmt(output), tz=tz,
+        count = render_rows(the_desk.env, shown(rows, handles, tz), AUDIT_COLUMNS, chosen, tz=tz,
                             empty="no audit events")
     if page is not None and count == page:
         note_next_page(the_desk, last["id"])
@@ -108,7 +116,7 @@ def operations_(
 
     the_desk = desk(ctx)
     since_at = as_of(since, the_desk) if since is not None else None
-    page = limit or DEFAULT_LIMIT
+    page = page_limit(limit, False)
     with the_desk.errors(), the_desk.engine().begin() as connection:
         operations.mark_dead(connection, now=the_desk.now(), process=operations.Process.current())
     with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
@@ -129,29 +137,34 @@ def revert(
     batch_size: BatchSizeOpt = REVERT,
     output: OutputOpt = None,
 ) -> None:
-    """Restore the values an operation changed, where nothing has changed them since.
+    """Undo an operation: every change it made, inverted, where nothing has changed it since.
 
-    Each change of the operation is reported: changed (restored), skipped
-    (already reverted), refused (a later change to the same chat, ticket,
-    agent or preference - the conflicting operation is named - or a creation,
-    which is never undone by deleting), not_found (the row is gone).  Values
-    that are not columns, such as the comments a close removed (R9), cannot
-    come back.  The revert is itself audited (action audit.revert) under a new
-    operation id, so it can be reverted in turn.  Needs --yes, or a
-    confirmation typed at a terminal; --dry-run needs neither.
+    Each change is undone whole or not at all, and reported: changed
+    (restored; a ticket or comment the operation created is removed, a row it
+    removed is put back with its id), skipped (irreversible: a message sent
+    to the customer, a chat or message the customer sent, comments deleted
+    when a chat closed; or already reverted), refused (a conflict: a later
+    change to the same chat, ticket, agent or preference - the conflicting
+    operation is named - or a value changed outside the audit trail).  An
+    operation whose events were pruned cannot be reverted.  The revert is
+    itself an operation (action audit.revert), so it can be reverted in
+    turn.  Needs --yes, or a confirmation typed at a terminal; --dry-run
+    needs neither.
 
-    Exit 1 when the operation is unknown or some changes were refused.
+    Exit 1 when the operation is unknown or pruned, or some changes were
+    refused.
 
     Example: chatctl audit revert 01JDZ8Q3K4V7W2M5N6P8R9S0TA --dry-run
     """
-    from chatctl.domain.audit.log import OperationEvents, Reverter, check_operation_id, count_operation_events
+    from chatctl.domain.audit.log import check_operation_id
+    from chatctl.domain.audit.revert import OperationEvents, Revert, check_revertible
     from chatctl.errors import RuleRefused
 
     check_operation_id(operation_id)
     the_desk = desk(ctx)
     engine = the_desk.engine()
     with the_desk.errors(), engine.connect() as connection:
-        count = count_operation_events(connection, operation_id)
+        count = check_revertible(connection, operation_id)
         actor = the_desk.actor(connection)
     if not actor.can_supervise:
         raise RuleRefused(f"actor '{actor.name}' has role {actor.role}: reverting an operation needs a "
@@ -160,7 +173,7 @@ def revert(
         confirm_selection(the_desk, yes, f"revert {count} change(s) of operation {operation_id}?")
 
     def prepare(connection, acting):
-        return Reverter(operation_id, revert_operation_id=acting.operation_id, actor=acting.actor.name, now=acting.now)
+        return Revert(operation_id, revert_operation_id=acting.operation_id, actor=acting.actor.name, now=acting.now)
 
     run_bulk(ctx, prepare, items=OperationEvents(engine, operation_id, count), output=output, dry_run=dry_run,
              what=f"revert of {operation_id}", batch_size=batch_size)

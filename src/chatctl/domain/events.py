@@ -304,6 +304,7 @@ class _AgentState:
     active: bool
     changed_at: dt.datetime | None = None
     original: str | None = None
+    since: dt.datetime | None = None  # presence_changed_at before this ingest
 
 
 class _Chunk:
@@ -331,8 +332,10 @@ class _Chunk:
         self.zone = preferences["timezone"]
         self.holidays = preferences["holidays"]
         self.agents = {
-            row.handle: _AgentState(row.id, row.presence, row.active, original=row.presence)
-            for row in self.connection.execute(select(Agent.id, Agent.handle, Agent.presence, Agent.active))
+            row.handle: _AgentState(row.id, row.presence, row.active, original=row.presence,
+                                    since=row.presence_changed_at)
+            for row in self.connection.execute(select(Agent.id, Agent.handle, Agent.presence, Agent.active,
+                                                      Agent.presence_changed_at))
         }
         self.online = sum(1 for agent in self.agents.values() if agent.active and agent.presence == "online")
 
@@ -467,7 +470,8 @@ class _Chunk:
         self.audit_events.append(audit.event(
             at=event.at, actor=self.actor, action="events.presence", entity_type="agent",
             entity_id=event.agent, operation_id=self.operation_id,
-            before={"presence": agent.presence}, after={"presence": event.status, "presence_changed_at": event.at},
+            before={"presence": agent.presence, "presence_changed_at": agent.changed_at or agent.since},
+            after={"presence": event.status, "presence_changed_at": event.at},
             reason=f"line {event.line}",
         ))
         agent.presence = event.status

@@ -33,6 +33,10 @@ def _checks():
          .where(finished, Notification.read_at.is_(None), Notification.kind == "tagged")),
         ("tickets without their chat",
          select(Ticket.id).outerjoin(Chat, Chat.id == Ticket.chat_id).where(Chat.id.is_(None))),
+        # a ticket carries a conversation on from its chat: the chat cannot be live or pending as well
+        ("live or pending chats with an open ticket",
+         select(Chat.id).join(Ticket, Ticket.chat_id == Chat.id)
+         .where(Chat.status.in_(("live", "pending")), Ticket.status == "open")),
         ("converted chats without a ticket",
          select(Chat.id).outerjoin(Ticket, Ticket.chat_id == Chat.id)
          .where(Chat.status == "converted", Ticket.id.is_(None))),

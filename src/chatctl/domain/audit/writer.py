@@ -3,7 +3,8 @@ in the same transaction, stamped with the invocation's operation id.
 
 ``before`` and ``after`` hold only the columns that changed, keyed by column
 name, with timestamps as ISO 8601 UTC strings, so ``audit revert`` can write
-them back.
+them back; beside an ``agent_id`` the writer puts the agent's handle
+(``agent``) for people reading the trail.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from chatctl.domain.audit.readable import name_agents
 from chatctl.storage.dialects import dialect
 from chatctl.storage.models import AuditEvent
 from chatctl.storage.sql import iso_utc
@@ -89,8 +91,10 @@ def record(connection: Connection, events: Iterable[dict[str, Any]]) -> int:
 
     COPY on PostgreSQL, executemany on SQLite (``Dialect.insert_rows``).
     """
-    rows = [tuple(row[name] for name in COLUMNS) for row in events]
-    dialect(connection).insert_rows(connection, AuditEvent.__table__, COLUMNS, rows)
+    rows = list(events)
+    name_agents(connection, rows)
+    values = [tuple(row[name] for name in COLUMNS) for row in rows]
+    dialect(connection).insert_rows(connection, AuditEvent.__table__, COLUMNS, values)
     return len(rows)
 
 
@@ -136,8 +140,15 @@ def insert_sql(events: Iterable[str]) -> str:
     """``INSERT INTO audit_events`` the events of the ``events_sql`` SELECTs, in their order: the
     very rows ``record`` writes for the same events."""
     union = " UNION ALL ".join(f"({select})" for select in events)
-    return (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM ({union}) AS events "
+    picked = ", ".join(_NAMED_AGENTS.format(side=name) if name in ("before", "after") else name for name in COLUMNS)
+    return (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) SELECT {picked} FROM ({union}) AS events "
             "ORDER BY event_group, event_key")
+
+
+# ``name_agents`` in SQL: the agent's handle (``agent``) beside an ``agent_id``, unless already there.
+_NAMED_AGENTS = ("CASE WHEN events.{side} ? 'agent_id' AND NOT events.{side} ? 'agent' THEN events.{side} || "
+                 "jsonb_build_object('agent', (SELECT agents.handle FROM agents "
+                 "WHERE agents.id = CAST(events.{side} ->> 'agent_id' AS bigint))) ELSE events.{side} END")
 
 
 def json_value_sql(expression: str, *, timestamp: bool) -> str:
