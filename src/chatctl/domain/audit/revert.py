@@ -91,8 +91,8 @@ def check_revertible(connection: Connection, operation_id: str) -> int:
 
     record = operations.find(connection, operation_id)
     if record is not None and record["pruned_at"] is not None:
-        raise RuleRefused("pruned", f"operation {operation_id} cannot be reverted: pruned (its audit events were "
-                                    f"removed by operation {record['pruned_by']})")
+        raise RuleRefused(f"operation {operation_id} cannot be reverted: pruned (its audit events were removed by "
+                          f"operation {record['pruned_by']})")
     count = connection.execute(
         select(func.count()).select_from(AuditEvent).where(AuditEvent.operation_id == operation_id)
     ).scalar_one()
