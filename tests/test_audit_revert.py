@@ -540,3 +540,20 @@ def test_revert_postgres_statements_and_the_general_path_leave_identical_rows_an
     assert general[1] == plain[1]
     assert general[2] == plain[2] and general[2]
     assert {event["entity_type"] for event in general[2]} == {"chat", "ticket"}
+
+
+def test_revert_of_an_operation_still_running_is_refused(cli, engine):
+    import os
+    import socket
+
+    from chatctl.storage.models import Operation
+
+    desk(cli, chats=(1,))
+    flagged = cli("chats", "flag", "1", "-o", "json").json()["operation"]
+    with engine.begin() as connection:  # as if it were still at work in this very process
+        connection.execute(sa.update(Operation).where(Operation.id == flagged).values(
+            status="running", host=socket.gethostname(), pid=os.getpid(),
+            lease_expires_at=dt.datetime.now(UTC) + dt.timedelta(hours=1)))
+    refused = cli("audit", "revert", flagged, "--yes")
+    assert refused.exit_code == 1 and "still running" in refused.stderr, refused
+    assert chat(engine, 1)["flagged"] is True

@@ -322,8 +322,8 @@ def test_r14_supervisor_and_admin_can_assign_audited(cli, engine):
     assert {row["agent_id"] for row in tickets(engine).values()} == {bob}
     events = audit_rows(engine)
     assert [(e.actor, e.action, e.before, e.after) for e in events] == [
-        ("sam", "tickets.assign", {"agent_id": alice}, {"agent_id": bob}),
-        ("ops:tester", "tickets.assign", {"agent_id": None}, {"agent_id": bob}),
+        ("sam", "tickets.assign", {"agent_id": alice, "agent": "alice"}, {"agent_id": bob, "agent": "bob"}),
+        ("ops:tester", "tickets.assign", {"agent_id": None, "agent": None}, {"agent_id": bob, "agent": "bob"}),
     ]
 
 

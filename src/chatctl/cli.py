@@ -95,7 +95,10 @@ class Invocation:
     def finish(self, exit_code: int) -> None:
         """Record how the invocation's operation ended, if it had one (D10)."""
         if self._desk is not None:
-            self._desk.finish_operation(exit_code)
+            try:
+                self._desk.finish_operation(exit_code)
+            finally:
+                self._desk.dispose()
 
 
 def _version(value: bool) -> None:

@@ -134,7 +134,10 @@ def revert(
                                                 "operation id).", show_default=False)],
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
-    batch_size: BatchSizeOpt = REVERT,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, max=100_000, show_default=False,
+        help=f"Audit events per transaction (default {REVERT['postgresql']} on PostgreSQL, {REVERT['sqlite']} "
+        "on SQLite, chosen by benchmark: docs/benchmarks.md).")] = None,
     output: OutputOpt = None,
 ) -> None:
     """Undo an operation: every change it made, inverted, where nothing has changed it since.
@@ -156,6 +159,7 @@ def revert(
 
     Example: chatctl audit revert 01JDZ8Q3K4V7W2M5N6P8R9S0TA --dry-run
     """
+    from chatctl.batch_sizes import revert_batch_size
     from chatctl.domain.audit.log import check_operation_id
     from chatctl.domain.audit.revert import OperationEvents, Revert, check_revertible
     from chatctl.errors import RuleRefused
@@ -163,8 +167,8 @@ def revert(
     check_operation_id(operation_id)
     the_desk = desk(ctx)
     engine = the_desk.engine()
-    with the_desk.errors(), engine.connect() as connection:
-        count = check_revertible(connection, operation_id)
+    with the_desk.errors(), engine.begin() as connection:
+        count = check_revertible(connection, operation_id, now=the_desk.now())
         actor = the_desk.actor(connection)
     if not actor.can_supervise:
         raise RuleRefused(f"actor '{actor.name}' has role {actor.role}: reverting an operation needs a "
@@ -176,7 +180,7 @@ def revert(
         return Revert(operation_id, revert_operation_id=acting.operation_id, actor=acting.actor.name, now=acting.now)
 
     run_bulk(ctx, prepare, items=OperationEvents(engine, operation_id, count), output=output, dry_run=dry_run,
-             what=f"revert of {operation_id}", batch_size=batch_size)
+             what=f"revert of {operation_id}", batch_size=batch_size or revert_batch_size(engine.dialect.name))
 
 
 @app.command("prune")

@@ -78,11 +78,12 @@ LINKS = {"ticket_id": "ticket", "comment_id": "comment"}
 
 
 # -- the operation ---------------------------------------------------------------------------
-def check_revertible(connection: Connection, operation_id: str) -> int:
+def check_revertible(connection: Connection, operation_id: str, *, now: dt.datetime) -> int:
     """How many audit events the operation wrote.
 
-    Refused with reason ``pruned`` when ``audit prune`` removed its events
-    (D17); NotFound (exit 1) when it has none.
+    Refused while the operation is still running, and with reason ``pruned``
+    when ``audit prune`` removed its events (D17); NotFound (exit 1) when it
+    has none.
     """
     from sqlalchemy import func, select
 
@@ -90,6 +91,12 @@ def check_revertible(connection: Connection, operation_id: str) -> int:
     from chatctl.storage.models import AuditEvent
 
     record = operations.find(connection, operation_id)
+    if record is not None and record["status"] == "running":
+        operations.mark_dead(connection, now=now, process=operations.Process.current())
+        record = operations.find(connection, operation_id)
+    if record is not None and record["status"] == "running":
+        raise RuleRefused(f"operation {operation_id} is still running (pid {record['pid']} on {record['host']}): "
+                          "revert it when it has finished")
     if record is not None and record["pruned_at"] is not None:
         raise RuleRefused(f"operation {operation_id} cannot be reverted: pruned (its audit events were removed by "
                           f"operation {record['pruned_by']})")
@@ -115,6 +122,8 @@ class OperationEvents:
         self.operation_id = operation_id
         self.count = count
 
+    READ_AHEAD = 20_000  # ids read per statement: a few batches at a time, a round trip saved per batch
+
     def batches(self, size: int) -> Iterator[list[int]]:
         from sqlalchemy import select
 
@@ -123,15 +132,18 @@ class OperationEvents:
         last: int | None = None
         while True:
             query = (select(AuditEvent.id).where(AuditEvent.operation_id == self.operation_id)
-                     .order_by(AuditEvent.id.desc()).limit(size))
+                     .order_by(AuditEvent.id.desc()).limit(max(size, self.READ_AHEAD)))
             if last is not None:
                 query = query.where(AuditEvent.id < last)
             with self.engine.connect() as connection:
-                page = list(connection.execute(query).scalars())
-            if not page:
+                ids = list(connection.execute(query).scalars())
+            if not ids:
                 return
-            last = page[-1]
-            yield page
+            last = ids[-1]
+            # Events written since the read cannot belong to this operation's past: a batch is still
+            # every event of the operation between its lowest and highest id.
+            for start in range(0, len(ids), size):
+                yield ids[start:start + size]
 
     def close(self) -> None:
         pass
@@ -310,22 +322,26 @@ class Revert:
         rows = connection.execute(select(AuditEvent.__table__).where(AuditEvent.id.in_(list(ids)))).all()
         return sorted((_event(row) for row in rows), key=lambda event: -event.id)
 
-    def _of_operation(self, connection: Connection, refs: set[tuple[str, str]]) -> list[Event]:
-        """Every event of the operation on these entities (one statement per entity type)."""
+    def _of_operation(self, connection: Connection, refs: set[tuple[str, str]],
+                      known: Mapping[int, Event]) -> list[Event]:
+        """Every event of the operation on these entities (ids first, one statement per entity type;
+        then the rows of those not already ``known``)."""
         from sqlalchemy import select
 
         from chatctl.storage.models import AuditEvent
 
-        found = []
+        ids: list[int] = []
         by_kind: dict[str, list[str]] = {}
         for kind, entity_id in refs:
             by_kind.setdefault(kind, []).append(entity_id)
         for kind, entity_ids in by_kind.items():
-            found += [_event(row) for row in connection.execute(
-                select(AuditEvent.__table__).where(AuditEvent.operation_id == self.operation_id,
-                                                   AuditEvent.entity_type == kind,
-                                                   AuditEvent.entity_id.in_(sorted(set(entity_ids)))))]
-        return found
+            ids += connection.execute(
+                select(AuditEvent.id).where(AuditEvent.operation_id == self.operation_id,
+                                            AuditEvent.entity_type == kind,
+                                            AuditEvent.entity_id.in_(sorted(set(entity_ids))))).scalars().all()
+        missing = [event_id for event_id in ids if event_id not in known]
+        return [known[event_id] for event_id in ids if event_id in known] + (
+            self._events(connection, missing) if missing else [])
 
     def _groups(self, connection: Connection, page: list[Event]) -> dict[tuple[str, str], list[Event]]:
         """The page's events with the rest of their groups, newest first in each group."""
@@ -335,13 +351,15 @@ class Revert:
                 return ("chat", event.chat_of())
             return event.ref
 
+        known = {event.id: event for event in page}
         wanted = {group_of(event) for event in page}
-        events = {event.id: event for event in self._of_operation(connection, wanted)}
+        events = {event.id: event for event in self._of_operation(connection, wanted, known)}
         linked = {(kind, str(value)) for event in events.values() if event.kind == "chat"
                   for kind, pair in event.links().items() for value in pair if value is not None}
         linked |= {event.ref for event in page if group_of(event)[0] == "chat" and event.kind != "chat"}
-        events.update({event.id: event for event in self._of_operation(connection, linked)})
-        events.update({event.id: event for event in page})
+        if linked:
+            events.update({event.id: event for event in self._of_operation(connection, linked, {**known, **events})})
+        events.update(known)
         groups: dict[tuple[str, str], list[Event]] = {}
         for event in sorted(events.values(), key=lambda e: -e.id):
             if event.id in self.decided:
@@ -811,7 +829,10 @@ class PlainChanges:
         return _PLAIN.get(connection.dialect.name, PlainChanges)()
 
     def revert_plain(self, connection: Connection, revert: Revert, audit_ids: list[int]) -> dict[int, ItemResult]:
-        """Results of the events reverted here; the others are left to the general path."""
+        """Results of the events reverted here; the others are left to the general path.
+
+        ``audit_ids`` is a keyset page: every event of the operation from the lowest id to the highest.
+        """
         return {}
 
 
@@ -819,8 +840,11 @@ PLAIN_KINDS = ("chat", "ticket", "notification")
 
 
 class PostgresPlainChanges(PlainChanges):
+    """One statement per table and shape of change (the set of keys an event recorded: a sweep's
+    closes share one), so each statement sets and checks exactly the columns that changed."""
+
     def __init__(self) -> None:
-        self._statements: dict[str, str] = {}
+        self._statements: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def revert_plain(self, connection: Connection, revert: Revert, audit_ids: list[int]) -> dict[int, ItemResult]:
         from sqlalchemy import text
@@ -828,17 +852,32 @@ class PostgresPlainChanges(PlainChanges):
         from chatctl.storage.models import UTCDateTime
 
         results: dict[int, ItemResult] = {}
-        ids = ",".join(map(str, audit_ids))
-        for kind in PLAIN_KINDS:
-            sql = self._statements.get(kind) or self._statements.setdefault(kind, self._statement(connection, kind))
+        # A page is every event of the operation between its lowest and highest id (keyset pages).
+        bounds = {"op": revert.operation_id, "low": min(audit_ids), "high": max(audit_ids)}
+        shapes = connection.execute(text(
+            "SELECT DISTINCT e.entity_type, ARRAY(SELECT jsonb_object_keys(e.before) ORDER BY 1) AS shape "
+            "FROM audit_events e WHERE e.operation_id = CAST(:op AS text) AND e.id BETWEEN :low AND :high "
+            "AND e.entity_type = ANY(CAST(:kinds AS text[])) AND jsonb_typeof(e.before) = 'object'"),
+            {**bounds, "kinds": list(PLAIN_KINDS)}).all()
+        prefix = revert._reason_prefix()
+        for kind, shape in sorted((kind, tuple(shape)) for kind, shape in shapes):
+            columns = self._columns(kind, shape)
+            if columns is None:
+                continue
+            key = (kind, shape)
+            sql = self._statements.get(key) or self._statements.setdefault(
+                key, self._statement(connection, kind, columns))
+            restored = f"restored {', '.join(columns)}"
             rows = connection.execute(text(sql).bindparams(_at_param(UTCDateTime)), {
-                "ids": ids, "kind": kind, "op": revert.operation_id, "rop": revert.revert_operation_id,
-                "now": revert.now, "actor": revert.actor, "prefix": revert._reason_prefix(),
-                "irreversible": list(IRREVERSIBLE), "links": list(LINKS), "action": REVERT_ACTION}).all()
+                **bounds, "kind": kind, "shape": list(shape), "rop": revert.revert_operation_id,
+                "now": revert.now, "actor": revert.actor, "prefix": prefix,
+                "irreversible": list(IRREVERSIBLE), "action": REVERT_ACTION}).all()
             for row in rows:
                 ref = f"{kind}:{row.key}"
-                if row.later_id is not None:
-                    if row.later_action == REVERT_ACTION and (row.later_reason or "").startswith(revert._reason_prefix()):
+                if row.done:
+                    results[row.id] = ItemResult(ref, "changed", restored)
+                elif row.later_op is not None:
+                    if row.later_action == REVERT_ACTION and (row.later_reason or "").startswith(prefix):
                         results[row.id] = ItemResult(ref, "skipped", f"already reverted by operation {row.later_op}")
                     else:
                         results[row.id] = ItemResult(ref, "refused", f"conflict: {kind} {row.key} changed since by "
@@ -849,59 +888,63 @@ class PostgresPlainChanges(PlainChanges):
                     results[row.id] = ItemResult(ref, "refused", f"conflict: {row.mismatch} of {kind} {row.key} "
                                                                  "changed outside the audit trail")
                 else:
-                    results[row.id] = ItemResult(ref, "changed", f"restored {', '.join(row.restored)}")
+                    results[row.id] = ItemResult(ref, "refused", f"conflict: {kind} {row.key} changed meanwhile")
         self.handled += len(results)
         return results
 
     @staticmethod
-    def _statement(connection: Connection, kind_name: str) -> str:
-        """Select the page's plain events of one entity type, lock their rows, judge each (a later
-        event, a value changed outside the trail), restore the judged ones and audit them."""
+    def _columns(kind_name: str, shape: tuple[str, ...]) -> list[str] | None:
+        """The columns a plain change of this shape restores, in the order the trail keeps its keys
+        (jsonb: shorter keys first); None when the shape is not a plain change."""
+        kind = KINDS[kind_name]
+        table = _tables()[kind.table]
+        if any(key in LINKS or key == "comments_removed" for key in shape):
+            return None
+        columns = [key for key in shape if key in table.c and key not in kind.fixed]
+        return sorted(columns, key=lambda key: (len(key), key.encode())) or None
+
+    @staticmethod
+    def _statement(connection: Connection, kind_name: str, columns: list[str]) -> str:
+        """The page's plain events of one entity type and shape: restore those whose row holds the values
+        the event wrote and that no later event touched, audit them, and say why the others were not."""
         kind = KINDS[kind_name]
         table = _tables()[kind.table]
         dialect = connection.dialect
-        columns = [column.name for column in table.c if column.name not in kind.fixed]
 
         def typed(side: str, name: str) -> str:
             return f"({side}->>'{name}')::{table.c[name].type.compile(dialect=dialect)}"
 
-        matches = [f"(NOT p.after ? '{name}' OR l.{name} IS NOT DISTINCT FROM {typed('p.after', name)})"
-                   for name in columns]
-        mismatch = " ".join(f"WHEN NOT {check} THEN '{name}'" for name, check in zip(columns, matches))
-        sets = ", ".join(f"{name} = CASE WHEN j.before ? '{name}' THEN {typed('j.before', name)} ELSE t.{name} END"
-                         for name in columns)
-        names = "ARRAY[" + ", ".join(f"'{name}'" for name in columns) + "]"
-        # No join between two CTEs: their row counts are unknown to the planner, which would
-        # nest-loop them (a page squared).  Rows are locked one by one in key order (no deadlock
-        # with a sweep or another revert), each through the primary key.
+        def holds(row: str, name: str) -> str:
+            return f"{row}.{name} IS NOT DISTINCT FROM {typed('p.after', name)}"
+
+        holds_all = " AND ".join(holds("t", name) for name in columns)
+        mismatch = " ".join(f"WHEN NOT {holds('c', name)} THEN '{name}'" for name in columns)
+        sets = ", ".join(f"{name} = {typed('p.before', name)}" for name in columns)
+        # The UPDATE checks each row as it locks it (a row changed meanwhile is re-checked in its new
+        # version), in key order through the primary key: no deadlock with a sweep or another revert.
+        # No join between two CTEs: the planner cannot size them and would nest-loop them.
         return f"""
 WITH page AS (
-    SELECT e.id, e.entity_id, e.entity_id::bigint AS key, e.before, e.after, e.action FROM audit_events e
-    WHERE e.id = ANY(string_to_array(CAST(:ids AS text), ',')::bigint[]) AND e.entity_type = CAST(:kind AS text)
+    SELECT e.id, e.entity_id, e.entity_id::bigint AS key, e.before, e.after, e.action, o.later_id
+    FROM audit_events e
+    CROSS JOIN LATERAL (
+        SELECT bool_or(x.operation_id = CAST(:op AS text)) AS same_operation,
+               max(x.id) FILTER (WHERE x.id > e.id AND x.operation_id <> CAST(:op AS text)
+                                 AND x.operation_id <> CAST(:rop AS text)) AS later_id
+        FROM audit_events x
+        WHERE x.entity_type = e.entity_type AND x.entity_id = e.entity_id AND x.id <> e.id) AS o
+    WHERE e.operation_id = CAST(:op AS text) AND e.id BETWEEN :low AND :high AND e.entity_type = CAST(:kind AS text)
       AND jsonb_typeof(e.before) = 'object' AND jsonb_typeof(e.after) = 'object'
+      AND e.before ?& CAST(:shape AS text[]) AND e.before - CAST(:shape AS text[]) = '{{}}'::jsonb
+      AND e.after ?& CAST(:shape AS text[]) AND e.after - CAST(:shape AS text[]) = '{{}}'::jsonb
       AND e.entity_id ~ '^[0-9]{{1,18}}$' AND NOT e.action = ANY(CAST(:irreversible AS text[]))
-      AND NOT (e.before ?| CAST(:links AS text[]) OR e.after ?| CAST(:links AS text[])
-               OR e.after ? 'comments_removed')
       AND position('comments_removed=' in coalesce(e.reason, '')) = 0
-      AND e.before ?| {names}
-      AND ARRAY(SELECT jsonb_object_keys(e.before) ORDER BY 1) = ARRAY(SELECT jsonb_object_keys(e.after) ORDER BY 1)
-      AND NOT EXISTS (SELECT 1 FROM audit_events o WHERE o.entity_type = e.entity_type
-                      AND o.entity_id = e.entity_id AND o.operation_id = CAST(:op AS text) AND o.id <> e.id)
-), judged AS (
-    SELECT p.id, p.entity_id, p.key, p.before, p.after, p.action, l.{kind.key} IS NOT NULL AS present,
-           later.id AS later_id, later.operation_id AS later_op, later.action AS later_action,
-           later.reason AS later_reason, CASE {mismatch} END AS mismatch
-    FROM (SELECT * FROM page ORDER BY key) AS p
-    LEFT JOIN LATERAL (SELECT * FROM {table.name} t WHERE t.{kind.key} = p.key FOR UPDATE) AS l ON true
-    LEFT JOIN LATERAL (
-        SELECT x.id, x.operation_id, x.action, x.reason FROM audit_events x
-        WHERE x.entity_type = CAST(:kind AS text) AND x.entity_id = p.entity_id AND x.id > p.id
-          AND x.operation_id <> CAST(:op AS text) AND x.operation_id <> CAST(:rop AS text)
-        ORDER BY x.id DESC LIMIT 1) AS later ON true
+      AND o.same_operation IS NOT TRUE
 ), restored AS (
     UPDATE {table.name} t SET {sets}
-    FROM judged j WHERE t.{kind.key} = j.key AND j.present AND j.later_id IS NULL AND j.mismatch IS NULL
-    RETURNING j.id, j.entity_id, j.before, j.after, j.action
+    FROM (SELECT * FROM page ORDER BY key) AS p
+    WHERE t.{kind.key} = p.key AND p.later_id IS NULL AND {holds_all}
+    RETURNING p.id, p.entity_id, p.before, p.after, p.action
 ), audited AS (
     INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
     SELECT :now, CAST(:actor AS text), CAST(:action AS text), CAST(:kind AS text), r.entity_id, r.after, r.before,
@@ -909,10 +952,16 @@ WITH page AS (
     FROM restored r ORDER BY r.id DESC
     RETURNING 1
 )
-SELECT j.id, j.key, j.present, j.later_id, j.later_op, j.later_action, j.later_reason, j.mismatch,
-       ARRAY(SELECT k FROM jsonb_object_keys(j.before) AS k WHERE k = ANY({names})) AS restored,
-       (SELECT count(*) FROM audited) AS audited
-FROM judged j"""
+SELECT r.id, r.entity_id::bigint AS key, true AS done, NULL AS later_op, NULL AS later_action,
+       NULL AS later_reason, true AS present, NULL AS mismatch, (SELECT count(*) FROM audited) AS audited
+FROM restored r
+UNION ALL
+SELECT p.id, p.key, false, later.operation_id, later.action, later.reason,
+       c.{kind.key} IS NOT NULL, CASE {mismatch} END, NULL
+FROM page p
+LEFT JOIN audit_events later ON later.id = p.later_id
+LEFT JOIN {table.name} c ON c.{kind.key} = p.key
+WHERE p.id NOT IN (SELECT r.id FROM restored r)"""
 
 
 def _at_param(utc_type):
