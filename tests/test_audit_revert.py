@@ -557,3 +557,40 @@ def test_revert_of_an_operation_still_running_is_refused(cli, engine):
     refused = cli("audit", "revert", flagged, "--yes")
     assert refused.exit_code == 1 and "still running" in refused.stderr, refused
     assert chat(engine, 1)["flagged"] is True
+
+
+def _age_events(engine, operation: str, days: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(sa.update(AuditEvent).where(AuditEvent.operation_id == operation)
+                           .values(at=dt.datetime.now(UTC) - dt.timedelta(days=days)))
+
+
+def test_d17_an_operation_whose_events_a_prune_removed_is_refused_pruned(cli, engine):
+    desk(cli, chats=(1,))
+    flagged = cli("chats", "flag", "1", "-o", "json").json()["operation"]
+    _age_events(engine, flagged, 200)
+    pruned = cli("audit", "prune", "--before", "30d", "--yes", "-o", "json")
+    assert pruned.exit_code == 0 and pruned.json()["removed"] >= 1, pruned
+    listed = {row["id"]: row for row in cli("audit", "operations", "-o", "json").json()}
+    assert listed[flagged]["pruned_at"] is not None
+    refused = cli("audit", "revert", flagged, "--yes")
+    assert refused.exit_code == 1 and "pruned" in refused.stderr and pruned.json()["operation"] in refused.stderr
+    assert chat(engine, 1)["flagged"] is True
+
+
+def test_d17_a_prune_keeps_the_events_of_a_recorded_operation_still_running(cli, engine):
+    import os
+    import socket
+
+    from chatctl.storage.models import Operation
+
+    desk(cli, chats=(1,))
+    flagged = cli("chats", "flag", "1", "-o", "json").json()["operation"]
+    _age_events(engine, flagged, 200)
+    with engine.begin() as connection:  # as if it were still at work in this very process
+        connection.execute(sa.update(Operation).where(Operation.id == flagged).values(
+            status="running", host=socket.gethostname(), pid=os.getpid(),
+            lease_expires_at=dt.datetime.now(UTC) + dt.timedelta(hours=1)))
+    pruned = cli("audit", "prune", "--before", "30d", "--yes", "-o", "json")
+    assert pruned.exit_code == 0 and pruned.json()["kept_running"] == 1, pruned
+    assert count(engine, AuditEvent, AuditEvent.operation_id == flagged) == 1

@@ -48,11 +48,12 @@ class PruneResult:
 
 def running_operations(connection: Connection) -> list[str]:
     """Ids of the operations whose events must stay: sweep runs and recorded operations still running."""
-    from sqlalchemy import select
+    from sqlalchemy import select, union
 
-    from chatctl.storage.models import SweepRun
+    from chatctl.storage.models import Operation, SweepRun
 
-    return sorted(connection.execute(select(SweepRun.id).where(SweepRun.status == "running")).scalars())
+    return sorted(connection.execute(union(select(SweepRun.id).where(SweepRun.status == "running"),
+                                           select(Operation.id).where(Operation.status == "running"))).scalars())
 
 
 def _older(cutoff: dt.datetime, keep: list[str], after: dt.datetime | None = None,
@@ -141,6 +142,7 @@ def _prune_batch(connection: Connection, cutoff: dt.datetime, after: dt.datetime
     """
     from sqlalchemy import delete, select
 
+    from chatctl.domain.audit.operations import mark_pruned
     from chatctl.domain.audit.writer import event, record
     from chatctl.storage.models import AuditEvent
 
@@ -151,6 +153,8 @@ def _prune_batch(connection: Connection, cutoff: dt.datetime, after: dt.datetime
     operations = set(connection.execute(select(AuditEvent.operation_id).where(*batch).distinct()).scalars())
     removed = connection.execute(delete(AuditEvent).where(*batch)).rowcount if operations else 0
     if removed:
+        # Their operations can no longer be reverted: the record says so (D17).
+        mark_pruned(connection, sorted(operations), pruned_by=operation_id or "", now=now)
         record(connection, [event(
             at=now, actor=actor, action="audit.prune", entity_type="audit", entity_id=cutoff.isoformat(),
             operation_id=operation_id or "", after={"removed": removed, "operations": len(operations),
