@@ -20,22 +20,26 @@ app = typer.Typer(
 AUDIT_COLUMNS = ["id", "at", "actor", "action", "entity", "entity_id", "operation", "changes", "reason"]
 OPERATION_COLUMNS = ["id", "status", "started_at", "finished_at", "actor", "changes", "command"]
 
+# Shared by `audit list` and `audit operations`.
+SinceOpt = Annotated[Optional[str], typer.Option(
+    "--since", help="Only what happened at or after this time: ISO 8601 or relative (-2h, -7d).",
+    show_default=False)]
+ActorFilterOpt = Annotated[Optional[str], typer.Option(
+    "--actor", help="Only what this actor did (a handle, ops:NAME or system).", show_default=False)]
+
 
 @app.command("list")
 def list_(
     ctx: typer.Context,
     entity: Annotated[Optional[str], typer.Option(
-        "--entity", help="Only this entity: chat:ID, ticket:ID, agent:HANDLE or preference:KEY.",
+        "--entity", help="Only this entity: chat:ID, ticket:ID, comment:ID, notification:ID, agent:HANDLE or "
+        "preference:KEY.",
         show_default=False)] = None,
     operation: Annotated[Optional[str], typer.Option(
         "--operation", help="Only this operation id (a sweep run id or a command's operation).",
         show_default=False)] = None,
-    actor: Annotated[Optional[str], typer.Option(
-        "--actor", help="Only changes made by this actor (a handle, ops:NAME or system).",
-        show_default=False)] = None,
-    since: Annotated[Optional[str], typer.Option(
-        "--since", help="Only events at or after this time: ISO 8601 or relative (-2h, -7d).",
-        show_default=False)] = None,
+    actor: ActorFilterOpt = None,
+    since: SinceOpt = None,
     after: Annotated[Optional[int], typer.Option(
         "--after", min=1, help="Continue after this event id (printed on stderr when a page is full).",
         show_default=False)] = None,
@@ -89,12 +93,8 @@ def list_(
 def operations_(
     ctx: typer.Context,
     limit: LimitOpt = None,
-    since: Annotated[Optional[str], typer.Option(
-        "--since", help="Only operations started at or after this time: ISO 8601 or relative (-2h, -7d).",
-        show_default=False)] = None,
-    actor: Annotated[Optional[str], typer.Option(
-        "--actor", help="Only operations of this actor (a handle, ops:NAME or system).",
-        show_default=False)] = None,
+    since: SinceOpt = None,
+    actor: ActorFilterOpt = None,
     output: OutputOpt = None,
 ) -> None:
     """List the operations that changed the desk, newest first, with their ids in full.
