@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 from chatctl.domain.audit import writer as audit
 from chatctl.domain.batches import ItemResult
 from chatctl.errors import NotFound, RuleRefused
+from chatctl.storage.dialects import Registry, dialect
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -543,10 +544,14 @@ class Revert:
     def _reason_prefix(self) -> str:
         return f"revert of operation {self.operation_id}"
 
+    def stamp(self) -> audit.Stamp:
+        """What every audit event of this revert shares."""
+        return audit.Stamp(actor=self.actor, at=self.now, operation_id=self.revert_operation_id,
+                           action=REVERT_ACTION)
+
     def _audit(self, event: Event, kind: str, entity_id: str, before, after) -> dict[str, Any]:
-        return audit.event(at=self.now, actor=self.actor, action=REVERT_ACTION, entity_type=kind,
-                           entity_id=entity_id, operation_id=self.revert_operation_id, before=before, after=after,
-                           reason=self.reason_for(event.id, event.action))
+        return self.stamp().event(kind, entity_id, before=before, after=after,
+                                  reason=self.reason_for(event.id, event.action))
 
 
 def _ref_text(event: Event) -> str:
@@ -585,7 +590,7 @@ class _State:
                 for link_kind, pair in event.links().items():
                     wanted.setdefault(link_kind, set()).update(int(v) for v in pair if v is not None)
         tables = _tables()
-        postgres = connection.dialect.name == "postgresql"
+        spelling = dialect(connection)
         rows: dict[tuple[str, Any], dict[str, Any] | None] = {}
         for name in sorted(wanted):
             kind = KINDS[name]
@@ -593,9 +598,8 @@ class _State:
             keys = sorted(wanted[name])
             for key in keys:
                 rows[(name, key)] = None
-            query = select(table).where(table.c[kind.key].in_(keys)).order_by(table.c[kind.key])
-            if postgres:
-                query = query.with_for_update()
+            query = spelling.locked(select(table).where(table.c[kind.key].in_(keys)).order_by(table.c[kind.key]),
+                                    of=table)
             for row in connection.execute(query).mappings():
                 rows[(name, row[kind.key])] = dict(row)
         extras = _comment_parts(connection, [key for (name, key), row in rows.items()
@@ -767,7 +771,7 @@ class RowWriter:
 
     @staticmethod
     def of(connection: Connection) -> RowWriter:
-        return _WRITERS.get(connection.dialect.name, RowWriter)()
+        return ROW_WRITERS(connection)()
 
     def update(self, connection: Connection, table, key: str, rows: Mapping[Any, Mapping[str, Any]]) -> None:
         """``UPDATE table SET ... WHERE key = ...`` for every row: one executemany per set of columns."""
@@ -808,7 +812,7 @@ class PostgresRowWriter(RowWriter):
             connection.execute(text(sql), {"rows": json.dumps(records)})
 
 
-_WRITERS = {"postgresql": PostgresRowWriter}
+ROW_WRITERS: Registry[type[RowWriter]] = Registry(RowWriter, postgresql=PostgresRowWriter)
 
 
 # -- the plain changes of a page, one statement per table -------------------------------------------
@@ -826,7 +830,7 @@ class PlainChanges:
 
     @staticmethod
     def of(connection: Connection) -> PlainChanges:
-        return _PLAIN.get(connection.dialect.name, PlainChanges)()
+        return PLAIN_FORMS(connection)()
 
     def revert_plain(self, connection: Connection, revert: Revert, audit_ids: list[int]) -> dict[int, ItemResult]:
         """Results of the events reverted here; the others are left to the general path.
@@ -847,7 +851,7 @@ class PostgresPlainChanges(PlainChanges):
         self._statements: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def revert_plain(self, connection: Connection, revert: Revert, audit_ids: list[int]) -> dict[int, ItemResult]:
-        from sqlalchemy import text
+        from sqlalchemy import bindparam, text
 
         from chatctl.storage.models import UTCDateTime
 
@@ -868,10 +872,9 @@ class PostgresPlainChanges(PlainChanges):
             sql = self._statements.get(key) or self._statements.setdefault(
                 key, self._statement(connection, kind, columns))
             restored = f"restored {', '.join(columns)}"
-            rows = connection.execute(text(sql).bindparams(_at_param(UTCDateTime)), {
-                **bounds, "kind": kind, "shape": list(shape), "rop": revert.revert_operation_id,
-                "now": revert.now, "actor": revert.actor, "prefix": prefix,
-                "irreversible": list(IRREVERSIBLE), "action": REVERT_ACTION}).all()
+            rows = connection.execute(text(sql).bindparams(bindparam("audit_at", type_=UTCDateTime())), {
+                **bounds, **revert.stamp().params(), "kind": kind, "shape": list(shape),
+                "rop": revert.revert_operation_id, "prefix": prefix, "irreversible": list(IRREVERSIBLE)}).all()
             for row in rows:
                 ref = f"{kind}:{row.key}"
                 if row.done:
@@ -918,6 +921,11 @@ class PostgresPlainChanges(PlainChanges):
             return f"{row}.{name} IS NOT DISTINCT FROM {typed('p.after', name)}"
 
         holds_all = " AND ".join(holds("t", name) for name in columns)
+        # The revert's events, newest reverted first, as the general path writes them.
+        audited = audit.insert_sql([audit.events_sql(
+            entity_type="CAST(:kind AS text)", entity_id="r.entity_id", before="r.after", after="r.before",
+            reason="CAST(:prefix AS text) || ' (audit event ' || r.id || ', ' || r.action || ')'",
+            source="restored AS r", order="-r.id")])
         mismatch = " ".join(f"WHEN NOT {holds('c', name)} THEN '{name}'" for name in columns)
         sets = ", ".join(f"{name} = {typed('p.before', name)}" for name in columns)
         # The UPDATE checks each row as it locks it (a row changed meanwhile is re-checked in its new
@@ -946,11 +954,7 @@ WITH page AS (
     WHERE t.{kind.key} = p.key AND p.later_id IS NULL AND {holds_all}
     RETURNING p.id, p.entity_id, p.before, p.after, p.action
 ), audited AS (
-    INSERT INTO audit_events (at, actor, action, entity_type, entity_id, before, after, operation_id, reason)
-    SELECT :now, CAST(:actor AS text), CAST(:action AS text), CAST(:kind AS text), r.entity_id, r.after, r.before,
-           CAST(:rop AS text), CAST(:prefix AS text) || ' (audit event ' || r.id || ', ' || r.action || ')'
-    FROM restored r ORDER BY r.id DESC
-    RETURNING 1
+    {audited} RETURNING 1
 )
 SELECT r.id, r.entity_id::bigint AS key, true AS done, NULL AS later_op, NULL AS later_action,
        NULL AS later_reason, true AS present, NULL AS mismatch, (SELECT count(*) FROM audited) AS audited
@@ -964,10 +968,4 @@ LEFT JOIN {table.name} c ON c.{kind.key} = p.key
 WHERE p.id NOT IN (SELECT r.id FROM restored r)"""
 
 
-def _at_param(utc_type):
-    from sqlalchemy import bindparam
-
-    return bindparam("now", type_=utc_type())
-
-
-_PLAIN = {"postgresql": PostgresPlainChanges}
+PLAIN_FORMS: Registry[type[PlainChanges]] = Registry(PlainChanges, postgresql=PostgresPlainChanges)
