@@ -44,7 +44,9 @@ class Column:
         return self.header or self.key.replace("_", " ")
 
     def table_title(self) -> str:
-        return self.ago or self.title
+        if self.ago:
+            return self.ago
+        return self.header if self.bar and self.header is not None else self.title
 
 
 def columns_of(spec: Sequence[str | Column]) -> list[Column]:

@@ -60,13 +60,14 @@ def _chat_columns(view: str):
     if view == "tickets":
         return [Column("id"), Column("chat_id"), "status", Column("reason", drop=2), Column("agent", drop=1),
                 Column("created_at", "created", ago="age"), Column("closed_at", "closed", ago="closed", drop=3)]
-    columns = [Column("id"), Column("unread", "", _marker("●", "blue")), Column("new", "", _marker("new", "green")),
-               Column("channel", drop=1), Column("customer", drop=5), Column("agent", drop=3),
+    columns = [Column("id"), Column("channel", drop=1), Column("customer", drop=5), Column("agent", drop=3),
                Column("flagged", style=_marker("⚑", "yellow"))]
     if view == "closed":
         return columns + [Column("closed_at", "closed", ago="closed"), Column("closed_by", "by"),
                           Column("close_reason", "reason", drop=4),
                           Column("last_activity_at", "activity", ago="idle", drop=2)]
+    # R2's markers: new activity (a blue dot) and new chats, beside the id.
+    columns[1:1] = [Column("unread", "", _marker("●", "blue")), Column("new", "", _marker("new", "green"))]
     columns += [Column("last_customer_message_at", "customer wrote", ago="waiting", since=waiting_since),
                 Column("last_activity_at", "activity", ago="idle", drop=2)]
     if view == "tagged":

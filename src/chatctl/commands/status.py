@@ -145,28 +145,30 @@ def _render(env, record, output: str | None, tz, *, one_line: bool) -> None:
 
 def _people(env, record, chosen: str, tz) -> None:
     """Sections for people: a table each, with bars where a bar says more than a number."""
-    from chatctl.output import Column, render_rows
+    from chatctl.output import Column
 
     now = record["as_of"]
     views = record["views"]
     closed = views["closed_today"]
-    rows = [{"view": name.replace("_", " "), **views[name]} for name in ("live", "pending", "tagged")]
+    rows = [{"view": name, **views[name]} for name in ("live", "pending", "tagged")]
     rows.append({"view": "closed today", "count": closed["count"],
-                 "detail": f"by customer {closed['by_customer']}, agent {closed['by_agent']}, "
+                 "detail": f"customer {closed['by_customer']}, agent {closed['by_agent']}, "
                            f"system {closed['by_system']}"})
     rows.append({"view": "open tickets", **views["open_tickets"]})
     _section(env, chosen, "views", rows,
-             ["view", "count", "new", "unread", "flagged", "unassigned", Column("detail", drop=1)], tz, now)
+             ["view", "count", "new", "unread", "flagged", "unassigned", Column("detail", "closed by", drop=1)],
+             tz, now)
 
     waiting = record["waiting"]
     _section(env, chosen, "live chats by idle time", _shares(waiting["idle"]),
              ["bucket", "count", Column("share", "", bar=30)], tz, now)
     oldest = waiting["oldest_unanswered"]
-    oldest_text = "nobody" if oldest is None else (
-        f"chat {oldest['chat_id']}, waiting {_ago(now, oldest['since'])}"
-        + (f" ({oldest['agent']})" if oldest["agent"] else " (unassigned)"))
-    env.stdout.write(f"unanswered: {waiting['unanswered']}; longest waiting: {oldest_text}; "
-                     f"live chats held by agents not online: {waiting['held_by_offline_agents']}\n")
+    _figures(env, chosen, "customers waiting", tz, now, [
+        ("unanswered live chats", waiting["unanswered"]),
+        ("waiting longest", "nobody" if oldest is None else
+         f"chat {oldest['chat_id']}, {_ago(now, oldest['since'])} ({oldest['agent'] or 'unassigned'})"),
+        ("live chats of agents not online", waiting["held_by_offline_agents"]),
+    ])
 
     busiest = max((row["live"] for row in record["agents"]), default=0)
     agents = [{**row, "bar": row["load"] if row["load"] is not None else (row["live"] / busiest if busiest else 0)}
@@ -182,8 +184,10 @@ def _people(env, record, chosen: str, tz) -> None:
              ["bucket", "count", Column("share", "", bar=30)], tz, now)
     _section(env, chosen, "open tickets by reason", by_reason, ["reason", "count", Column("share", "", bar=30)],
              tz, now)
-    env.stdout.write(f"tickets: {tickets['open']} open, {tickets['closed']} closed; archived within a day: "
-                     f"{tickets['archive_next_day']}\n")
+    _figures(env, chosen, "tickets", tz, now, [
+        ("open, closed (not archived)", f"{tickets['open']}, {tickets['closed']}"),
+        ("archived within a day", tickets["archive_next_day"]),
+    ])
 
     sweeps = [{**job, "overdue": "overdue" if job["overdue"] else ""} for job in record["sweeps"]["jobs"]]
     _section(env, chosen, "sweep jobs", sweeps,
@@ -193,10 +197,18 @@ def _people(env, record, chosen: str, tz) -> None:
 
     times = record["response_times"]
     first, closing = times["first_response"], times["time_to_close"]
-    env.stdout.write(
-        f"last 24h: first response p50 {_seconds(first['p50_s'])}, p90 {_seconds(first['p90_s'])} "
-        f"({first['answered']} of {first['chats']} chats answered{_sampled(first['sampled_every'])}); time to close p50 "
-        f"{_seconds(closing['p50_s'])}, p90 {_seconds(closing['p90_s'])} ({closing['closed']} closed)\n")
+    _figures(env, chosen, "the last 24 hours", tz, now, [
+        ("first response p50, p90", f"{_duration(first['p50_s'])}, {_duration(first['p90_s'])}"),
+        ("chats answered", f"{first['answered']} of {first['chats']}{_sampled(first['sampled_every'])}"),
+        ("time to close p50, p90", f"{_duration(closing['p50_s'])}, {_duration(closing['p90_s'])}"),
+        ("chats closed", closing["closed"]),
+    ])
+
+
+def _figures(env, chosen: str, title: str, tz, now, figures) -> None:
+    """A few figures of one section, one per line."""
+    _section(env, chosen, title, [{"figure": name, "value": value} for name, value in figures],
+             ["figure", "value"], tz, now)
 
 
 def _shares(rows):
@@ -217,7 +229,7 @@ def _section(env, chosen: str, title: str, rows, columns, tz, now, *, empty: str
 def _sampled(every: int) -> str:
     from chatctl.output import ordinal
 
-    return f", a sample of every {ordinal(every)} chat" if every > 1 else ""
+    return f" (a sample: every {ordinal(every)} chat)" if every > 1 else ""
 
 
 def _ago(now, then) -> str:
@@ -226,9 +238,14 @@ def _ago(now, then) -> str:
     return relative_time(now - then)
 
 
-def _seconds(value: float | None) -> str:
+def _duration(seconds: float | None) -> str:
+    """Exact to the second under an hour ("5m29s"); to the nearest unit that matters above ("1d21h")."""
     import datetime as dt
 
+    from chatctl.output import relative_time
     from chatctl.parsing.timeparse import format_duration
 
-    return "-" if value is None else format_duration(dt.timedelta(seconds=round(value)))
+    if seconds is None:
+        return "-"
+    value = dt.timedelta(seconds=round(seconds))
+    return format_duration(value) if seconds < 3600 else relative_time(value)
