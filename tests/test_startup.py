@@ -153,3 +153,12 @@ def test_a_mistyped_group_gets_a_suggestion(bare_cli):
 def test_unset_values_skip_coercion_but_given_ones_are_still_checked(bare_cli):
     result = bare_cli(["agents", "list", "--output", "yaml"])
     assert result.exit_code == 2 and "yaml" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["status", "-o", "json"], ["chats", "list", "live", "-o", "jsonl"]],
+                         ids=" ".join)
+def test_an_output_choice_loads_no_pydantic(argv, tmp_path):
+    """-o json is one of the option's values: it becomes its enum member without Typer's Pydantic coercion."""
+    result, loaded = run_fresh(["--database-url", f"sqlite:///{tmp_path}/desk.db", *argv])
+    assert "pydantic" not in loaded, f"`chatctl {' '.join(argv)}` imported pydantic to read its options"
+    assert "Traceback" not in result.stderr

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Iterator
+from enum import Enum
 
 import typer
 from typer import _click as click
@@ -133,10 +134,12 @@ def _command_summary(name: str, app: typer.Typer) -> click.Command:
 
 
 def skip_coercing_unset_values() -> None:
-    """Don't build a Pydantic validator to turn ``None`` into ``None``, or a ``str`` into itself.
+    """Don't build a Pydantic validator to turn ``None`` into ``None``, a ``str`` into itself, or
+    a choice's text into its enum member.
 
-    For a value that was not given, or that is text for a single ``str``
-    parameter, this does what Typer's own ``process_value`` does - the same
+    For a value that was not given, text for a single ``str`` parameter, or
+    one of the values of an enum parameter (``-o json``), this does what
+    Typer's own ``process_value`` does - the same
     value, the same missing-parameter check, the same callback - minus the
     validator, which Typer builds (importing Pydantic) before looking at the value.
     """
@@ -148,10 +151,14 @@ def skip_coercing_unset_values() -> None:
         return
 
     def process_value_cheaply(self, ctx, value):
+        annotation = self.type_descriptor.annotation
         if value is None:
             value = () if self.multiple or self.nargs == -1 else None  # what Typer's coercion returns
-        elif self.multiple or self.nargs != 1 or not isinstance(value, str) \
-                or self.type_descriptor.annotation is not str:
+        elif self.multiple or self.nargs != 1 or not isinstance(value, str):
+            return process_value(self, ctx, value)
+        elif isinstance(annotation, type) and issubclass(annotation, Enum) and value in annotation._value2member_map_:
+            value = annotation(value)  # a choice such as -o json: its member, as Typer's coercion gives
+        elif annotation is not str:
             return process_value(self, ctx, value)
         if self.required and self.value_is_missing(value):
             raise MissingParameter(ctx=ctx, param=self)
