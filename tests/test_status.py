@@ -405,3 +405,18 @@ def test_r1_a_chat_tagged_many_times_counts_once(cli, engine):
     for handle in ("bob", "sue"):
         listed = cli("chats", "list", "tagged", "--agent", handle, "-o", "json").json()
         assert agents[handle]["tagged"] == len(listed)
+
+
+def test_status_and_report_read_through_the_read_url(bare_cli, database_url, engine):
+    """Both only read: with --read-url they never touch the primary (here one that cannot be reached)."""
+    add_chat(engine, created=H, messages=(("in", H),))
+    unreachable = "postgresql://nobody@127.0.0.1:1/desk"
+    with freeze_time(NOW):
+        status = bare_cli(["--database-url", unreachable, "--read-url", database_url, "status", "-o", "json"])
+        report = bare_cli(["--database-url", unreachable, "--read-url", database_url, "report", "-o", "json"])
+        check = bare_cli(["--database-url", unreachable, "--read-url", database_url, "status", "--check"])
+    assert status.exit_code == 0, status
+    assert status.json()["views"]["live"]["count"] == 1
+    assert report.exit_code == 0, report
+    assert report.json()["totals"]["chats_started"] == 1
+    assert check.exit_code == 2 and check.stdout.startswith("CRITICAL: ")  # no sweep on record

@@ -105,6 +105,7 @@ def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
                     *(count.filter(markers[key]).label(key) for key in MARKERS[1:4]),
                     *(count.filter(and_(tagged, markers[key])).label(f"tagged_{key}") for key in MARKERS),
                     count.filter(text(UNANSWERED.sql)).label("unanswered"),
+                    func.min(c.last_customer_message_at).filter(text(UNANSWERED.sql)).label("waiting_since"),
                     *(count.filter(condition).label(f"younger_{index}") for index, condition in enumerate(younger)))
              .select_from(c).outerjoin(mentioned, mentioned.c.chat_id == c.id)
              .where(c.status.in_(OPEN_CHAT_STATUSES)).group_by(c.status, c.agent_id))
@@ -112,6 +113,7 @@ def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
     per_agent: dict[int, dict[str, int]] = {}
     idle_younger = [0] * len(younger)
     unanswered = 0
+    waiting_since: dt.datetime | None = None
     for row in connection.execute(query):
         figures = views[row.status]
         for key in MARKERS[:4]:
@@ -122,39 +124,59 @@ def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
             figures["unassigned"] += row.count
         if row.status == "live":
             unanswered += row.unanswered
+            if row.waiting_since is not None and (waiting_since is None or row.waiting_since < waiting_since):
+                waiting_since = row.waiting_since
             for index in range(len(younger)):
                 idle_younger[index] += getattr(row, f"younger_{index}")
             if row.agent_id is not None:
                 per_agent[row.agent_id] = {"live": row.count, "unanswered": row.unanswered}
     idle = _bucket_counts(_split(views["live"]["count"], idle_younger), IDLE_BUCKETS)
-    return {"views": views, "per_agent": per_agent, "idle": idle, "unanswered": unanswered}
+    return {"views": views, "per_agent": per_agent, "idle": idle, "unanswered": unanswered,
+            "waiting_since": waiting_since}
 
 
-def _tagged_per_agent(connection: Connection) -> dict[int, int]:
-    """Each agent's tagged view: the open chats they are tagged in."""
+def _tagged_per_agent(connection: Connection, open_tagged: int) -> dict[int, int]:
+    """Each agent's tagged view: the open chats they are tagged in.
+
+    Closing or converting a chat removes its tags (R9), so tags normally sit on
+    open chats only: when the chats with a tag are exactly the ``open_tagged``
+    the views' pass counted, the tags alone answer (a small table).  Tags left
+    on a finished chat (the clean-up sweep's work) make it join the chats.
+    """
     from sqlalchemy import distinct, func, select
 
     from chatctl.storage.models import Chat, CommentMention
 
-    return dict(connection.execute(
-        select(CommentMention.agent_id, func.count(distinct(CommentMention.chat_id)))
-        .join(Chat, Chat.id == CommentMention.chat_id)
-        .where(Chat.status.in_(OPEN_CHAT_STATUSES)).group_by(CommentMention.agent_id)).all())
+    per_agent = select(CommentMention.agent_id, func.count(distinct(CommentMention.chat_id))) \
+        .group_by(CommentMention.agent_id)
+    tagged_chats = connection.execute(select(func.count(distinct(CommentMention.chat_id)))).scalar_one()
+    if tagged_chats != open_tagged:
+        per_agent = per_agent.join(Chat, Chat.id == CommentMention.chat_id) \
+            .where(Chat.status.in_(OPEN_CHAT_STATUSES))
+    return dict(connection.execute(per_agent).all())
 
 
-def oldest_unanswered(connection: Connection, now: dt.datetime) -> dict[str, Any] | None:
-    """The live chat whose customer has waited longest for an answer (R5's "unanswered")."""
+def oldest_unanswered(connection: Connection, now: dt.datetime, *,
+                      since: dt.datetime | None = None) -> dict[str, Any] | None:
+    """The live chat whose customer has waited longest for an answer (R5's "unanswered").
+
+    ``since``, when the caller knows it (the views' pass), is that customer's
+    message time: the chat is then one index look-up instead of a walk past
+    every answered chat with an older customer message.
+    """
     from sqlalchemy import select, text
 
     from chatctl.domain.sweeps.jobs import UNANSWERED
     from chatctl.storage.models import Agent, Chat
 
     c = Chat  # the sweep jobs' conditions name the table, not an alias
-    row = connection.execute(
-        select(c.id, c.last_customer_message_at, Agent.handle)
-        .outerjoin(Agent, Agent.id == c.agent_id)
-        .where(c.status == "live", text(UNANSWERED.sql))
-        .order_by(c.last_customer_message_at, c.id).limit(1)).first()
+    query = (select(c.id, c.last_customer_message_at, Agent.handle)
+             .outerjoin(Agent, Agent.id == c.agent_id)
+             .where(c.status == "live", text(UNANSWERED.sql))
+             .order_by(c.last_customer_message_at, c.id).limit(1))
+    if since is not None:
+        query = query.where(c.last_customer_message_at == since)
+    row = connection.execute(query).first()
     if row is None:
         return None
     return {"chat_id": row.id, "agent": row.handle, "since": row.last_customer_message_at,
@@ -326,10 +348,12 @@ def desk_status(connection: Connection, *, now: dt.datetime, tz: dt.tzinfo,
         "waiting": {
             "idle": chats["idle"],
             "unanswered": chats["unanswered"],
-            "oldest_unanswered": oldest_unanswered(connection, now),
+            "oldest_unanswered": oldest_unanswered(connection, now, since=chats["waiting_since"])
+            if chats["waiting_since"] is not None else None,
             "held_by_offline_agents": _offline_holding(connection, chats["per_agent"]),
         },
-        "agents": _agents(connection, chats["per_agent"], _tagged_per_agent(connection), tickets["per_agent"],
+        "agents": _agents(connection, chats["per_agent"],
+                          _tagged_per_agent(connection, chats["views"]["tagged"]["count"]), tickets["per_agent"],
                           prefs["agent_max_chats"]),
         "tickets": {key: tickets[key] for key in ("open", "closed", "by_age", "by_reason", "archive_next_day")},
         "sweeps": {"expected_every_s": expected_every.total_seconds(),
