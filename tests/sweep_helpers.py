@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
+import subprocess
+import sys
+import time
 
 from sqlalchemy import func, insert, select, update
 
@@ -110,3 +114,57 @@ def count(engine, model, *conditions) -> int:
 def set_pref(cli, key: str, value: str) -> None:
     result = cli("prefs", "set", key, value)
     assert result.exit_code == 0, result
+
+
+# -- a real chatctl process, for crash and signal tests -------------------------------------
+def bulk_chats(engine, n: int, *, agent: int | None, idle: bool = True, waiting: bool = False) -> None:
+    """``n`` live chats: idle for an hour (inactivity), or with the customer waiting 10 minutes (agent-timeout)."""
+    with engine.begin() as connection:
+        customer = connection.execute(insert(Customer).values(
+            display_name="Many", address=f"bulk-{time.time_ns()}", created_at=T0 - dt.timedelta(days=1))
+            .returning(Customer.id)).scalar_one()
+        if waiting:
+            times = dict(created_at=T0 - minutes(10), last_customer_message_at=T0 - minutes(10),
+                         last_agent_message_at=None, last_activity_at=T0 - minutes(10), assigned_at=T0 - minutes(10))
+        else:
+            times = dict(created_at=T0 - minutes(90), last_customer_message_at=T0 - minutes(90),
+                         last_agent_message_at=T0 - minutes(60), last_activity_at=T0 - minutes(60),
+                         assigned_at=T0 - minutes(90))
+        rows = [dict(customer_id=customer, channel="webchat", status="live", agent_id=agent, reassign_count=0,
+                     flagged=False, **times) for _ in range(n)]
+        connection.execute(insert(Chat), rows)
+
+
+def chatctl(url: str, *args: str, env: dict | None = None, input: str | None = None) -> subprocess.Popen:
+    """A real ``chatctl`` process, without a terminal; ``input`` is written to its standard input."""
+    environment = {**os.environ, **(env or {})}
+    process = subprocess.Popen([sys.executable, "-m", "chatctl", "--database-url", url, *args],
+                               stdin=subprocess.PIPE if input is not None else None,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    if input is not None:
+        process.stdin.write(input)
+        process.stdin.close()
+        process.stdin = None  # communicate() would flush it again
+    return process
+
+
+def wait_for_audit(engine, minimum: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    """Until ``minimum`` audit rows are committed: proof that ``process`` is mid-run, without sleeping a tuned time."""
+    from chatctl.storage.engine import create_engine
+
+    # A reader's engine: on SQLite the writers' engine begins with BEGIN
+    # IMMEDIATE and would queue behind the sweep for the write lock, letting it
+    # run to the end before the count is ever read.
+    reader = create_engine(engine.url.render_as_string(hide_password=False), for_writes=False)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with reader.connect() as connection:
+                if connection.execute(select(func.count()).select_from(AuditEvent)).scalar_one() >= minimum:
+                    return
+            if process.poll() is not None:
+                raise AssertionError(f"the process ended before it could be stopped: {process.communicate()}")
+            time.sleep(0.02)
+        raise AssertionError("no batch committed in time")
+    finally:
+        reader.dispose()

@@ -11,43 +11,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from sqlalchemy import func, insert, select, text, update
-from sweep_helpers import T0, add_agent, add_chat, chat, minutes
+from sqlalchemy import func, select, text, update
+from sweep_helpers import T0, add_agent, add_chat, bulk_chats, chat, chatctl, minutes, wait_for_audit
 
-from chatctl.storage.models import AuditEvent, Chat, Customer
+from chatctl.storage.models import AuditEvent, Chat
 
 AS_OF = T0.isoformat()
-
-
-def bulk_chats(engine, n: int, *, agent: int | None, idle: bool = True, waiting: bool = False) -> None:
-    """``n`` live chats: idle for an hour (inactivity), or with the customer waiting 10 minutes (agent-timeout)."""
-    with engine.begin() as connection:
-        customer = connection.execute(insert(Customer).values(
-            display_name="Many", address=f"bulk-{time.time_ns()}", created_at=T0 - dt.timedelta(days=1))
-            .returning(Customer.id)).scalar_one()
-        if waiting:
-            times = dict(created_at=T0 - minutes(10), last_customer_message_at=T0 - minutes(10),
-                         last_agent_message_at=None, last_activity_at=T0 - minutes(10), assigned_at=T0 - minutes(10))
-        else:
-            times = dict(created_at=T0 - minutes(90), last_customer_message_at=T0 - minutes(90),
-                         last_agent_message_at=T0 - minutes(60), last_activity_at=T0 - minutes(60),
-                         assigned_at=T0 - minutes(90))
-        rows = [dict(customer_id=customer, channel="webchat", status="live", agent_id=agent, reassign_count=0,
-                     flagged=False, **times) for _ in range(n)]
-        connection.execute(insert(Chat), rows)
-
-
-def chatctl(url: str, *args: str, env: dict | None = None) -> subprocess.Popen:
-    environment = {**os.environ, **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "chatctl", "--database-url", url, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
 
 
 def chat_audit_counts(engine) -> dict[str, int]:
@@ -187,27 +160,6 @@ def test_message_between_claim_and_update_keeps_the_chat_live(engine, job):
     assert chat_audit_counts(engine) == {}
 
 
-def _wait_for_audit(engine, minimum: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    from chatctl.storage.engine import create_engine
-
-    # A reader's engine: on SQLite the writers' engine begins with BEGIN
-    # IMMEDIATE and would queue behind the sweep for the write lock, letting it
-    # run to the end before the count is ever read.
-    reader = create_engine(engine.url.render_as_string(hide_password=False), for_writes=False)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            with reader.connect() as connection:
-                if connection.execute(select(func.count()).select_from(AuditEvent)).scalar_one() >= minimum:
-                    return
-            if process.poll() is not None:
-                raise AssertionError(f"the sweep ended before it could be killed: {process.communicate()}")
-            time.sleep(0.02)
-        raise AssertionError("no batch committed in time")
-    finally:
-        reader.dispose()
-
-
 @pytest.mark.slow
 def test_sigkill_mid_run_leaves_no_change_without_audit_and_no_lock(cli, engine):
     from chatctl.storage.engine import is_postgres
@@ -218,7 +170,7 @@ def test_sigkill_mid_run_leaves_no_change_without_audit_and_no_lock(cli, engine)
     bulk_chats(engine, total, agent=alice)
     process = chatctl(cli.url, "sweep", "run", "inactivity", "--as-of", AS_OF, "--batch-size", "20",
                       env={"CHATCTL_SWEEP_LEASE_SECONDS": "2"})
-    _wait_for_audit(engine, 40, process)
+    wait_for_audit(engine, 40, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     closed = {chat_id for chat_id, row in statuses(engine).items() if row.status == "closed"}

@@ -15,7 +15,8 @@ class ExitCode:
     DATABASE = 3
     LOCKED = 4
     SAFETY = 5
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # 128 + SIGINT
+    TERMINATED = 143  # 128 + SIGTERM
 
 
 class ChatctlError(Exception):
@@ -81,3 +82,17 @@ class CheckUnknown(ChatctlError):
     """
 
     exit_code = ExitCode.DATABASE  # 3, the plugin convention's UNKNOWN
+
+
+class Interrupted(ChatctlError):
+    """SIGINT or SIGTERM stopped a mutation or a sweep between batches (SPEC D11).
+
+    The exit code is the shell's for that signal: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__("interrupted" if signum == signal.SIGINT else "terminated")
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -206,13 +206,15 @@ def run_mutation(
 
     A dry run performs the same statements and rolls each batch back, so it
     reports exactly what would change.  Exit 1 when items were not found or
-    refused; 130 on Ctrl-C after reporting what the finished batches did.
+    refused; 130 on SIGINT (143 on SIGTERM) after reporting what the finished
+    batches did.
     """
     from chatctl.domain.batches import run_batches
+    from chatctl.errors import Interrupted
     from chatctl.output import MutationPrinter, progress
 
     engine = desk.engine()
-    interrupted = False
+    interrupted: int | None = None
     printer = MutationPrinter(desk.env, fmt(output), operation=desk.operation_id, dry_run=dry_run, what=what)
     with desk.errors(), printer, progress(desk.env, what, total=spool.count) as bar:
         def report(results: list[ItemResult]) -> None:
@@ -223,10 +225,12 @@ def run_mutation(
 
         try:
             run_batches(engine, spool.batches(batch_size), apply, report, dry_run=dry_run)
+        except Interrupted as error:
+            interrupted, printer.interrupted = error.exit_code, True
         except KeyboardInterrupt:
-            interrupted = printer.interrupted = True
+            interrupted, printer.interrupted = ExitCode.INTERRUPTED, True
     spool.close()
     if interrupted:
-        raise typer.Exit(ExitCode.INTERRUPTED)
+        raise typer.Exit(interrupted)
     if printer.summary.failed:
         raise typer.Exit(ExitCode.PARTIAL)

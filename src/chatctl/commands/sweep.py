@@ -67,7 +67,7 @@ def run(
     from chatctl.domain.prefs import get_preferences
     from chatctl.domain.sweeps.jobs import SweepContext, parse_shard, select_jobs
     from chatctl.domain.sweeps.runner import run_sweep
-    from chatctl.errors import LockedError
+    from chatctl.errors import Interrupted, LockedError
     from chatctl.output import progress
 
     the_desk = desk(ctx)
@@ -77,7 +77,10 @@ def run(
     use_lock = not (no_lock or sweep_lock_disabled())
     engine = the_desk.engine()
 
+    finished_runs = []
+
     def finished(result) -> None:
+        finished_runs.append(result)
         if metrics_file and result.status != "locked":  # a skipped run says nothing new about the jobs
             from chatctl.domain.sweeps.metrics import write_metrics
 
@@ -102,6 +105,13 @@ def run(
                     return
                 error.hint = f"{error.hint}; --skip-if-locked exits 0 in that case"
                 raise
+            except Interrupted as error:
+                stopped = error
+            else:
+                stopped = None
+    if stopped is not None:
+        _report(the_desk, finished_runs[0], output, interrupted=True)
+        raise typer.Exit(stopped.exit_code)
     _report(the_desk, result, output)
 
 
@@ -111,7 +121,7 @@ def _as_of(text, the_desk):
     return parse_as_of(text, the_desk)
 
 
-def _report(the_desk, result, output) -> None:
+def _report(the_desk, result, output, *, interrupted: bool = False) -> None:
     from chatctl.output import dumps, render_rows
 
     env = the_desk.env
@@ -126,7 +136,8 @@ def _report(the_desk, result, output) -> None:
         render_rows(env, rows, ["job", "matched", "changed", "skipped", "detail"], fmt(output), id_key="job")
     verb = "would change" if result.dry_run else "changed"
     env.note(f"run {result.run_id}: {verb} {changed} at {result.as_of.isoformat()} in "
-             f"{result.duration_s:.2f}s" + (" (dry run)" if result.dry_run else ""))
+             f"{result.duration_s:.2f}s" + (" (dry run)" if result.dry_run else "")
+             + (" (interrupted)" if interrupted else ""))
 
 
 @app.command("explain")

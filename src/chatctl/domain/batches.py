@@ -72,9 +72,10 @@ def run_batches(
 ) -> None:
     """Apply each batch in its own transaction, committing as it goes.
 
-    Ctrl-C between or inside a batch leaves every finished batch committed with
-    its audit rows and rolls back the one in flight; the KeyboardInterrupt
-    propagates so the CLI reports what was done and exits 130.
+    SIGINT or SIGTERM stops the run between batches (``chatctl.interruption``):
+    every finished batch stays committed with its audit rows, the one in
+    flight commits or rolls back whole, and ``Interrupted`` propagates so the
+    CLI reports what was done and exits 130 or 143.
 
     A dry run executes the very same statements and rolls each batch back,
     which is what makes its report exact.
@@ -82,13 +83,15 @@ def run_batches(
     A batch that loses a serialization race (SQLSTATE 40001) is run again
     whole (``chatctl.storage.retry``).
     """
+    from chatctl.interruption import stop_on_signals
     from chatctl.storage.retry import retry_serialization
 
-    def one_batch(unique: list[int]) -> list[ItemResult]:
+    def one_batch(unique: list[int], stop) -> list[ItemResult]:
         with engine.connect() as connection:
             transaction = connection.begin()
             try:
-                results = apply(connection, unique)
+                with stop.cancellable(connection):
+                    results = apply(connection, unique)
             except BaseException:
                 transaction.rollback()
                 raise
@@ -98,6 +101,8 @@ def run_batches(
                 transaction.commit()
         return results
 
-    for batch in batches:
-        unique = list(dict.fromkeys(batch))
-        on_results(retry_serialization(lambda: one_batch(unique)))
+    with stop_on_signals() as stop:
+        for batch in batches:
+            stop.check()
+            unique = list(dict.fromkeys(batch))
+            on_results(retry_serialization(lambda: one_batch(unique, stop)))

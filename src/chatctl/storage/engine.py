@@ -235,6 +235,17 @@ def _setup_sqlite(engine: Engine, *, for_writes: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if for_writes else "BEGIN")
 
 
+# How to stop the statement a connection is running, from another thread:
+# SQLite's sqlite3_interrupt, PostgreSQL's cancel request.
+_CANCEL_METHOD = {"sqlite": "interrupt", "postgresql": "cancel"}
+
+
+def statement_canceller(connection):
+    """A function that cancels whatever statement ``connection`` is running (thread-safe)."""
+    raw = connection.connection.dbapi_connection
+    return getattr(raw, _CANCEL_METHOD[connection.dialect.name])
+
+
 def is_postgres(bind) -> bool:
     return bind.dialect.name == "postgresql"
 

@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chatctl.batch_sizes import sweep_batch_size
-from chatctl.errors import LockedError, SafetyLimitError
+from chatctl.errors import Interrupted, LockedError, SafetyLimitError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
+
+    from chatctl.interruption import StopRequest
 
     from chatctl.domain.sweeps.jobs import Job, SweepContext
 
@@ -92,62 +94,75 @@ def run_sweep(
 
     Raises LockedError (exit 4) when another run holds a job's lock and
     SafetyLimitError (exit 5) when a job would change more than
-    ``max_changes`` rows; in both cases nothing was changed.
+    ``max_changes`` rows; in both cases nothing was changed.  SIGINT or
+    SIGTERM stops the run between batches (``chatctl.interruption``): it is
+    recorded as interrupted, its locks are released, and ``Interrupted``
+    propagates (exit 130 or 143).
     """
     from chatctl.domain.sweeps.locking import NoLocks, holder_name, run_locks
+    from chatctl.interruption import stop_on_signals
 
     if batch_size is None:
         batch_size = sweep_batch_size(engine.dialect.name)
     result = RunResult(run_id=context.operation_id, as_of=context.as_of, dry_run=dry_run,
                        shard=context.shard_label(), jobs={job.name: JobResult() for job in jobs})
-    started = time.perf_counter()
-    _record_start(engine, result, jobs, clock())
-    locks = NoLocks()
-    error: str | None = None
-    try:
-        locks = run_locks(engine, holder=holder_name(context.operation_id), clock=clock,
-                          enabled=use_lock and not dry_run, setting=lock_setting)
-        locks.acquire([f"{job.name}:{result.shard}" for job in jobs])
-        if dry_run or max_changes is not None:
-            with engine.connect() as connection:
-                counts = count_jobs(connection, context, jobs)
-                connection.rollback()
-            if on_totals is not None:
-                on_totals(counts)
-            if max_changes is not None:
-                over = {name: count for name, count in counts.items() if count > max_changes}
-                if over:
-                    name, count = next(iter(over.items()))
-                    raise SafetyLimitError(
-                        f"job {name} would change {count} rows, more than --max-changes {max_changes}; "
-                        "nothing changed", hint="check the timeouts with `chatctl prefs list`")
-            if dry_run:
-                for name, count in counts.items():
-                    result.jobs[name] = JobResult(matched=count, changed=count)
-        if not dry_run:
-            for job in jobs:
-                _run_job(engine, context, job, result, batch_size, locks, on_batch)
-        result.status = "ok"
-    except LockedError as failure:
-        result.status, error = "locked", str(failure)
-        raise
-    except SafetyLimitError as failure:
-        result.status, error = "stopped", str(failure)
-        raise
-    except KeyboardInterrupt:
-        result.status, error = "interrupted", "interrupted"
-        raise
-    except BaseException as failure:
-        result.status, error = "failed", f"{type(failure).__name__}: {failure}"[:500]
-        raise
-    finally:
-        result.duration_s = time.perf_counter() - started
-        result.finished_at = clock()
+    exclusive = use_lock and not dry_run
+    with stop_on_signals() as stop:
+        started = time.perf_counter()
+        _record_start(engine, result, jobs, clock())
+        locks = NoLocks()
+        error: str | None = None
         try:
-            _close_run(engine, locks, result, error)
+            locks = run_locks(engine, holder=holder_name(context.operation_id), clock=clock,
+                              enabled=exclusive, setting=lock_setting)
+            locks.acquire([f"{job.name}:{result.shard}" for job in jobs])
+            if exclusive:
+                with engine.begin() as connection:
+                    _fail_dead_runs(connection, clock(), holding=(result.run_id, result.shard, set(result.jobs)))
+            if dry_run or max_changes is not None:
+                with engine.connect() as connection:
+                    with stop.cancellable(connection):
+                        counts = count_jobs(connection, context, jobs)
+                    connection.rollback()
+                if on_totals is not None:
+                    on_totals(counts)
+                if max_changes is not None:
+                    over = {name: count for name, count in counts.items() if count > max_changes}
+                    if over:
+                        name, count = next(iter(over.items()))
+                        raise SafetyLimitError(
+                            f"job {name} would change {count} rows, more than --max-changes {max_changes}; "
+                            "nothing changed", hint="check the timeouts with `chatctl prefs list`")
+                if dry_run:
+                    for name, count in counts.items():
+                        result.jobs[name] = JobResult(matched=count, changed=count)
+            if not dry_run:
+                for job in jobs:
+                    _run_job(engine, context, job, result, batch_size, locks, on_batch, stop)
+            result.status = "ok"
+        except LockedError as failure:
+            result.status, error = "locked", str(failure)
+            raise
+        except SafetyLimitError as failure:
+            result.status, error = "stopped", str(failure)
+            raise
+        except Interrupted as failure:
+            result.status, error = "interrupted", failure.message
+            raise
+        except KeyboardInterrupt:
+            result.status, error = "interrupted", "interrupted"
+            raise
+        except BaseException as failure:
+            result.status, error = "failed", f"{type(failure).__name__}: {failure}"[:500]
+            raise
         finally:
-            if on_finish is not None:
-                on_finish(result)
+            result.duration_s = time.perf_counter() - started
+            result.finished_at = clock()
+            try:
+                _close_run(engine, locks, result, error)
+            finally:
+                if on_finish is not None:
+                    on_finish(result)
     return result
 
 
@@ -170,16 +185,19 @@ def _close_run(engine: Engine, locks, result: RunResult, error: str | None) -> N
 
 
 def _run_job(engine: Engine, context: SweepContext, job: Job, result: RunResult, batch_size: int,
-             locks, on_batch) -> None:
+             locks, on_batch, stop: StopRequest) -> None:
     from chatctl.storage.retry import retry_serialization
 
     totals = result.jobs[job.name]
     last_id = 0
+
     def one_batch():
-        with engine.begin() as connection:
-            return job.run_batch(connection, context, last_id, batch_size)
+        with engine.connect() as connection, connection.begin():
+            with stop.cancellable(connection):  # the commit stays outside: it is never cancelled
+                return job.run_batch(connection, context, last_id, batch_size)
 
     while True:
+        stop.check()
         began = time.perf_counter()
         outcome = retry_serialization(one_batch)
         result.longest_batch_s = max(result.longest_batch_s, time.perf_counter() - began)
@@ -214,22 +232,37 @@ def _record_start(engine: Engine, result: RunResult, jobs: Sequence[Job], starte
 
 
 DEAD_RUN = "the process ended without recording an outcome (killed, or its database connection was lost)"
+ABANDONED_RUN = ("the process ended without recording an outcome (killed, or its database connection was lost); "
+                 "a later run took over its lock")
 
 
-def _fail_dead_runs(connection: Connection, now: dt.datetime) -> None:
-    """Mark ``failed`` the runs still ``running`` whose process on this host is gone."""
+def _fail_dead_runs(connection: Connection, now: dt.datetime,
+                    holding: tuple[str, str, set[str]] | None = None) -> None:
+    """Mark ``failed`` the runs still ``running`` that no process runs any more, so history tells the truth.
+
+    Those of this host whose process is gone; and, once run ``holding[0]``
+    holds the locks of jobs ``holding[2]`` on shard ``holding[1]``, any other
+    run of one of those jobs on that shard, whatever its host: it cannot be
+    running without the lock (its lease expired, or its session died).
+    """
     from sqlalchemy import select, update
 
     from chatctl.domain.sweeps.locking import process_alive
     from chatctl.storage.models import SweepRun
 
     host = socket.gethostname()[:200]
-    running = connection.execute(select(SweepRun.id, SweepRun.pid).where(
-        SweepRun.status == "running", SweepRun.host == host)).all()
-    dead = [row.id for row in running if not process_alive(row.pid)]
-    if dead:
-        connection.execute(update(SweepRun).where(SweepRun.id.in_(dead), SweepRun.status == "running")
-                           .values(status="failed", finished_at=now, counts={"error": DEAD_RUN}))
+    running = connection.execute(select(SweepRun.id, SweepRun.pid, SweepRun.host, SweepRun.jobs, SweepRun.shard)
+                                 .where(SweepRun.status == "running")).all()
+    dead = [row.id for row in running if row.host == host and not process_alive(row.pid)]
+    abandoned = []
+    if holding is not None:
+        run_id, shard, names = holding
+        abandoned = [row.id for row in running if row.id != run_id and row.id not in dead and row.shard == shard
+                     and names & set(row.jobs.split(","))]
+    for ids, error in ((dead, DEAD_RUN), (abandoned, ABANDONED_RUN)):
+        if ids:
+            connection.execute(update(SweepRun).where(SweepRun.id.in_(ids), SweepRun.status == "running")
+                               .values(status="failed", finished_at=now, counts={"error": error}))
 
 
 def _record_finish(engine: Engine, result: RunResult, error: str | None) -> None:

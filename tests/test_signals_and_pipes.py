@@ -1,0 +1,224 @@
+"""Signals and pipes (SPEC D11): a real ``chatctl`` process stopped mid-sweep and
+mid-bulk by SIGINT or SIGTERM, without a terminal and at one, and its output
+cut short by a reader that leaves (``| head``).
+
+Deterministic without tuned sleeps: a desk big enough that the work cannot
+finish before the signal, ``--batch-size 1``, and the signal sent only once
+the first audit rows are committed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import func, insert, select as sql_select, text
+from sweep_helpers import T0, add_agent, bulk_chats, chatctl, count, wait_for_audit
+
+from chatctl.storage.models import AuditEvent, Chat, SweepLease, SweepRun
+
+AS_OF = T0.isoformat()
+SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
+# The signal must end the process within this many seconds, on a loaded machine.
+PROMPT = 20
+
+
+def _locks_held(engine) -> int:
+    from chatctl.storage.engine import is_postgres
+
+    with engine.connect() as connection:
+        if is_postgres(engine):
+            return connection.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar()
+        return connection.execute(sql_select(func.count()).select_from(SweepLease)).scalar_one()
+
+
+def _closed_and_audited(engine, operation: str | None = None) -> tuple[set[int], set[int]]:
+    with engine.connect() as connection:
+        closed = set(connection.execute(sql_select(Chat.id).where(Chat.status == "closed")).scalars())
+        query = sql_select(AuditEvent.entity_id).where(AuditEvent.entity_type == "chat")
+        if operation is not None:
+            query = query.where(AuditEvent.operation_id == operation)
+        audited = [int(entity) for entity in connection.execute(query).scalars()]
+    assert len(audited) == len(set(audited)), "a chat was audited twice"
+    return closed, set(audited)
+
+
+def _stopped(process: subprocess.Popen, signum: int) -> tuple[int, str, str, float]:
+    began = time.monotonic()
+    process.send_signal(signum)
+    try:
+        out, err = process.communicate(timeout=PROMPT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"still running {PROMPT}s after the signal: {err[-2000:]}") from None
+    return process.returncode, out, err, time.monotonic() - began
+
+
+@pytest.mark.parametrize("name", SIGNALS)
+def test_d11_signal_mid_sweep_without_a_terminal_interrupts_the_run_cleanly(cli, engine, name):
+    signum, code = SIGNALS[name]
+    alice = add_agent(engine, "alice")
+    total = 5000
+    bulk_chats(engine, total, agent=alice)
+    process = chatctl(cli.url, "sweep", "run", "inactivity", "--as-of", AS_OF, "--batch-size", "1")
+    wait_for_audit(engine, 3, process)
+    returncode, out, err, took = _stopped(process, signum)
+
+    assert returncode == code, err
+    assert "Traceback" not in err and "(interrupted)" in err, err
+    closed, audited = _closed_and_audited(engine)
+    assert 0 < len(closed) < total, "the signal came too late to test anything"
+    assert audited == closed, "a change without its audit row, or the reverse"
+    runs = cli("sweep", "history", "-o", "json").json()
+    assert [run["status"] for run in runs] == ["interrupted"]
+    assert runs[0]["changed"] == len(closed)
+    assert _locks_held(engine) == 0, "the lock or lease outlived the run"
+
+    # The next run proceeds at once (no lease to wait out) and finishes the work.
+    began = time.monotonic()
+    finish = cli("sweep", "run", "inactivity", "--as-of", AS_OF, "--batch-size", "1000", "-o", "json")
+    assert finish.exit_code == 0, finish
+    assert finish.json()["jobs"]["inactivity"]["changed"] == total - len(closed)
+    assert time.monotonic() - began < PROMPT
+    closed, audited = _closed_and_audited(engine)
+    assert len(closed) == total and audited == closed
+
+
+@pytest.mark.parametrize("name", SIGNALS)
+def test_d11_signal_mid_bulk_close_without_a_terminal_keeps_whole_batches(cli, engine, name):
+    signum, code = SIGNALS[name]
+    bulk_chats(engine, 3000, agent=None)
+    with engine.connect() as connection:
+        ids = list(connection.execute(sql_select(Chat.id).order_by(Chat.id)).scalars())
+    process = chatctl(cli.url, "chats", "close", "-", "--batch-size", "1", "-o", "jsonl",
+                      input="".join(f"{chat_id}\n" for chat_id in ids))
+    wait_for_audit(engine, 3, process)
+    returncode, out, err, took = _stopped(process, signum)
+
+    assert returncode == code, err
+    assert "Traceback" not in err, err
+    summary = re.search(r"close: (\d+) changed, .* \(interrupted\) \(operation (\w+)\)", err)
+    assert summary, err
+    changed, operation = int(summary.group(1)), summary.group(2)
+    closed, audited = _closed_and_audited(engine, operation)
+    assert 0 < len(closed) < len(ids), "the signal came too late to test anything"
+    assert len(closed) == changed and audited == closed
+    reported = [json.loads(line) for line in out.splitlines()]
+    assert {item["id"] for item in reported if item["result"] == "changed"} == closed
+
+
+def test_d11_ctrl_c_at_a_terminal_interrupts_the_sweep(cli, engine):
+    """A real Ctrl-C: the terminal's line discipline sends SIGINT to chatctl's process group."""
+    import pty
+
+    alice = add_agent(engine, "alice")
+    bulk_chats(engine, 5000, agent=alice)
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: chatctl at a terminal, progress bar and all
+        os.execv(sys.executable, [sys.executable, "-m", "chatctl", "--database-url", cli.url, "sweep", "run",
+                                  "inactivity", "--as-of", AS_OF, "--batch-size", "1"])
+    screen = bytearray()
+
+    def read_screen(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([terminal], [], [], 0.05)
+            if ready:
+                try:
+                    screen.extend(os.read(terminal, 65536))
+                except OSError:  # the child closed the terminal
+                    return
+
+    status = None
+    reader = _reader(engine)
+    try:
+        deadline = time.monotonic() + 60
+        while _audit_count(reader) < 3:
+            assert time.monotonic() < deadline, bytes(screen)
+            read_screen(0.05)
+        os.write(terminal, b"\x03")  # Ctrl-C
+        deadline = time.monotonic() + PROMPT
+        while status is None and time.monotonic() < deadline:
+            read_screen(0.1)
+            waited, raw = os.waitpid(pid, os.WNOHANG)
+            status = raw if waited else None
+        assert status is not None, f"still running {PROMPT}s after Ctrl-C: {bytes(screen)[-2000:]!r}"
+        read_screen(0.2)
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(terminal)
+        reader.dispose()
+    assert os.waitstatus_to_exitcode(status) == 130, bytes(screen)
+    assert b"(interrupted)" in screen and b"Traceback" not in screen
+    assert [run["status"] for run in cli("sweep", "history", "-o", "json").json()] == ["interrupted"]
+    assert _locks_held(engine) == 0
+    closed, audited = _closed_and_audited(engine)
+    assert closed and audited == closed
+
+
+def _reader(engine):
+    from chatctl.storage.engine import create_engine
+
+    return create_engine(engine.url.render_as_string(hide_password=False), for_writes=False)
+
+
+def _audit_count(reader) -> int:
+    with reader.connect() as connection:
+        return connection.execute(sql_select(func.count()).select_from(AuditEvent)).scalar_one()
+
+
+# -- leases and runs left by a process that died --------------------------------------------
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_d11_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(engine):
+    import datetime as dt
+
+    from chatctl.domain.sweeps.locking import LeaseLocks
+    from chatctl.errors import LockedError
+
+    far = T0 + dt.timedelta(hours=1)
+    with engine.begin() as connection:
+        connection.execute(insert(SweepLease).values(
+            name="inactivity:all", holder=f"{socket.gethostname()}:{_dead_pid()}:DEAD", acquired_at=T0,
+            expires_at=far))
+        connection.execute(insert(SweepLease).values(
+            name="pending:all", holder=f"{socket.gethostname()}:{os.getpid()}:ALIVE", acquired_at=T0,
+            expires_at=far))
+        connection.execute(insert(SweepLease).values(
+            name="archive:all", holder=f"elsewhere.example:{_dead_pid()}:OTHER", acquired_at=T0, expires_at=far))
+    locks = LeaseLocks(engine, holder=f"{socket.gethostname()}:{os.getpid()}:NEXT", clock=lambda: T0)
+    locks.acquire(["inactivity:all"])
+    locks.release()
+    for alive in ("pending:all", "archive:all"):  # a live holder, or one on another host: still theirs
+        with pytest.raises(LockedError):
+            LeaseLocks(engine, holder=f"{socket.gethostname()}:{os.getpid()}:NEXT", clock=lambda: T0).acquire([alive])
+
+
+def test_d11_sweep_run_left_running_by_a_dead_process_is_marked_failed(cli, engine):
+    with engine.begin() as connection:
+        connection.execute(insert(SweepRun).values(
+            id="01DEADRUN0000000000000000", jobs="inactivity,pending", as_of=T0, dry_run=False, started_at=T0,
+            finished_at=None, status="running", counts=None, host=socket.gethostname(), pid=_dead_pid(),
+            shard="all", actor="system"))
+        connection.execute(insert(SweepLease).values(
+            name="inactivity:all", holder=f"{socket.gethostname()}:{_dead_pid()}:01DEADRUN0000000000000000",
+            acquired_at=T0, expires_at=T0.replace(year=2100)))
+    result = cli("sweep", "run", "inactivity", "--as-of", AS_OF)
+    assert result.exit_code == 0, result
+    dead = cli("sweep", "show", "01DEADRUN0000000000000000", "-o", "json").json()
+    assert dead["status"] == "failed" and "abandoned" in dead["error"]
