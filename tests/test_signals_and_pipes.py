@@ -222,3 +222,35 @@ def test_d11_sweep_run_left_running_by_a_dead_process_is_marked_failed(cli, engi
     assert result.exit_code == 0, result
     dead = cli("sweep", "show", "01DEADRUN0000000000000000", "-o", "json").json()
     assert dead["status"] == "failed" and "abandoned" in dead["error"]
+
+
+# -- pipes ------------------------------------------------------------------------------------
+def _first_line_then_leave(process: subprocess.Popen) -> tuple[str, int, str]:
+    first = process.stdout.readline()
+    process.stdout.close()  # the reader leaves, like `| head -1`
+    process.stdout = None
+    _, err = process.communicate(timeout=120)
+    return first, process.returncode, err
+
+
+def test_d11_read_command_whose_reader_leaves_exits_0_quietly(cli, engine):
+    bulk_chats(engine, 3000, agent=None)
+    for args in (("chats", "list", "live", "--all"), ("chats", "list", "live", "--all", "-o", "json"),
+                 ("chats", "filter", "status=live", "-o", "jsonl"), ("tickets", "list", "--all"),
+                 ("audit", "list", "--all"), ("--help",)):
+        first, returncode, err = _first_line_then_leave(chatctl(cli.url, *args))
+        assert first and returncode == 0 and err == "", (args, returncode, err)
+
+
+def test_d11_mutation_whose_reader_leaves_finishes_and_reports_on_stderr(cli, engine):
+    bulk_chats(engine, 600, agent=None)
+    with engine.connect() as connection:
+        ids = "".join(f"{chat_id}\n" for chat_id in connection.execute(sql_select(Chat.id)).scalars())
+    first, returncode, err = _first_line_then_leave(
+        chatctl(cli.url, "chats", "close", "-", "--batch-size", "10", input=ids))
+    assert first.startswith("id")
+    assert returncode == 0 and "Traceback" not in err, err
+    assert re.search(r"close: 600 changed, 0 skipped, 0 not found, 0 refused", err), err
+    assert count(engine, Chat, Chat.status == "closed") == 600
+    closed, audited = _closed_and_audited(engine)
+    assert audited == closed

@@ -149,9 +149,17 @@ def main_options(
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code: the one error boundary."""
+    from chatctl.context import StdoutGuard
+
     args = list(argv if argv is not None else sys.argv[1:])
     invocation = Invocation(args)
-    code = _run(args, invocation)
+    # Every write to standard output, Click's help included, survives `| head`
+    # (Click itself would turn a closed pipe into exit 1).
+    stdout, sys.stdout = sys.stdout, StdoutGuard(sys.stdout)
+    try:
+        code = _run(args, invocation)
+    finally:
+        sys.stdout = stdout
     try:
         invocation.finish(code)
     except Exception as error:  # noqa: BLE001 - the record stays `running`; the next command marks it failed

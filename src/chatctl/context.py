@@ -23,6 +23,54 @@ if TYPE_CHECKING:
     from chatctl.domain.actors import Actor
 
 
+class StdoutGuard:
+    """Standard output that outlives its reader (``chatctl ... | head``).
+
+    When the reader closes the pipe, writes stop raising: from then on they go
+    to ``/dev/null`` (the file descriptor itself is pointed there, so Python's
+    final flush is quiet too) and ``reader_gone`` is set.  A read command stops
+    producing rows and exits 0; a mutation finishes its work, prints no more
+    item lines, and its summary still reaches stderr (SPEC D11).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_left()
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_left()
+
+    def _reader_left(self) -> None:
+        self.reader_gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # no descriptor (a test's StringIO): nothing to point away
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 @dataclass
 class Environment:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
@@ -55,6 +103,11 @@ class Environment:
             quiet=quiet,
             verbose=verbose,
         )
+
+    @property
+    def reader_gone(self) -> bool:
+        """Whoever read standard output has left (``| head``): stop producing rows."""
+        return getattr(self.stdout, "reader_gone", False)
 
     def note(self, message: str) -> None:
         """A human line on stderr (summaries, hints); silenced by ``-q``."""

@@ -151,8 +151,40 @@ def render_rows(
     ``now`` turns the ``ago`` columns of a table into times since then;
     ``wide`` keeps every column of a table however narrow the terminal;
     ``one_line`` writes a ``json`` document on one line (``--watch``).
-    Returns the number of rows printed.
+    Returns the number of rows printed.  When the reader of standard output
+    leaves (``| head``), no more rows are fetched; ``rows`` is closed either way,
+    while its database connection is still open.
     """
+    try:
+        return _render_rows(env, _until_reader_leaves(env, rows), columns, fmt, tz=tz, id_key=id_key,
+                            title=title, empty=empty, now=now, wide=wide, one_line=one_line)
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
+def _until_reader_leaves(env: Environment, rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    for row in rows:
+        if env.reader_gone:
+            return
+        yield row
+
+
+def _render_rows(
+    env: Environment,
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str | Column],
+    fmt: str | None,
+    *,
+    tz: dt.tzinfo | None,
+    id_key: str,
+    title: str | None,
+    empty: str | None,
+    now: dt.datetime | None,
+    wide: bool,
+    one_line: bool,
+) -> int:
     fmt = choose_format(fmt, env)
     cols = [col for col in columns_of(columns) if fmt == "table" or not col.bar]
     out = env.stdout
@@ -363,6 +395,8 @@ class MutationPrinter:
         out = self.env.stdout
         for item in results:
             self.summary.add(item)
+            if self.env.reader_gone:  # `| head` has what it wanted: count, print no more
+                continue
             if self.fmt == "json":
                 out.write(",\n  " if self._started else "\n  ")
                 out.write(json.dumps(item.as_json(), default=str))
