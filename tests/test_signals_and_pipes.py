@@ -83,12 +83,10 @@ def test_d11_signal_mid_sweep_without_a_terminal_interrupts_the_run_cleanly(cli,
     assert runs[0]["changed"] == len(closed)
     assert _locks_held(engine) == 0, "the lock or lease outlived the run"
 
-    # The next run proceeds at once (no lease to wait out) and finishes the work.
-    began = time.monotonic()
+    # The next run proceeds at once (no 5-minute lease to wait out: it would exit 4) and finishes the work.
     finish = cli("sweep", "run", "inactivity", "--as-of", AS_OF, "--batch-size", "1000", "-o", "json")
     assert finish.exit_code == 0, finish
     assert finish.json()["jobs"]["inactivity"]["changed"] == total - len(closed)
-    assert time.monotonic() - began < PROMPT
     closed, audited = _closed_and_audited(engine)
     assert len(closed) == total and audited == closed
 
