@@ -54,7 +54,9 @@ EXIT_STATUS = {
     "(run \"chatctl db upgrade\").",
     ExitCode.LOCKED: "Another sweep holds the lock for this job and shard (with --skip-if-locked: 0, and says so).",
     ExitCode.SAFETY: "A safety limit (--max-changes) stopped the run; nothing changed.",
-    ExitCode.INTERRUPTED: "Interrupted (Ctrl-C); batches that had finished stay applied and are reported.",
+    ExitCode.INTERRUPTED: "Interrupted by SIGINT (Ctrl-C): the batch in flight committed or rolled back whole, "
+    "finished batches stay applied and are reported, the run is marked interrupted and its lock released.",
+    ExitCode.TERMINATED: "Stopped by SIGTERM (systemd, kill): the same as 130.",
     70: "Unexpected internal error; run again with -v for the details.",
 }
 

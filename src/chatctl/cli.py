@@ -3,7 +3,7 @@ one error boundary that maps failures to exit codes (SPEC 2.4).
 
 Exit codes: 0 done · 1 some items not found or refused · 2 usage or bad
 input · 3 database or configuration problem · 4 another sweep holds the lock ·
-5 a safety limit stopped the run · 130 interrupted.
+5 a safety limit stopped the run · 130 interrupted (SIGINT) · 143 stopped (SIGTERM).
 """
 
 from __future__ import annotations
