@@ -116,6 +116,26 @@ def set_pref(cli, key: str, value: str) -> None:
     assert result.exit_code == 0, result
 
 
+def hold_lock(engine, name: str):
+    """Hold ``name`` as another run would: an advisory lock session, or a live lease row."""
+    from sqlalchemy import text
+
+    from chatctl.domain.sweeps.locking import lock_key
+    from chatctl.storage.engine import is_postgres
+    from chatctl.storage.models import SweepLease
+
+    if is_postgres(engine):
+        connection = engine.connect()
+        assert connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(name)}).scalar()
+        connection.commit()
+        return connection
+    with engine.begin() as connection:
+        now = dt.datetime.now(dt.timezone.utc)
+        connection.execute(insert(SweepLease).values(name=name, holder="elsewhere:1:X", acquired_at=now,
+                                                     expires_at=now + dt.timedelta(minutes=5)))
+    return None
+
+
 # -- a real chatctl process, for crash and signal tests -------------------------------------
 def bulk_chats(engine, n: int, *, agent: int | None, idle: bool = True, waiting: bool = False) -> None:
     """``n`` live chats: idle for an hour (inactivity), or with the customer waiting 10 minutes (agent-timeout)."""

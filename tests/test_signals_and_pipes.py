@@ -64,12 +64,14 @@ def _stopped(process: subprocess.Popen, signum: int) -> tuple[int, str, str, flo
 
 
 @pytest.mark.parametrize("name", SIGNALS)
-def test_d11_signal_mid_sweep_without_a_terminal_interrupts_the_run_cleanly(cli, engine, name):
+def test_d11_signal_mid_sweep_without_a_terminal_interrupts_the_run_cleanly(cli, engine, name, tmp_path):
     signum, code = SIGNALS[name]
     alice = add_agent(engine, "alice")
     total = 5000
     bulk_chats(engine, total, agent=alice)
-    process = chatctl(cli.url, "sweep", "run", "inactivity", "--as-of", AS_OF, "--batch-size", "1")
+    metrics = tmp_path / "chatctl.prom"
+    process = chatctl(cli.url, "sweep", "run", "inactivity", "--as-of", AS_OF, "--batch-size", "1",
+                      "--metrics-file", str(metrics))
     wait_for_audit(engine, 3, process)
     returncode, out, err, took = _stopped(process, signum)
 
@@ -82,6 +84,9 @@ def test_d11_signal_mid_sweep_without_a_terminal_interrupts_the_run_cleanly(cli,
     assert [run["status"] for run in runs] == ["interrupted"]
     assert runs[0]["changed"] == len(closed)
     assert _locks_held(engine) == 0, "the lock or lease outlived the run"
+    # D13: the metrics file says so too.
+    assert f'chatctl_sweep_success{{shard="all",exit_code="{code}"}} 0' in metrics.read_text()
+    assert f'chatctl_sweep_rows{{job="inactivity",result="changed",shard="all"}} {len(closed)}' in metrics.read_text()
 
     # The next run proceeds at once (no 5-minute lease to wait out: it would exit 4) and finishes the work.
     finish = cli("sweep", "run", "inactivity", "--as-of", AS_OF, "--batch-size", "1000", "-o", "json")

@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 from freezegun import freeze_time
-from sweep_helpers import (T0, add_agent, add_chat, add_comment, add_ticket, audit_rows, chat, count, minutes,
-                           set_pref, ticket, ticket_of)
+from sweep_helpers import (T0, add_agent, add_chat, add_comment, add_ticket, audit_rows, chat, count, hold_lock,
+                           minutes, set_pref, ticket, ticket_of)
 
 from chatctl.storage.models import AuditEvent, Comment, CommentMention, Notification, SweepRun
 
@@ -451,30 +451,10 @@ def test_run_record_for_every_run(cli, engine):
 
 
 # -- the run lock ---------------------------------------------------------------------------
-def _hold_lock(engine, name: str):
-    """Hold ``name`` as another run would: an advisory lock session, or a live lease row."""
-    from sqlalchemy import insert, text
-
-    from chatctl.domain.sweeps.locking import lock_key
-    from chatctl.storage.engine import is_postgres
-    from chatctl.storage.models import SweepLease
-
-    if is_postgres(engine):
-        connection = engine.connect()
-        assert connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(name)}).scalar()
-        connection.commit()
-        return connection
-    with engine.begin() as connection:
-        now = dt.datetime.now(dt.timezone.utc)
-        connection.execute(insert(SweepLease).values(name=name, holder="elsewhere:1:X", acquired_at=now,
-                                                     expires_at=now + dt.timedelta(minutes=5)))
-    return None
-
-
 def test_lock_held_exits_4_and_changes_nothing(cli, engine):
     alice = add_agent(engine, "alice")
     idle = add_chat(engine, agent=alice, created=T0 - minutes(60), agent_at=T0 - minutes(50))
-    holder = _hold_lock(engine, "inactivity:all")
+    holder = hold_lock(engine, "inactivity:all")
     try:
         result = cli("sweep", "run", "--as-of", AS_OF)
         assert result.exit_code == 4, result

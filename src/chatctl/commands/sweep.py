@@ -66,6 +66,7 @@ def run(
     from chatctl.config import sweep_lock_disabled
     from chatctl.domain.prefs import get_preferences
     from chatctl.domain.sweeps.jobs import SweepContext, parse_shard, select_jobs
+    from chatctl.domain.sweeps.metrics import recording
     from chatctl.domain.sweeps.runner import run_sweep
     from chatctl.errors import Interrupted, LockedError
     from chatctl.output import progress
@@ -73,45 +74,41 @@ def run(
     the_desk = desk(ctx)
     selected = select_jobs(jobs or [])
     shard_value = parse_shard(shard)
-    instant = _as_of(as_of, the_desk)
     use_lock = not (no_lock or sweep_lock_disabled())
-    engine = the_desk.engine()
+    label = "all" if shard_value is None else "{}/{}".format(*shard_value)
 
-    finished_runs = []
-
-    def finished(result) -> None:
-        finished_runs.append(result)
-        if metrics_file and result.status != "locked":  # a skipped run says nothing new about the jobs
-            from chatctl.domain.sweeps.metrics import write_metrics
-
-            write_metrics(metrics_file, result, result.finished_at or the_desk.now())
-
-    with the_desk.errors():
-        with engine.connect() as connection:
-            prefs = get_preferences(connection)
-        context = SweepContext(as_of=instant, prefs=prefs, operation_id=the_desk.operation_id, shard=shard_value)
-        with progress(the_desk.env, "sweep") as bar:
-            try:
-                result = run_sweep(engine, context, selected, clock=the_desk.now, batch_size=batch_size,
-                                   dry_run=dry_run, max_changes=max_changes, use_lock=use_lock,
-                                   lock_setting=the_desk.settings.sweep_lock,
-                                   on_batch=lambda job, count: (bar.advance(count),
-                                                                the_desk.keep_operation_alive()),
-                                   on_totals=lambda counts: bar.set_total(sum(counts.values())),
-                                   on_finish=finished)
-            except LockedError as error:
-                if skip_if_locked:
+    # Whatever happens from here on - an unreachable database included - is told by the metrics file.
+    with recording(metrics_file, shard=label, clock=the_desk.now) as outcome:
+        instant = _as_of(as_of, the_desk)
+        engine = the_desk.engine()
+        with the_desk.errors():
+            with engine.connect() as connection:
+                prefs = get_preferences(connection)
+            context = SweepContext(as_of=instant, prefs=prefs, operation_id=the_desk.operation_id,
+                                   shard=shard_value)
+            with progress(the_desk.env, "sweep") as bar:
+                try:
+                    result = run_sweep(engine, context, selected, clock=the_desk.now, batch_size=batch_size,
+                                       dry_run=dry_run, max_changes=max_changes, use_lock=use_lock,
+                                       lock_setting=the_desk.settings.sweep_lock,
+                                       on_batch=lambda job, count: (bar.advance(count),
+                                                                    the_desk.keep_operation_alive()),
+                                       on_totals=lambda counts: bar.set_total(sum(counts.values())),
+                                       on_finish=lambda finished: setattr(outcome, "run", finished))
+                except LockedError as error:
+                    if not skip_if_locked:
+                        error.hint = f"{error.hint}; --skip-if-locked exits 0 in that case"
+                        raise
+                    outcome.skipped = True
                     the_desk.env.note(f"skipped: {error.message}")
                     return
-                error.hint = f"{error.hint}; --skip-if-locked exits 0 in that case"
-                raise
-            except Interrupted as error:
-                stopped = error
-            else:
-                stopped = None
-    if stopped is not None:
-        _report(the_desk, finished_runs[0], output, interrupted=True)
-        raise typer.Exit(stopped.exit_code)
+                except Interrupted as error:
+                    stopped = error
+                else:
+                    stopped = None
+        if stopped is not None:
+            _report(the_desk, outcome.run, output, interrupted=True)
+            raise typer.Exit(stopped.exit_code)
     _report(the_desk, result, output)
 
 
