@@ -86,7 +86,7 @@ def test_agents_read_only_their_own_bell(cli, rows):
     chat = rows.chat(agent="alice")
     rows.comment(chat, "alice", "@bob", ("bob",))
     refused = cli("--actor", "alice", "notifications", "read", "--agent", "bob", "--all")
-    assert refused.exit_code == 1 and "own notifications" in refused.stderr
+    assert refused.exit_code == 1 and "agents act only as themselves" in refused.stderr
     assert cli("--actor", "bob", "notifications", "read", "--all").exit_code == 0
     assert cli("--actor", "sue", "notifications", "list", "--agent", "bob", "-o", "json").exit_code == 0
 

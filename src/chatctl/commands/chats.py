@@ -331,6 +331,21 @@ def assign(ctx: typer.Context, ids: IdsArg,
              ids=ids, output=output, dry_run=dry_run, what="assign", batch_size=batch_size)
 
 
+def _as_themselves(handle: str, prepare):
+    """``--as HANDLE``: an actor with role agent may only name themselves (D4), checked
+    before anything is read or written; supervisors, admins and ops act as anyone."""
+
+    def checked(connection, acting):
+        from chatctl.domain.actors import ONLY_THEMSELVES
+        from chatctl.domain.batches import refuse_every
+
+        if not acting.actor.may_act_as(handle):
+            return refuse_every(ONLY_THEMSELVES)
+        return prepare(connection, acting)
+
+    return checked
+
+
 @app.command("seen")
 def seen(ctx: typer.Context, chat_id: ChatIdArg, as_: AsOpt, dry_run: DryRunOpt = False,
          output: OutputOpt = None) -> None:
@@ -340,8 +355,9 @@ def seen(ctx: typer.Context, chat_id: ChatIdArg, as_: AsOpt, dry_run: DryRunOpt 
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    run_bulk(ctx, lambda connection, acting: chat_actions.seen(acting, chat_actions.find_person(connection, as_)),
-             ids=[str(chat_id)], refusals_of="chat", output=output, dry_run=dry_run, what="seen")
+    run_bulk(ctx, _as_themselves(as_, lambda connection, acting: chat_actions.seen(
+        acting, chat_actions.find_person(connection, as_))),
+        ids=[str(chat_id)], refusals_of="chat", output=output, dry_run=dry_run, what="seen")
 
 
 @app.command("reply")
@@ -366,8 +382,8 @@ def reply(
     from chatctl.domain.chats import actions as chat_actions
 
     params = chat_actions.parse_params(param or [])
-    run_bulk(ctx, lambda connection, acting: chat_actions.reply(
-        acting, chat_actions.find_person(connection, as_), text=text, template=template, params=params),
+    run_bulk(ctx, _as_themselves(as_, lambda connection, acting: chat_actions.reply(
+        acting, chat_actions.find_person(connection, as_), text=text, template=template, params=params)),
         ids=[str(chat_id)], refusals_of="chat", output=output, dry_run=dry_run, what="reply")
 
 
@@ -391,4 +407,5 @@ def comment(
         author, mentions = chat_actions.prepare_comment(connection, as_, text)
         return chat_actions.comment(acting, author, mentions, text)
 
-    run_bulk(ctx, prepare, ids=[str(chat_id)], refusals_of="chat", output=output, dry_run=dry_run, what="comment")
+    run_bulk(ctx, _as_themselves(as_, prepare), ids=[str(chat_id)], refusals_of="chat", output=output,
+             dry_run=dry_run, what="comment")

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 SYSTEM = "system"
+# The refusal when an agent names someone else in --as (SPEC D4).
+ONLY_THEMSELVES = "agents act only as themselves"
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class Actor:
     @property
     def can_supervise(self) -> bool:
         return self.role in ("supervisor", "admin")
+
+    def may_act_as(self, handle: str) -> bool:
+        """D4: an actor with role agent names only themselves in ``--as``; supervisors,
+        admins and ``ops:*`` may act as any agent (the audit event names both)."""
+        return not self.is_agent_role or self.name == handle
 
 
 def resolve_actor(connection: Connection, name: str) -> Actor:

@@ -106,3 +106,13 @@ def run_batches(
             stop.check()
             unique = list(dict.fromkeys(batch))
             on_results(retry_serialization(lambda: one_batch(unique, stop)))
+
+
+def refuse_every(reason: str) -> Callable[[Connection, list[int]], list[ItemResult]]:
+    """A batch function that changes nothing and refuses every item with ``reason``
+    (an action the actor may not take at all, reported item by item like any refusal)."""
+
+    def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
+        return [ItemResult(item, "refused", reason) for item in ids]
+
+    return apply

@@ -32,9 +32,11 @@ NEWEST_FIRST = Ordering("newest", None, Notification.id)
 
 
 def check_authority(actor: Actor, person: Person) -> None:
-    """An agent reads their own bell; supervisors and admins may act for anyone."""
-    if actor.is_agent_role and actor.agent_id != person.id:
-        raise RuleRefused(f"agents act on their own notifications only ({actor.name} is not {person.handle})")
+    """An agent marks their own bell read; supervisors and admins may act for anyone (D4)."""
+    from chatctl.domain.actors import ONLY_THEMSELVES
+
+    if not actor.may_act_as(person.handle):
+        raise RuleRefused(f"{ONLY_THEMSELVES} ({actor.name} is not {person.handle})")
 
 
 def list_notifications(connection: Connection, person: Person, *, unread: bool = False, limit: int | None = 50,
