@@ -44,9 +44,10 @@ def test_drain_dry_run_changes_nothing(cli, engine):
     chats = [add_chat(engine, agent=carol) for _ in range(3)]
     result = cli("agents", "drain", "carol", "--dry-run", "-o", "json")
     assert result.exit_code == 0, result
-    assert result.json()["summary"]["changed"] == 3 and result.json()["dry_run"] is True
+    assert result.json()["summary"]["would_change"] == 3 and result.json()["dry_run"] is True
+    assert result.json()["operation"] is None  # D8: a dry run records no operation
     assert all(chat(engine, chat_id).agent_id == carol for chat_id in chats)
-    assert audit_rows(engine, result.json()["operation"]) == []
+    assert audit_rows(engine) == []
 
 
 def test_drain_unknown_agent_and_nothing_to_drain(cli, engine):

@@ -69,9 +69,12 @@ def test_dry_run_reports_the_same_and_changes_nothing(cli, rows, engine):
     assert [rows.get(c).status for c in chats] == ["live"] * 3 + ["closed", "live"]
     assert rows.count(AuditEvent) == 0
     real = cli("chats", "close", "-", "-o", "json", input=stdin)
-    assert real.json()["results"] == dry.json()["results"]
-    assert real.json()["summary"] == dry.json()["summary"] == {"changed": 3, "skipped": 2, "not_found": 1,
-                                                               "refused": 0}
+    # D8: the same items, said as "would change" by the dry run.
+    would = {"would_change": "changed"}
+    assert real.json()["results"] == [{**item, "result": would.get(item["result"], item["result"])}
+                                      for item in dry.json()["results"]]
+    assert real.json()["summary"] == {"changed": 3, "skipped": 2, "not_found": 1, "refused": 0}
+    assert dry.json()["summary"] == {"would_change": 3, "skipped": 2, "not_found": 1, "refused": 0}
 
 
 def test_exit_codes(cli, rows):
@@ -390,7 +393,7 @@ def test_reply_needs_text_or_template(cli, rows):
 def test_reply_dry_run_sends_nothing(cli, rows):
     chat = rows.chat(agent="alice")
     result = cli("chats", "reply", str(chat), "--as", "alice", "--text", "hi", "--dry-run", "-o", "json")
-    assert result.exit_code == 0 and results(result) == {chat: ("changed", None)}
+    assert result.exit_code == 0 and results(result) == {chat: ("would_change", None)}
     assert rows.count(Message, Message.direction == "outbound") == 0
 
 

@@ -160,7 +160,7 @@ def test_a_lagging_standby_never_feeds_a_sweep(pair, bare_cli):
     as_of = (T0 + dt.timedelta(hours=2, minutes=10)).isoformat()
     dry = run(bare_cli, primary, standby, "sweep", "run", "inactivity", "--as-of", as_of, "--dry-run", "-o", "json")
     assert dry.exit_code == 0, dry
-    assert dry.json()["jobs"]["inactivity"]["changed"] == 6
+    assert dry.json()["jobs"]["inactivity"]["would_change"] == 6
     result = run(bare_cli, primary, standby, "sweep", "run", "inactivity", "--as-of", as_of, "-o", "json")
     assert result.exit_code == 0, result
     assert result.json()["jobs"]["inactivity"]["changed"] == 6

@@ -357,8 +357,8 @@ def test_dry_run_is_exact_and_changes_nothing(cli, engine):
     assert dry["dry_run"] is True
     assert count(engine, AuditEvent) == before
     real = sweep(cli)
-    assert {k: v["changed"] for k, v in dry["jobs"].items()} == {k: v["changed"] for k, v in real["jobs"].items()}
-    assert dry["jobs"]["inactivity"]["changed"] == 3
+    assert {k: v["would_change"] for k, v in dry["jobs"].items()} == {k: v["changed"] for k, v in real["jobs"].items()}
+    assert dry["jobs"]["inactivity"]["would_change"] == 3
 
 
 def test_max_changes_exceeded_exits_5_and_changes_nothing(cli, engine):

@@ -218,14 +218,14 @@ def test_dry_run_reports_exactly_and_changes_nothing(cli, engine):
     result = cli("tickets", "close", open_id, closed_id, "--dry-run", "-o", "json")
     assert result.exit_code == 0, result
     assert result.json()["dry_run"] is True
-    assert results(result) == {open_id: ("changed", None), closed_id: ("skipped", "already closed")}
+    assert results(result) == {open_id: ("would_change", None), closed_id: ("skipped", "already closed")}
     assert "dry run, nothing changed" in result.stderr
     for command in (["archive", open_id], ["assign", open_id, "--agent", "bob"], ["reopen", closed_id]):
         if command[0] == "assign":
             add_agent(engine, "bob")
         assert cli("tickets", *command, "--dry-run").exit_code == 0
     where = cli("tickets", "close", "--where", "age>0s", "--dry-run", "-o", "json")
-    assert where.exit_code == 0 and results(where) == {open_id: ("changed", None)}
+    assert where.exit_code == 0 and results(where) == {open_id: ("would_change", None)}
     assert tickets(engine) == before
     assert audit_rows(engine) == []
 

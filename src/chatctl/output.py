@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatctl.context import Environment
-from chatctl.domain.batches import ItemResult, Summary
+from chatctl.domain.batches import ItemResult, Summary, as_dry_run
 
 
 @dataclass(frozen=True)
@@ -376,7 +376,7 @@ class MutationPrinter:
         self.operation = operation
         self.dry_run = dry_run
         self.what = what
-        self.summary = Summary()
+        self.summary = Summary(dry_run=dry_run)
         self._table: list[ItemResult] = []
         self._started = False
         self.interrupted = False
@@ -384,8 +384,9 @@ class MutationPrinter:
     def __enter__(self) -> MutationPrinter:
         out = self.env.stdout
         if self.fmt == "json":
+            # A dry run recorded nothing: it has no operation (D8).
             out.write('{"operation": %s, "dry_run": %s, "results": [' % (
-                json.dumps(self.operation), "true" if self.dry_run else "false"))
+                json.dumps(None if self.dry_run else self.operation), "true" if self.dry_run else "false"))
         elif self.fmt in ("tsv", "csv"):
             sep = "\t" if self.fmt == "tsv" else ","
             out.write(sep.join(("id", "result", "reason")) + "\n")
@@ -394,6 +395,8 @@ class MutationPrinter:
     def add(self, results: Iterable[ItemResult]) -> None:
         out = self.env.stdout
         for item in results:
+            if self.dry_run:
+                item = as_dry_run(item)
             self.summary.add(item)
             if self.env.reader_gone:  # `| head` has what it wanted: count, print no more
                 continue
@@ -404,7 +407,7 @@ class MutationPrinter:
             elif self.fmt == "jsonl":
                 out.write(json.dumps(item.as_json(), default=str) + "\n")
             elif self.fmt == "ids":
-                if item.result == "changed":
+                if item.result in ("changed", "would_change"):
                     out.write(f"{item.id}\n")
             elif self.fmt in ("tsv", "csv"):
                 reason = human_value(item.reason, None, machine=True)
@@ -427,7 +430,8 @@ class MutationPrinter:
         out.flush()
         prefix = "dry run, nothing changed: " if self.dry_run else ""
         interrupted = " (interrupted)" if self.interrupted or exc_info[0] is KeyboardInterrupt else ""
-        self.env.note(f"{prefix}{self.what}: {self.summary.line()}{interrupted} (operation {self.operation})")
+        operation = "" if self.dry_run else f" (operation {self.operation})"
+        self.env.note(f"{prefix}{self.what}: {self.summary.line()}{interrupted}{operation}")
 
 
 class _CsvLine:

@@ -43,8 +43,10 @@ SORTS = ("activity", "new", "closed")
 
 OUTPUT_FORMATS = ("table", "plain", "tsv", "csv", "json", "jsonl", "markdown", "ids")
 
-# What a mutation reports for each item (SPEC 2.3).
+# What a mutation reports for each item (SPEC 2.3); a dry run says what it
+# would change, never that it changed (D8).
 ITEM_RESULTS = ("changed", "skipped", "not_found", "refused")
+DRY_RUN_ITEM_RESULTS = ("would_change", "skipped", "not_found", "refused")
 
 
 def spoken(values: tuple[str, ...]) -> str:

@@ -119,6 +119,7 @@ def _as_of(text, the_desk):
 
 
 def _report(the_desk, result, output, *, interrupted: bool = False) -> None:
+    from chatctl.domain.sweeps.runner import JobResult
     from chatctl.output import dumps, render_rows
 
     env = the_desk.env
@@ -127,10 +128,11 @@ def _report(the_desk, result, output, *, interrupted: bool = False) -> None:
         return
     changed = sum(job.changed for job in result.jobs.values())
     if not env.quiet or output is not None:
-        rows = [{"job": name, "matched": job.matched, "changed": job.changed, "skipped": job.skipped,
+        rows = [{"job": name, **job.as_json(dry_run=result.dry_run),
                  "detail": ", ".join(f"{key} {value}" for key, value in job.detail.items())}
                 for name, job in result.jobs.items()]
-        render_rows(env, rows, ["job", "matched", "changed", "skipped", "detail"], fmt(output), id_key="job")
+        render_rows(env, rows, ["job", *JobResult().as_json(dry_run=result.dry_run), "detail"], fmt(output),
+                    id_key="job")
     verb = "would change" if result.dry_run else "changed"
     env.note(f"run {result.run_id}: {verb} {changed} at {result.as_of.isoformat()} in "
              f"{result.duration_s:.2f}s" + (" (dry run)" if result.dry_run else "")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from chatctl.vocabulary import ITEM_RESULTS
+from chatctl.vocabulary import DRY_RUN_ITEM_RESULTS, ITEM_RESULTS
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -44,7 +44,13 @@ Apply: TypeAlias = "Callable[[Connection, list[int]], list[ItemResult]]"
 
 @dataclass
 class Summary:
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ITEM_RESULTS, 0))
+    """Items per result; a dry run counts ``would_change`` where a real run counts ``changed`` (D8)."""
+
+    dry_run: bool = False
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = dict.fromkeys(DRY_RUN_ITEM_RESULTS if self.dry_run else ITEM_RESULTS, 0)
 
     def add(self, result: ItemResult) -> None:
         self.counts[result.result] += 1
@@ -59,7 +65,13 @@ class Summary:
         return sum(self.counts.values())
 
     def line(self) -> str:
-        return ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in self.counts.items())
+        return ", ".join(f"would change {n}" if key == "would_change" else f"{n} {key.replace('_', ' ')}"
+                         for key, n in self.counts.items())
+
+
+def as_dry_run(result: ItemResult) -> ItemResult:
+    """What a dry run reports for an item: ``would_change`` instead of ``changed`` (D8)."""
+    return ItemResult(result.id, "would_change", result.reason) if result.result == "changed" else result
 
 
 def run_batches(

@@ -42,8 +42,10 @@ class JobResult:
     skipped: int = 0
     detail: dict[str, int] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, int]:
-        return {"matched": self.matched, "changed": self.changed, "skipped": self.skipped}
+    def as_json(self, *, dry_run: bool = False) -> dict[str, int]:
+        """``matched``, ``changed`` (``would_change`` in a dry run, D8) and ``skipped``."""
+        return {"matched": self.matched, "would_change" if dry_run else "changed": self.changed,
+                "skipped": self.skipped}
 
 
 @dataclass
@@ -62,7 +64,7 @@ class RunResult:
     def summary_json(self) -> dict[str, Any]:
         """The ``sweep run -o json`` document (SPEC 2.3)."""
         return {"run_id": self.run_id, "as_of": self.as_of, "dry_run": self.dry_run,
-                "jobs": {name: result.as_json() for name, result in self.jobs.items()},
+                "jobs": {name: result.as_json(dry_run=self.dry_run) for name, result in self.jobs.items()},
                 "duration_s": round(self.duration_s, 3)}
 
     def counts_json(self) -> dict[str, Any]:
