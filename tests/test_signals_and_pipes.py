@@ -212,19 +212,35 @@ def test_d11_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(engine):
             LeaseLocks(engine, holder=f"{socket.gethostname()}:{os.getpid()}:NEXT", clock=lambda: T0).acquire([alive])
 
 
-def test_d11_sweep_run_left_running_by_a_dead_process_is_marked_failed(cli, engine):
+def _running_run(engine, run_id: str, *, host: str, pid: int, jobs: str = "inactivity,pending") -> None:
     with engine.begin() as connection:
         connection.execute(insert(SweepRun).values(
-            id="01DEADRUN0000000000000000", jobs="inactivity,pending", as_of=T0, dry_run=False, started_at=T0,
-            finished_at=None, status="running", counts=None, host=socket.gethostname(), pid=_dead_pid(),
-            shard="all", actor="system"))
+            id=run_id, jobs=jobs, as_of=T0, dry_run=False, started_at=T0, finished_at=None, status="running",
+            counts=None, host=host, pid=pid, shard="all", actor="system"))
+
+
+def test_d11_sweep_run_left_running_by_a_dead_process_is_marked_failed(cli, engine):
+    _running_run(engine, "01DEADRUN0000000000000000", host=socket.gethostname(), pid=_dead_pid())
+    with engine.begin() as connection:
         connection.execute(insert(SweepLease).values(
             name="inactivity:all", holder=f"{socket.gethostname()}:{_dead_pid()}:01DEADRUN0000000000000000",
             acquired_at=T0, expires_at=T0.replace(year=2100)))
     result = cli("sweep", "run", "inactivity", "--as-of", AS_OF)
     assert result.exit_code == 0, result
     dead = cli("sweep", "show", "01DEADRUN0000000000000000", "-o", "json").json()
-    assert dead["status"] == "failed" and "abandoned" in dead["error"]
+    assert dead["status"] == "failed" and "ended without recording an outcome" in dead["error"]
+
+
+def test_d11_run_of_another_host_whose_lock_was_taken_over_is_marked_failed(cli, engine):
+    """Its lease expired (or its session died): the next run holds the lock, so it cannot be running."""
+    _running_run(engine, "01ELSEWHERE00000000000000", host="elsewhere.example", pid=1)
+    _running_run(engine, "01OTHERJOB000000000000000", host="elsewhere.example", pid=1, jobs="archive")
+    result = cli("sweep", "run", "inactivity", "--as-of", AS_OF)
+    assert result.exit_code == 0, result
+    taken = cli("sweep", "show", "01ELSEWHERE00000000000000", "-o", "json").json()
+    assert taken["status"] == "failed" and "took over its lock" in taken["error"]
+    other = cli("sweep", "show", "01OTHERJOB000000000000000", "-o", "json").json()
+    assert other["status"] == "running", "a run of another job may still be running"
 
 
 # -- pipes ------------------------------------------------------------------------------------
