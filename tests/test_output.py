@@ -103,15 +103,15 @@ def test_mutation_json_document_shape():
         printer.add([ItemResult(1, "changed"), ItemResult(2, "skipped", "already closed")])
         printer.add([ItemResult(3, "not_found", "no such id")])
     document = json.loads(e.stdout.getvalue())
-    assert document == {
-        "operation": "01OP",
+    assert document == {  # D8: a dry run records no operation and says what it would change
+        "operation": None,
         "dry_run": True,
         "results": [
-            {"id": 1, "result": "changed", "reason": None},
+            {"id": 1, "result": "would_change", "reason": None},
             {"id": 2, "result": "skipped", "reason": "already closed"},
             {"id": 3, "result": "not_found", "reason": "no such id"},
         ],
-        "summary": {"changed": 1, "skipped": 1, "not_found": 1, "refused": 0},
+        "summary": {"would_change": 1, "skipped": 1, "not_found": 1, "refused": 0},
     }
     assert printer.summary.failed
     assert "dry run" in e.stderr.getvalue()
