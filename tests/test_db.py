@@ -19,6 +19,9 @@ def test_db_status_json(cli):
 
 
 def test_commands_refuse_database_without_schema(tmp_path, bare_cli):
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "empty.db").close()  # a database file, without chatctl's tables
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     result = bare_cli(["--database-url", url, "agents", "list"])
     assert result.exit_code == 3

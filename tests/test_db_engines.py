@@ -105,8 +105,8 @@ def test_the_environment_beats_the_profile(tmp_path):
     settings = resolve({"CHATCTL_POOLER": "none", "CHATCTL_SWEEP_LOCK": "advisory",
                         "CHATCTL_AUDIT_RETENTION": "90d"}, path)
     assert (settings.pooler, settings.sweep_lock, settings.audit_retention) == (None, "advisory", "90d")
-    assert settings.sources == {"pooler": "CHATCTL_POOLER", "sweep_lock": "CHATCTL_SWEEP_LOCK",
-                                "audit_retention": "CHATCTL_AUDIT_RETENTION"}
+    assert {key: settings.sources[key] for key in ("pooler", "sweep_lock", "audit_retention")} == {
+        "pooler": "CHATCTL_POOLER", "sweep_lock": "CHATCTL_SWEEP_LOCK", "audit_retention": "CHATCTL_AUDIT_RETENTION"}
     assert resolve(path=path).sources["sweep_lock"] == f"profile prod in {path}"
     assert resolve().sources["pooler"] == "default"
 

@@ -16,6 +16,7 @@ import typer
 from chatctl import __version__
 from chatctl.commands import (agents, audit, chats, db, demo, events, notifications, prefs, report, status, sweep,
                               tickets)
+from chatctl.commands import config as config_group
 from chatctl.command_tree import LazyGroups, skip_coercing_unset_values
 from chatctl.completion import complete_agent_handle
 from chatctl.errors import ChatctlError, CheckUnknown, ExitCode
@@ -44,6 +45,7 @@ LazyGroups.apps = {
     "prefs": prefs.app,
     "sweep": sweep.app,
     "audit": audit.app,
+    "config": config_group.app,
 }
 skip_coercing_unset_values()
 

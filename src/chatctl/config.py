@@ -54,7 +54,9 @@ class Settings:
     pooler: str | None = None
     sweep_lock: str = "auto"
     audit_retention: str | None = None
-    # Where pooler, sweep_lock and audit_retention came from: CHATCTL_<KEY>, "profile NAME in PATH" or "default".
+    # Where each setting came from (``chatctl config show``): a flag (--actor), a
+    # variable (CHATCTL_ACTOR), "profile NAME in PATH", or "default"; keys are
+    # the Settings fields, config, and the session keys that are set.
     sources: dict[str, str] = field(default_factory=dict)
     status: dict[str, object] = field(default_factory=dict)
     """The profile's ``chatctl status`` keys (STATUS_KEYS), as written; checked where they are used."""
@@ -161,6 +163,34 @@ def sweep_lock_disabled(environ: Mapping[str, str] | None = None) -> bool:
     return env.get("CHATCTL_SWEEP_NO_LOCK") == "1"
 
 
+TOP_LEVEL_KEYS = ("default_profile", "profiles")
+
+
+def _unknown_key(key: str, known: tuple[str, ...], where: str) -> ConfigError:
+    """D12: a typo must not quietly point chatctl at another database."""
+    import difflib
+
+    nearest = difflib.get_close_matches(str(key), known, n=1)
+    hint = f"did you mean '{nearest[0]}'?" if nearest else f"known keys: {', '.join(known)}"
+    return ConfigError(f"unknown key '{key}' in {where}", hint=hint)
+
+
+def check_keys(data: Mapping[str, object], config_path: Path) -> None:
+    """Refuse any key of the file, or of any of its profiles, that chatctl does not read (exit 3)."""
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise _unknown_key(key, TOP_LEVEL_KEYS, f"config file {config_path}")
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"config file {config_path}: [profiles] must be a table")
+    for name, profile in profiles.items():
+        if not isinstance(profile, dict):
+            raise ConfigError(f"config file {config_path}: profile '{name}' must be a table")
+        for key in profile:
+            if key not in PROFILE_KEYS:
+                raise _unknown_key(key, PROFILE_KEYS, f"profile '{name}' of config file {config_path}")
+
+
 def resolve(
     *,
     database_url: str | None,
@@ -179,15 +209,30 @@ def resolve(
     (``ctx.get_parameter_source``), so the source of each is reported truly.
     """
     env = os.environ if environ is None else environ
-    explicit_config = config or env.get("CHATCTL_CONFIG")
-    config_path = Path(explicit_config).expanduser() if explicit_config else default_config_path()
-    data = load_config_file(config_path, explicit=bool(explicit_config))
+    sources: dict[str, str] = {}
 
-    profile_name = profile or env.get("CHATCTL_PROFILE") or data.get("default_profile")
+    def given(option: str, flag: str, variable: str, value):
+        """A value of a global option or its variable, and which of the two it came from."""
+        if value:
+            sources[option] = variable if option in from_environment else flag
+            return value
+        if env.get(variable):
+            sources[option] = variable
+            return env[variable]
+        return None
+
+    explicit_config = given("config", "--config", "CHATCTL_CONFIG", config)
+    config_path = Path(explicit_config).expanduser() if explicit_config else default_config_path()
+    sources.setdefault("config", "default")
+    data = load_config_file(config_path, explicit=bool(explicit_config))
+    check_keys(data, config_path)
+
+    profile_name = given("profile", "--profile", "CHATCTL_PROFILE", profile)
+    if profile_name is None and data.get("default_profile"):
+        profile_name, sources["profile"] = str(data["default_profile"]), f"default_profile in {config_path}"
     profiles = data.get("profiles", {})
-    if not isinstance(profiles, dict):
-        raise ConfigError(f"config file {config_path}: [profiles] must be a table")
     chosen: dict = {}
+    in_profile = f"profile {profile_name} in {config_path}"
     if profile_name:
         if profile_name not in profiles:
             known = ", ".join(sorted(profiles)) or "none defined"
@@ -195,26 +240,35 @@ def resolve(
                 f"profile '{profile_name}' is not in {config_path} (profiles: {known})"
             )
         chosen = profiles[profile_name]
-        if not isinstance(chosen, dict):
-            raise ConfigError(f"config file {config_path}: profile '{profile_name}' must be a table")
 
-    if database_url:
-        url = database_url
-        source = "CHATCTL_DATABASE_URL" if "database_url" in from_environment else "--database-url"
-    elif env.get("CHATCTL_DATABASE_URL"):
-        url, source = env["CHATCTL_DATABASE_URL"], "CHATCTL_DATABASE_URL"
-    elif chosen.get("database_url"):
-        url, source = str(chosen["database_url"]), f"profile {profile_name}"
-    else:
-        url, source = f"sqlite:///{default_database_path()}", "default"
+    url = given("database_url", "--database-url", "CHATCTL_DATABASE_URL", database_url)
+    if url is None and chosen.get("database_url"):
+        url, sources["database_url"] = str(chosen["database_url"]), f"profile {profile_name}"
+    elif url is None and profile_name:
+        # A profile was chosen: the embedded file would be a silent stand-in for the desk it names.
+        raise ConfigError(f"profile '{profile_name}' in {config_path} has no database_url",
+                          hint="add database_url = \"postgresql://...\" to it, or give --database-url")
+    elif url is None:
+        url, sources["database_url"] = f"sqlite:///{default_database_path()}", "default"
 
-    session = {key: str(chosen[key]) for key in SESSION_KEYS if key in chosen}
+    read = given("read_url", "--read-url", "CHATCTL_READ_DATABASE_URL", read_url)
+    if read is None and chosen.get("read_url"):
+        read, sources["read_url"] = str(chosen["read_url"]), in_profile
+    acting = given("actor", "--actor", "CHATCTL_ACTOR", actor)
+    if acting is None:
+        acting, sources["actor"] = (str(chosen["actor"]), in_profile) if chosen.get("actor") \
+            else (default_actor(), "default")
+    zone = given("timezone", "--tz", "CHATCTL_TZ", tz)
+    if zone is None:
+        zone, sources["timezone"] = (str(chosen["timezone"]), in_profile) if chosen.get("timezone") \
+            else (None, "the desk's timezone preference")
+
+    session = {}
     for key in SESSION_KEYS:
-        value = env.get(f"CHATCTL_{key.upper()}")
-        if value:
-            session[key] = value
+        value, where = _setting(key, chosen, env, profile_name, config_path)
+        if value is not None:
+            session[key], sources[key] = str(value), where
 
-    sources: dict[str, str] = {}
     pooler, sources["pooler"] = _setting("pooler", chosen, env, profile_name, config_path)
     pooler = _choice("pooler", pooler, POOLERS, sources["pooler"]) if pooler is not None else "none"
     sweep_lock, sources["sweep_lock"] = _setting("sweep_lock", chosen, env, profile_name, config_path)
@@ -224,16 +278,45 @@ def resolve(
 
     return Settings(
         database_url=url,
-        read_url=read_url or env.get("CHATCTL_READ_DATABASE_URL") or chosen.get("read_url"),
-        actor=actor or env.get("CHATCTL_ACTOR") or chosen.get("actor") or default_actor(),
-        timezone=tz or env.get("CHATCTL_TZ") or chosen.get("timezone"),
+        read_url=read,
+        actor=acting,
+        timezone=zone,
         profile=profile_name,
         config_path=config_path if config_path.exists() else None,
         session=session,
-        url_source=source,
+        url_source=sources["database_url"],
         pooler=None if pooler == "none" else pooler,
         sweep_lock=sweep_lock,
         audit_retention=str(retention) if retention is not None else None,
         sources=sources,
         status={key: chosen[key] for key in STATUS_KEYS if key in chosen},
     )
+
+
+def effective_settings(settings: Settings, *, desk_timezone: str | None = None) -> list[dict[str, object]]:
+    """The settings in effect, one row each, with where it came from (``chatctl config show``).
+
+    URLs are shown redacted.  ``desk_timezone`` is the desk's own preference,
+    shown when no time zone is set by a flag, a variable or the profile.
+    """
+    from chatctl.storage.engine import DEFAULT_SESSION, display_url
+
+    sources = settings.sources
+    in_profile = f"profile {settings.profile} in {settings.config_path}"
+    rows = [
+        ("config", settings.config_path, sources.get("config", "default")),
+        ("profile", settings.profile, sources.get("profile", "default")),
+        ("database_url", display_url(settings.database_url), sources.get("database_url", settings.url_source)),
+        ("read_url", display_url(settings.read_url) if settings.read_url else None,
+         sources.get("read_url", "default (reads use the database)")),
+        ("actor", settings.actor, sources.get("actor", "default")),
+        ("timezone", settings.timezone or desk_timezone, sources.get("timezone", "default")),
+        *((key, settings.session.get(key, DEFAULT_SESSION[key]), sources.get(key, "default"))
+          for key in SESSION_KEYS),
+        ("pooler", settings.pooler or "none", sources.get("pooler", "default")),
+        ("sweep_lock", settings.sweep_lock, sources.get("sweep_lock", "default")),
+        ("audit_retention", settings.audit_retention, sources.get("audit_retention", "default")),
+        *((key, value, in_profile) for key, value in settings.status.items()),
+    ]
+    return [{"setting": key, "value": str(value) if value is not None else None, "source": source}
+            for key, value, source in rows]

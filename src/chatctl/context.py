@@ -146,22 +146,36 @@ class Desk:
         return dt.datetime.now(dt.timezone.utc)
 
     # -- engines -----------------------------------------------------------
-    def engine(self, *, check_schema: bool = True) -> Engine:
-        from chatctl.storage.engine import create_engine, translate_errors
+    def engine(self, *, check_schema: bool = True, create: bool = False) -> Engine:
+        """The primary.  Only ``create`` (``db init``, ``db upgrade``) may create a
+        SQLite file or its directory; anything else names the missing file (D12)."""
+        from chatctl.storage.engine import create_engine
 
         if self._engine is None:
             self._engine = create_engine(self.settings.database_url, session=self.settings.session,
-                                         pooler=self.settings.pooler)
+                                         pooler=self.settings.pooler, create=create)
             if check_schema:
-                from chatctl.storage.schema import require_head
-
-                with translate_errors(self.settings.database_url), self._engine.connect() as connection:
-                    require_head(connection)
+                self._require_head(self._engine, self.settings.database_url)
         return self._engine
+
+    @staticmethod
+    def _require_head(engine: Engine, url: str) -> None:
+        from chatctl.errors import DatabaseError
+        from chatctl.storage.engine import display_url, translate_errors
+        from chatctl.storage.schema import require_head
+
+        try:
+            with translate_errors(url), engine.connect() as connection:
+                require_head(connection)
+        except DatabaseError as error:
+            shown = display_url(url)
+            if shown in error.message:
+                raise
+            raise DatabaseError(f"database {shown}: {error.message}", hint=error.hint) from None
 
     def read_engine(self) -> Engine:
         """The replica for list/show/filter/export when ``--read-url`` is set."""
-        from chatctl.storage.engine import create_engine, translate_errors
+        from chatctl.storage.engine import create_engine
 
         if not self.settings.read_url:
             if self._read_engine is None:
@@ -172,14 +186,11 @@ class Desk:
                 )
             return self._read_engine
         if self._read_engine is None:
-            from chatctl.storage.schema import require_head
-
             self._read_engine = create_engine(
-                self.settings.read_url, session=self.settings.session, for_writes=False, create_dir=False,
+                self.settings.read_url, session=self.settings.session, for_writes=False,
                 pooler=self.settings.pooler,
             )
-            with translate_errors(self.settings.read_url), self._read_engine.connect() as connection:
-                require_head(connection)
+            self._require_head(self._read_engine, self.settings.read_url)
         return self._read_engine
 
     def errors(self, *, read: bool = False):
@@ -248,15 +259,26 @@ class Desk:
                               counts=self.operation_counts)
 
     def actor(self, connection: Connection | None = None) -> Actor:
-        from chatctl.domain.actors import resolve_actor
-
         if self._actor is None:
             if connection is None:
                 with self.errors(), self.engine().connect() as fresh:
-                    self._actor = resolve_actor(fresh, self.settings.actor)
+                    self._actor = self._resolve_actor(fresh)
             else:
-                self._actor = resolve_actor(connection, self.settings.actor)
+                self._actor = self._resolve_actor(connection)
         return self._actor
+
+    def _resolve_actor(self, connection: Connection) -> Actor:
+        from chatctl.domain.actors import resolve_actor
+        from chatctl.errors import ConfigError, UsageError
+
+        try:
+            return resolve_actor(connection, self.settings.actor)
+        except UsageError as error:
+            source = self.settings.sources.get("actor", "--actor")
+            if source == "--actor":
+                raise
+            # Not typed on this command line: name where it was set (D12).
+            raise ConfigError(f"{error.message}, set by {source}", hint=error.hint) from None
 
     def tz(self, connection: Connection | None = None) -> ZoneInfo:
         """``--tz`` when given, else the desk's ``timezone`` preference."""

@@ -39,7 +39,7 @@ def _upgrade(ctx: typer.Context, revision: str) -> None:
 
     the_desk = desk(ctx)
     with the_desk.errors():
-        before, after = schema.upgrade(the_desk.engine(check_schema=False), revision)
+        before, after = schema.upgrade(the_desk.engine(check_schema=False, create=True), revision)
     url = _url(the_desk)
     if before == after:
         the_desk.env.note(f"{url}: schema already at {after}")

@@ -64,19 +64,28 @@ def create_engine(
     url: str,
     *,
     session: dict[str, str] | None = None,
-    create_dir: bool = True,
+    create: bool = True,
     for_writes: bool = True,
     pooler: str | None = None,
 ) -> Engine:
     """An engine for ``url``; ``pooler="transaction"`` when PgBouncer (or any
-    pooler in transaction mode) stands between chatctl and PostgreSQL."""
+    pooler in transaction mode) stands between chatctl and PostgreSQL.
+
+    A SQLite file that does not exist is created (with its directory) only
+    with ``create``; otherwise it is exit 3 naming the file and ``db init``.
+    """
     import sqlalchemy as sa
 
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:" and create_dir:
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database).expanduser()
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.exists():
+                raise DatabaseError(f"database file {path} does not exist",
+                                    hint="create it with `chatctl db init`, or check the URL")
         engine = sa.create_engine(
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
