@@ -306,7 +306,7 @@ def test_r11_show_tells_what_can_be_sent_and_why(cli, rows):
     def window(chat):
         return cli("chats", "show", str(chat), "-o", "json").json()["reply_window"]
 
-    assert window(recent)["can_send"] == "text" and "R11" in window(recent)["reason"]
+    assert window(recent)["can_send"] == "text" and "within the 1d closed-reply window" in window(recent)["reason"]
     assert window(old_whatsapp)["can_send"] == "template only"
     assert window(old_sms)["can_send"] == "nothing"
     assert "sms" in window(old_sms)["reason"]

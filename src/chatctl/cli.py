@@ -8,6 +8,7 @@ input · 3 database or configuration problem · 4 another sweep holds the lock �
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated, Optional
 
@@ -25,6 +26,7 @@ app = typer.Typer(
     name="chatctl",
     help="Operate a customer-support chat desk straight from its database: views, bulk actions, "
     "sweeps and audit.\n\nExample:\n\n\b\n    chatctl demo load && chatctl sweep run && chatctl chats list live",
+    short_help="Operate a customer-support chat desk straight from its database.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False,
@@ -193,7 +195,7 @@ def _run(args: list[str], invocation: Invocation) -> int:
     except click_exceptions.UsageError as error:
         # One line, like every other failure; the usage text is a `-h` away.
         where = error.ctx.command_path if error.ctx is not None else "chatctl"
-        _error_line(f"{error.format_message()} (see '{where} -h')")
+        _error_line(f"{plain_choice_error(error.format_message())} (see '{where} -h')")
         return ExitCode.USAGE
     except click_exceptions.ClickException as error:
         _error_line(error.format_message())
@@ -215,6 +217,27 @@ def _run(args: list[str], invocation: Invocation) -> int:
         _error_line(redact(f"unexpected error: {type(error).__name__}: {error}") +
                     ("" if verbose else " (run with -v for details)"))
         return 70
+
+
+_NOT_A_CHOICE = re.compile(r"^Invalid value for '(?P<name>[^']+)'(?: / '[^']+')?: Value error, "
+                           r"'(?P<value>.*)' is not one of (?P<choices>'.*')\.$", re.DOTALL)
+
+
+def plain_choice_error(message: str) -> str:
+    """Typer's words for a value outside a choice, said plainly and with a did-you-mean.
+
+    "Invalid value for 'view': Value error, 'liv' is not one of 'live', ..." becomes
+    "bad view 'liv': use one of live, pending, ... (did you mean 'live'?)".
+    """
+    import difflib
+
+    match = _NOT_A_CHOICE.match(message)
+    if match is None:
+        return message
+    choices = re.findall(r"'([^']*)'", match["choices"])
+    nearest = difflib.get_close_matches(match["value"], choices, n=1)
+    guess = f" (did you mean '{nearest[0]}'?)" if nearest else ""
+    return f"bad {match['name']} '{match['value']}': use one of {', '.join(choices)}{guess}"
 
 
 def _error_line(message: str) -> None:

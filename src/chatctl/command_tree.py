@@ -73,6 +73,8 @@ class LazyGroups(TyperGroup):
             suggest_commands=self.suggest_commands,
             rich_markup_mode=self.rich_markup_mode,  # the root's, as add_typer would pass down
         )
+        for command in (group, *group.commands.values()):
+            command.short_help = command.short_help or summary_of(command.help)
         self.commands[name] = group
         return group
 
@@ -86,6 +88,7 @@ class LazyGroups(TyperGroup):
         command = get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
                                         rich_markup_mode=self.rich_markup_mode)
         command.name = name
+        command.short_help = command.short_help or summary_of(command.help)
         self.commands[name] = command
         return command
 
@@ -116,13 +119,27 @@ class LazyGroups(TyperGroup):
             raise
 
 
+def summary_of(help_text: str | None) -> str | None:
+    """A command's line in a listing: the first sentence of its help, whole.
+
+    Click would cut it to the listing's column and end it with "..."; its help
+    formatter wraps a long summary instead, so every summary reads in full.
+    """
+    if not help_text:
+        return None
+    paragraph = " ".join(help_text.strip().split("\n\n", 1)[0].replace("\b", "").split())
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[:end + 1]
+
+
 def _summary(name: str, app: typer.Typer) -> click.Command:
     """A stand-in carrying only what a listing shows: the group's name, help and visibility."""
     from typer.main import solve_typer_info_defaults
     from typer.models import TyperInfo
 
     info = solve_typer_info_defaults(TyperInfo(app, name=name))
-    return TyperGroup(name=name, help=info.help, short_help=info.short_help, hidden=bool(info.hidden))
+    return TyperGroup(name=name, help=info.help, short_help=info.short_help or summary_of(info.help),
+                      hidden=bool(info.hidden))
 
 
 def _command_summary(name: str, app: typer.Typer) -> click.Command:
@@ -130,7 +147,8 @@ def _command_summary(name: str, app: typer.Typer) -> click.Command:
     import inspect
 
     info, = app.registered_commands
-    return TyperCommand(name=name, help=info.help or inspect.getdoc(info.callback), hidden=bool(info.hidden))
+    help_text = info.help or inspect.getdoc(info.callback)
+    return TyperCommand(name=name, help=help_text, short_help=summary_of(help_text), hidden=bool(info.hidden))
 
 
 def skip_coercing_unset_values() -> None:

@@ -109,7 +109,9 @@ def drain(
     dry_run: DryRunOpt = False,
     output: OutputOpt = None,
 ) -> None:
-    """End of shift: hand the agent's open chats (live and pending) to online agents as R5 would.
+    """End of shift: hand the agent's open chats to other online agents.
+
+    Live and pending chats go to online agents as the agent-timeout sweep would.
 
     Least-loaded online agents first, never the drained agent, agent_max_chats
     respected; a chat nobody can take becomes a ticket (no_agents).  One result

@@ -1,4 +1,4 @@
-"""chatctl audit: the audit trail (R15): list events, revert an operation."""
+"""chatctl audit: the audit trail: list events, revert an operation."""
 
 from __future__ import annotations
 

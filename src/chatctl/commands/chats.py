@@ -99,8 +99,10 @@ def list_(
     interval: IntervalOpt = "2s",
     output: OutputOpt = None,
 ) -> None:
-    """List one view (R1).  In the live view, "new" (green) marks chats no agent has answered
-    and a blue dot marks new customer activity since the agent last looked (R2).
+    """List one view: live, pending, tagged, closed or tickets.
+
+    In the live view, "new" (green) marks chats no agent has answered
+    and a blue dot marks new customer activity since the agent last looked.
 
     The tagged view lists open chats where --agent (default: the acting agent) is @-tagged,
     with everyone tagged and their presence.  The tickets view lists tickets, open and closed,
@@ -191,7 +193,7 @@ def filter_(
 @app.command("show")
 def show(ctx: typer.Context, chat_id: ChatIdArg, output: OutputOpt = None) -> None:
     """One chat in full: fields, messages, comments with their tags, ticket, what can be sent
-    to the customer now and why (R11), and its audit history.
+    to the customer now and why, and its audit history.
 
     Example: chatctl chats show 1042 -o json
     """
@@ -229,7 +231,9 @@ def flag(ctx: typer.Context, ids: IdsArg,
          note: Annotated[Optional[str], typer.Option("--note", help="Why, for whoever follows up.",
                                                      show_default=False)] = None,
          dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
-    """Flag chats to follow up later (R3): the inactivity and agent timeouts leave them alone.
+    """Flag chats to follow up later.
+
+    The inactivity and agent timeouts leave flagged chats alone.
 
     Example: chatctl chats flag 1042 1043 --note 'waiting on billing'
     """
@@ -242,7 +246,9 @@ def flag(ctx: typer.Context, ids: IdsArg,
 @app.command("unflag")
 def unflag(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
            batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
-    """Remove the flag: the sweeps treat the chats normally again from their next run (R3).
+    """Remove the flag from chats.
+
+    The sweeps treat the chats normally again from their next run.
 
     Example: chatctl chats list live --flagged -o ids | chatctl chats unflag -
     """
@@ -255,7 +261,9 @@ def unflag(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: 
 @app.command("pending")
 def pending(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
             batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
-    """Mark live chats pending, waiting on the customer (R6: live chats only).
+    """Mark live chats pending, waiting on the customer.
+
+    Only a live chat can be marked pending.
 
     Example: chatctl chats pending 1042
     """
@@ -273,7 +281,7 @@ def close(ctx: typer.Context, ids: IdsArg,
                                                         help="Close flagged chats too (skipped otherwise).")] = False,
           dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Close live or pending chats (closed_by=agent, whoever closes by hand).  Their comments,
-    tags and unread tag notifications go in the same transaction (R9).  Flagged chats are
+    tags and unread tag notifications go in the same transaction.  Flagged chats are
     skipped unless --include-flagged.
 
     Example: chatctl chats filter status=live 'idle>4h' -o ids | chatctl chats close - --dry-run
@@ -291,7 +299,9 @@ def reopen(ctx: typer.Context, ids: IdsArg,
                                                         show_default=False,
                                                         autocompletion=complete_agent_handle)] = None,
            dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
-    """Reopen closed chats: live again, assigned to the agent; the inactivity clock restarts (R10).
+    """Reopen closed chats: live again, assigned to an agent.
+
+    A reopen is activity: the inactivity clock starts again.
 
     Example: chatctl --actor alice chats reopen 1042
     """
@@ -306,7 +316,9 @@ def reopen(ctx: typer.Context, ids: IdsArg,
 @app.command("convert")
 def convert(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
             batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
-    """Turn live or pending chats into tickets (reason manual); comments and tags go (R9).
+    """Turn live or pending chats into tickets (reason manual).
+
+    Their comments and tags go, as when a chat closes.
 
     Example: chatctl chats convert 1042
     """
@@ -349,7 +361,9 @@ def _as_themselves(handle: str, prepare):
 @app.command("seen")
 def seen(ctx: typer.Context, chat_id: ChatIdArg, as_: AsOpt, dry_run: DryRunOpt = False,
          output: OutputOpt = None) -> None:
-    """Mark a chat seen by its assigned agent: clears the unread dot until the customer writes (R2).
+    """Mark a chat seen by its assigned agent.
+
+    It clears the unread dot until the customer writes again.
 
     Example: chatctl chats seen 1042 --as alice
     """
@@ -373,9 +387,11 @@ def reply(
     dry_run: DryRunOpt = False,
     output: OutputOpt = None,
 ) -> None:
-    """Send a message to the customer as the assigned agent.  Tagged agents cannot (R8).  A closed
+    """Send a message to the customer as the assigned agent.
+
+    Tagged agents cannot, unless they are the assigned agent.  A closed
     chat takes text within closed_reply_window of closing, then only a WhatsApp template, and
-    stays closed (R11).  WhatsApp free text needs the customer to have written within 24 h.
+    stays closed.  WhatsApp free text needs the customer to have written within 24 h.
 
     Example: chatctl chats reply 1042 --as alice --template followup --param name=Ann
     """
@@ -396,7 +412,9 @@ def comment(
     dry_run: DryRunOpt = False,
     output: OutputOpt = None,
 ) -> None:
-    """Add an internal comment to a live chat (R7).  Each @handle gets a notification and the chat
+    """Add an internal comment to a live chat.
+
+    Each @handle gets a notification and the chat
     in their tagged view; an unknown handle is refused and nothing is written.
 
     Example: chatctl chats comment 1042 --as alice --text '@bob can you check the refund?'

@@ -29,10 +29,10 @@ def ingest(
       presence          agent, status (online|offline)
 
     chat_started creates the chat (a new id when "chat" is omitted; reported in
-    the summary), and the customer on first sight.  Out of business hours (R12,
+    the summary), and the customer on first sight.  Out of business hours (
     desk timezone and holidays) it becomes a ticket out_of_hours; with no agent
     online, a ticket no_agents.  A customer message makes a pending or closed
-    chat live again (R6, R11); on a converted chat it is stored only.  An agent
+    chat live again; on a converted chat it is stored only.  An agent
     message answers the customer and moves the seen mark.  Every timestamp an
     event causes is its "at".
 

@@ -10,9 +10,10 @@ from chatctl.batch_sizes import SWEEP
 from chatctl.commands.common import AsOfOpt, DryRunOpt, LimitOpt, OutputOpt, desk, fmt
 
 app = typer.Typer(
-    help="The scheduled jobs: timeouts, archiving, clean-up (SPEC 3).\n\n"
-    "Jobs, in run order: unattended (R12), agent-timeout (R5), inactivity (R3, R4), pending (R6), "
-    "archive (R13), cleanup (R9).\n\n"
+    help="The scheduled jobs: timeouts, archiving, clean-up.\n\n"
+    "Jobs, in run order: unattended (new chats out of hours or with nobody online), agent-timeout "
+    "(customers left unanswered), inactivity (idle chats), pending (pending too long), archive (old "
+    "tickets), cleanup (comments left on finished chats).\n\n"
     "Example (crontab, every minute, quiet unless something fails):\n\n\b\n"
     "    * * * * * chatctl -q sweep run --skip-if-locked --metrics-file /var/lib/node_exporter/chatctl.prom",
     no_args_is_help=True,

@@ -1,4 +1,4 @@
-"""chatctl tickets: the tickets view, one ticket, and bulk ticket actions (R13, R14, R15)."""
+"""chatctl tickets: the tickets view, one ticket, and bulk ticket actions."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from chatctl.vocabulary import TICKET_REASONS, TICKET_STATUSES, choices, spoken
 
 app = typer.Typer(
     help="Tickets: list, show, close, reopen, archive, unarchive, assign, and scripted bulk cleanup.\n\n"
-    "Tickets never expire (R13): only people close them.  Archived tickets are read-only until "
-    "unarchived.  Agents cannot transfer tickets to other agents (R14).\n\n"
+    "Tickets never expire: only people close them.  Archived tickets are read-only until "
+    "unarchived.  Agents cannot transfer tickets to other agents.\n\n"
     "Example:\n\n\b\n    chatctl tickets list --status open --older-than 30d\n"
     "    chatctl tickets close --where 'age>30d' reason=out_of_hours --dry-run",
     no_args_is_help=True,
@@ -65,7 +65,7 @@ def list_(
     all_: AllOpt = False,
     output: OutputOpt = None,
 ) -> None:
-    """The tickets view (R1): open and closed tickets, not archived, newest first.
+    """The tickets view: open and closed tickets, not archived, newest first.
 
     A full page prints "next page: --after CURSOR" on stderr; --all streams
     every row with flat memory.
@@ -160,7 +160,7 @@ def close(
     """Close tickets by id, from standard input, or every open unarchived ticket a filter selects.
 
     Closing a closed ticket is skipped (exit 0); an archived ticket is
-    refused (R13) until unarchived.  --where walks the matches in batches
+    refused until unarchived.  --where walks the matches in batches
     of --batch-size, each its own short transaction with its audit rows;
     Ctrl-C keeps the finished batches and exits 130.  --dry-run needs no
     confirmation.
@@ -213,7 +213,9 @@ def _close_where(expressions: list[str], ctx: typer.Context, *, yes: bool, dry_r
 @app.command("reopen")
 def reopen(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
            batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
-    """Reopen closed tickets; an archived ticket is refused (R13) until unarchived.
+    """Reopen closed tickets.
+
+    An archived ticket is refused until unarchived.
 
     Example: chatctl tickets reopen 42 43
     """
@@ -261,10 +263,10 @@ def assign(
 ) -> None:
     """Assign tickets to an agent (audited).
 
-    R14: an actor with role agent cannot assign a ticket to another agent;
+    An actor with role agent cannot assign a ticket to another agent;
     they may take an unassigned ticket for themselves, not one that is another
     agent's.  Supervisors and admins assign freely.  Archived tickets are
-    refused (R13).
+    refused.
 
     Example: chatctl --actor carol tickets assign 42 43 --agent bob
     """

@@ -24,11 +24,11 @@ def _outside(column, values):
 def _checks():
     finished = Chat.status.in_(FINISHED_CHAT_STATUSES)
     return [
-        ("comments on closed or converted chats (R9)",
+        ("comments on closed or converted chats",
          select(Comment.id).join(Chat, Chat.id == Comment.chat_id).where(finished)),
-        ("tags on closed or converted chats (R9)",
+        ("tags on closed or converted chats",
          select(CommentMention.comment_id).join(Chat, Chat.id == CommentMention.chat_id).where(finished)),
-        ("unread tag notifications on closed or converted chats (R9)",
+        ("unread tag notifications on closed or converted chats",
          select(Notification.id).join(Chat, Chat.id == Notification.chat_id)
          .where(finished, Notification.read_at.is_(None), Notification.kind == "tagged")),
         ("tickets without their chat",

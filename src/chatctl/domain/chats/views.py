@@ -264,14 +264,14 @@ def reply_window(chat: Any, *, now: dt.datetime, closed_reply_window: dt.timedel
     if chat.status == "closed":
         closed_at = chat.closed_at
         if closed_at is None or now - closed_at <= closed_reply_window:
-            text, why = True, (f"R11: closed {_ago(now, closed_at)} ago, within the "
+            text, why = True, (f"closed {_ago(now, closed_at)} ago, within the "
                                f"{format_duration(closed_reply_window)} closed-reply window; the chat stays closed")
         elif whatsapp:
-            return ReplyWindow(False, True, f"R11: closed {_ago(now, closed_at)} ago, beyond the "
+            return ReplyWindow(False, True, f"closed {_ago(now, closed_at)} ago, beyond the "
                                f"{format_duration(closed_reply_window)} closed-reply window: only a WhatsApp template "
                                "may be sent; the chat stays closed")
         else:
-            return ReplyWindow(False, False, f"R11: closed {_ago(now, closed_at)} ago, beyond the "
+            return ReplyWindow(False, False, f"closed {_ago(now, closed_at)} ago, beyond the "
                                f"{format_duration(closed_reply_window)} closed-reply window, and templates exist only "
                                f"on whatsapp, not on {chat.channel}: nothing can be sent")
     else:
@@ -280,7 +280,7 @@ def reply_window(chat: Any, *, now: dt.datetime, closed_reply_window: dt.timedel
         last = chat.last_customer_message_at
         if last is None or now - last > WHATSAPP_WINDOW:
             since = "the customer has not written" if last is None else f"the customer last wrote {_ago(now, last)} ago"
-            return ReplyWindow(False, True, f"R11: WhatsApp's 24-hour customer-service window is closed ({since}): "
+            return ReplyWindow(False, True, f"WhatsApp's 24-hour customer-service window is closed ({since}): "
                                "only a template may be sent")
         return ReplyWindow(text, True, why + "; WhatsApp's 24-hour customer-service window is open")
     return ReplyWindow(text, False, why + f"; templates exist only on whatsapp, not on {chat.channel}")

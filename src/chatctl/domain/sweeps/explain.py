@@ -51,7 +51,7 @@ def _action(job: Job, context: SweepContext, row: dict) -> str:
         return "assign to the least-loaded online agent, or a ticket (no_agents) if none can take it"
     if job.name == "archive":
         return f"archive ticket {row['id']}"
-    return "remove comments and tags, mark tag notifications read (R9)"
+    return "remove comments and tags, mark tag notifications read"
 
 
 def explain_chat(connection: Connection, chat_id: int, context: SweepContext) -> dict[str, Any]:

@@ -1,0 +1,65 @@
+"""Words for people (SPEC D15): no rule numbers in --help, man pages, messages or
+JSON reasons; command summaries read in full; bad values get a plain message
+with a did-you-mean."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# R1..R15 and D1..D17 as words, not as part of a longer token (a ULID, a hash).
+RULE_NUMBER = re.compile(r"(?<![\w-])[RD](?:1[0-7]|[1-9])(?![\w-])")
+
+
+def _tree():
+    from typer.main import get_command
+
+    from chatctl.cli import app
+
+    root = get_command(app)
+    yield "chatctl", root
+    for name in root.list_commands(None):
+        node = root.get_command(None, name)
+        yield f"chatctl {name}", node
+        for sub in getattr(node, "list_commands", lambda ctx: [])(None):
+            yield f"chatctl {name} {sub}", node.get_command(None, sub)
+
+
+def _texts(command) -> list[str]:
+    texts = [command.help or "", command.short_help or "", command.get_short_help_str(45)]
+    texts += [getattr(param, "help", None) or "" for param in command.params]
+    return texts
+
+
+def test_d15_no_rule_numbers_in_any_help_text():
+    found = [(path, text) for path, command in _tree() for text in _texts(command) if RULE_NUMBER.search(text)]
+    assert found == []
+
+
+def test_d15_no_rule_numbers_in_the_man_pages():
+    pages = sorted((ROOT / "man").glob("*.1"))
+    assert pages
+    found = [(page.name, line) for page in pages for line in page.read_text().splitlines()
+             if RULE_NUMBER.search(line)]
+    assert found == []
+
+
+def test_d15_command_summaries_are_never_cut():
+    cut = [path for path, command in _tree() if command.get_short_help_str(45).endswith("...")]
+    assert cut == []
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["chats", "list", "liv"], "bad view 'liv': use one of live, pending, tagged, closed, tickets "
+                               "(did you mean 'live'?)"),
+    (["chats", "list", "--sort", "nw"], "bad --sort 'nw': use one of activity, new, closed (did you mean 'new'?)"),
+    (["chats", "list", "-o", "jsn"], "(did you mean 'json'?)"),
+    (["prefs", "get", "timezon"], "(did you mean 'timezone'?)"),
+])
+def test_d15_a_bad_choice_gets_a_plain_message_with_a_did_you_mean(bare_cli, args, expected):
+    result = bare_cli(args)
+    assert result.exit_code == 2, result
+    assert expected in result.stderr and "Value error" not in result.stderr, result.stderr
