@@ -147,7 +147,9 @@ def test_list_options_agent_channel_flagged(cli, rows):
     assert ids(cli("chats", "list", "--not-flagged", "-o", "json")) == [theirs]
     unknown = cli("chats", "list", "--agent", "nobody")
     assert unknown.exit_code == 2 and "nobody" in unknown.stderr
-    bad_channel = cli("chats", "list", "--channel", "pigeon")
+    pigeon = cli("chats", "list", "--channel", "pigeon", "-o", "json")  # a channel nobody used yet (D5)
+    assert pigeon.exit_code == 0 and pigeon.json() == []
+    bad_channel = cli("chats", "list", "--channel", "Pigeon Post")
     assert bad_channel.exit_code == 2 and "whatsapp" in bad_channel.stderr
 
 

@@ -98,6 +98,16 @@ def _postgres_agents(url: str, prefix: str) -> list[tuple[str, str, str, str]]:
         return [tuple(row) for row in connection.execute(query, (prefix,)).fetchall()]
 
 
+def complete_channel(ctx: typer.Context, args: list[str], incomplete: str) -> list[str]:
+    """The known channels starting with ``incomplete`` (any other lower-case word works too).
+
+    Use as ``typer.Option(..., autocompletion=complete_channel)`` on ``--channel``.
+    """
+    from chatctl.vocabulary import CHANNELS
+
+    return [channel for channel in CHANNELS if channel.startswith(incomplete)]
+
+
 def complete_sweep_job(ctx: typer.Context, args: list[str], incomplete: str) -> list[str]:
     """Sweep job names starting with ``incomplete``, in run order, leaving out those already given.
 

@@ -11,6 +11,7 @@ heavier may load.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 ROLES = ("agent", "supervisor", "admin")
@@ -33,6 +34,8 @@ MESSAGE_KINDS = ("text", "template")
 # what the WhatsApp reply rules (R11) key on.  Ingest accepts any lower-case
 # word as a channel (D5).
 CHANNELS = ("whatsapp", "webchat", "messenger", "sms", "email", "telegram")
+# What any channel looks like: a lower-case word (viber, line, instagram_dm ...).
+CHANNEL_WORD = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 # The sweep jobs, in the order a bare ``sweep run`` runs them (SPEC 3).
 SWEEP_JOBS = ("unattended", "agent-timeout", "inactivity", "pending", "archive", "cleanup")
@@ -57,3 +60,10 @@ def spoken(values: tuple[str, ...]) -> str:
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     """A ``str`` enum of ``values`` for a command-line option or argument (Typer offers its values)."""
     return Enum(name, [(value.replace("-", "_"), value) for value in values], type=str)
+
+
+def check_channel(text: str) -> str:
+    """A channel as written (D5: an open vocabulary), or ValueError saying what a channel looks like."""
+    if not CHANNEL_WORD.match(text):
+        raise ValueError(f"bad channel {text!r}: a lower-case word such as {spoken(CHANNELS[:3])}")
+    return text

@@ -26,7 +26,7 @@ from chatctl.commands.common import (
     watch_interval,
 )
 from chatctl.batch_sizes import CHAT_ACTION
-from chatctl.completion import complete_agent_handle
+from chatctl.completion import complete_agent_handle, complete_channel
 from chatctl.vocabulary import SORTS, VIEWS, choices, spoken
 
 app = typer.Typer(
@@ -82,7 +82,9 @@ def list_(
     ctx: typer.Context,
     view: Annotated[View, typer.Argument(help=f"{spoken(VIEWS)}.")] = View.live,
     agent: AgentOpt = None,
-    channel: Annotated[Optional[str], typer.Option("--channel", help="Only this channel (whatsapp, webchat...).",
+    channel: Annotated[Optional[str], typer.Option("--channel", autocompletion=complete_channel,
+                                                   help="Only this channel: whatsapp, webchat, ..., or any other "
+                                                   "channel ingest has seen.",
                                                    show_default=False)] = None,
     flagged: Annotated[Optional[bool], typer.Option("--flagged/--not-flagged", help="Only flagged / unflagged chats.",
                                                     show_default=False)] = None,

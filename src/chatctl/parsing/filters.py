@@ -64,7 +64,8 @@ from chatctl.domain.agents.roster import validate_handle
 from chatctl.parsing.timeparse import parse_duration, parse_relative_or_timestamp, parse_timestamp
 from chatctl.errors import UsageError
 from chatctl.storage.models import Agent, Chat, CommentMention, Customer, Ticket
-from chatctl.vocabulary import CHANNELS, CHAT_STATUSES, CLOSED_BY, TICKET_REASONS, TICKET_STATUSES
+from chatctl.vocabulary import (CHANNELS, CHAT_STATUSES, CLOSED_BY, TICKET_REASONS, TICKET_STATUSES,
+                                check_channel)
 
 __all__ = [
     "CHAT_FIELDS",
@@ -169,6 +170,7 @@ class FieldKind(StrEnum):
     DURATION_SINCE = "duration_since"
     AGENT_HANDLE = "agent_handle"
     ID = "id"
+    CHANNEL = "channel"
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,13 @@ def _read_duration(text: str, context: ValueContext) -> timedelta:
     return parse_duration(text)
 
 
+def _read_channel(text: str, context: ValueContext) -> str:
+    try:
+        return check_channel(text.strip().lower())
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def _read_agent_handle(text: str, context: ValueContext) -> str | None:
     handle = text.strip().lower()
     if handle == NONE_WORD:
@@ -277,13 +286,18 @@ def agent_handle_field(description: str) -> FieldSpec:
     return FieldSpec(FieldKind.AGENT_HANDLE, EQUALITY_OPERATORS, _read_agent_handle, description)
 
 
+def channel_field(description: str) -> FieldSpec:
+    """Any lower-case word ingest accepts as a channel (D5); the known ones are the examples."""
+    return FieldSpec(FieldKind.CHANNEL, EQUALITY_OPERATORS, _read_channel, description, CHANNELS)
+
+
 def id_field(description: str) -> FieldSpec:
     return FieldSpec(FieldKind.ID, EQUALITY_OPERATORS + ORDERING_OPERATORS, _read_id, description)
 
 
 CHAT_FIELDS: dict[str, FieldSpec] = {
     "status": enum_field("chat status", CHAT_STATUSES),
-    "channel": enum_field("channel the customer writes on", CHANNELS),
+    "channel": channel_field("channel the customer writes on"),
     "agent": agent_handle_field("assigned agent's handle, or none"),
     "customer": text_field("customer display name or address"),
     "flagged": bool_field("flagged for follow-up"),

@@ -24,7 +24,7 @@ from chatctl.parsing.filters import compile_chat_filter, parse_expressions
 from chatctl.parsing.timeparse import format_duration
 from chatctl.storage.models import Agent, AuditEvent, Chat, Comment, CommentMention, Customer, Message, Ticket
 from chatctl.storage.paging import Ordering, Page, keyset_page
-from chatctl.vocabulary import CHANNELS, OPEN_CHAT_STATUSES, SORTS, VIEWS
+from chatctl.vocabulary import OPEN_CHAT_STATUSES, SORTS, VIEWS, check_channel
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -137,8 +137,11 @@ def list_view(connection: Connection, options: ViewOptions, *, flat: bool = Fals
     """
     if options.view not in VIEWS:
         raise UsageError(f"unknown view '{options.view}': use one of {', '.join(VIEWS)}")
-    if options.channel is not None and options.channel not in CHANNELS:
-        raise UsageError(f"unknown channel '{options.channel}': use one of {', '.join(CHANNELS)}")
+    if options.channel is not None:
+        try:
+            check_channel(options.channel)  # any channel ingest accepts, known or not (D5)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     if options.view == "tickets":
         return _list_tickets(connection, options)
     sort = options.sort or default_sort(options.view)
