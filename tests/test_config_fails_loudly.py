@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_d12_no_command_but_db_init_creates_a_database_file_or_directory(tmp_pat
 def test_d12_the_embedded_default_is_not_created_by_a_read_command(bare_cli, tmp_path):
     result = bare_cli(["chats", "list"])
     assert result.exit_code == 3 and "chatctl.db" in result.stderr and "db init" in result.stderr
-    assert not list(tmp_path.parent.glob("home*/.local/share/chatctl/chatctl.db"))
+    assert not (Path(os.environ["XDG_DATA_HOME"]) / "chatctl").exists(), "the data directory was created"
     assert bare_cli(["db", "init"]).exit_code == 0
     assert bare_cli(["chats", "list"]).exit_code == 0
 
