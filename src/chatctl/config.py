@@ -291,32 +291,3 @@ def resolve(
         sources=sources,
         status={key: chosen[key] for key in STATUS_KEYS if key in chosen},
     )
-
-
-def effective_settings(settings: Settings, *, desk_timezone: str | None = None) -> list[dict[str, object]]:
-    """The settings in effect, one row each, with where it came from (``chatctl config show``).
-
-    URLs are shown redacted.  ``desk_timezone`` is the desk's own preference,
-    shown when no time zone is set by a flag, a variable or the profile.
-    """
-    from chatctl.storage.engine import DEFAULT_SESSION, display_url
-
-    sources = settings.sources
-    in_profile = f"profile {settings.profile} in {settings.config_path}"
-    rows = [
-        ("config", settings.config_path, sources.get("config", "default")),
-        ("profile", settings.profile, sources.get("profile", "default")),
-        ("database_url", display_url(settings.database_url), sources.get("database_url", settings.url_source)),
-        ("read_url", display_url(settings.read_url) if settings.read_url else None,
-         sources.get("read_url", "default (reads use the database)")),
-        ("actor", settings.actor, sources.get("actor", "default")),
-        ("timezone", settings.timezone or desk_timezone, sources.get("timezone", "default")),
-        *((key, settings.session.get(key, DEFAULT_SESSION[key]), sources.get(key, "default"))
-          for key in SESSION_KEYS),
-        ("pooler", settings.pooler or "none", sources.get("pooler", "default")),
-        ("sweep_lock", settings.sweep_lock, sources.get("sweep_lock", "default")),
-        ("audit_retention", settings.audit_retention, sources.get("audit_retention", "default")),
-        *((key, value, in_profile) for key, value in settings.status.items()),
-    ]
-    return [{"setting": key, "value": str(value) if value is not None else None, "source": source}
-            for key, value, source in rows]
