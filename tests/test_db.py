@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from chatctl.storage import schema
+
 
 def test_db_init_twice_is_harmless(cli):
     first = cli("db", "init")
@@ -111,3 +113,40 @@ def test_db_check_reports_words_outside_the_vocabulary(cli, engine):
         "agents with an unknown role or presence": [1],
         "messages with an unknown direction or kind": [5],
     }
+
+
+# -- the at-head check every command makes ----------------------------------------------
+def test_head_constant_is_alembic_head():
+    # Commands compare the database with schema.HEAD without importing Alembic;
+    # a new revision must move it.
+    from alembic.script import ScriptDirectory
+
+    assert schema.HEAD == ScriptDirectory.from_config(schema.alembic_config()).get_current_head()
+
+
+def test_tables_describe_the_migrated_schema(engine):
+    """The Core tables chatctl queries through are exactly what the revisions create."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from chatctl.storage.models import metadata
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, metadata)
+    assert differences == []
+
+
+def test_current_revision_reads_the_version_table(engine):
+    with engine.connect() as connection:
+        assert schema.current_revision(connection) == schema.HEAD
+
+
+def test_a_database_behind_head_is_refused_with_the_fix(cli, engine):
+    schema.downgrade(engine, "0003")
+    result = cli("chats", "list", "live")
+    assert result.exit_code == 3
+    assert f"the database schema is at 0003, chatctl needs {schema.HEAD}" in result.stderr
+    assert "chatctl db upgrade" in result.stderr
+    assert cli("db", "upgrade").exit_code == 0
+    assert cli("chats", "list", "live").exit_code == 0

@@ -74,7 +74,7 @@ def status(ctx: typer.Context, output: OutputOpt = None) -> None:
     engine = the_desk.engine(check_schema=False)
     with the_desk.errors(), engine.connect() as connection:
         current = schema.current_revision(connection)
-    head = schema.head_revision()
+    head = schema.HEAD
     record = {
         "database": _url(the_desk),
         "source": the_desk.settings.url_source,
