@@ -101,12 +101,28 @@ SQLITE_FLOOR = [
 def naive_orm(url: str, sample: int) -> tuple[int, float]:
     """Close ``sample`` eligible chats one ORM object and one commit at a time."""
     from sqlalchemy import delete, select
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session, registry
 
     from chatctl.domain.audit import writer as audit
+    from chatctl.storage import models
     from chatctl.storage.engine import create_engine
-    from chatctl.storage.models import AuditEvent, Chat, Comment, CommentMention, Notification
+    from chatctl.storage.models import Comment, CommentMention
 
+    # chatctl itself queries Core tables; the naive loop maps classes onto them here.
+    mapper = registry()
+
+    class Chat:
+        pass
+
+    class Notification:
+        pass
+
+    class AuditEvent:
+        def __init__(self, **values) -> None:
+            self.__dict__.update(values)
+
+    for cls, table in ((Chat, models.Chat), (Notification, models.Notification), (AuditEvent, models.AuditEvent)):
+        mapper.map_imperatively(cls, table.__table__)
     engine = create_engine(url)
     cutoff = NOW - dt.timedelta(minutes=30)
     done = 0

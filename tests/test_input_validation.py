@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from chatctl.storage.models import Base
+from chatctl.storage.models import metadata
 
 NOW = "2026-11-30T10:00:00Z"
 TRACEBACK = re.compile(r"Traceback|unexpected error|File \"", re.I)
@@ -66,7 +66,7 @@ def dump(engine) -> dict[str, list[tuple]]:
     """Every row of every table, in primary-key order."""
     tables = {}
     with engine.connect() as connection:
-        for table in Base.metadata.sorted_tables:
+        for table in metadata.sorted_tables:
             order = list(table.primary_key.columns) or list(table.columns)
             tables[table.name] = [tuple(row) for row in connection.execute(select(table).order_by(*order))]
     return tables

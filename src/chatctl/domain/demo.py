@@ -284,7 +284,7 @@ def load(
     from sqlalchemy import func, insert, select, text
 
     from chatctl.storage.engine import is_postgres
-    from chatctl.storage.models import Agent, Base, Chat
+    from chatctl.storage.models import Agent, Chat, metadata
 
     existing = connection.execute(select(func.count()).select_from(Chat)).scalar_one()
     if existing and not append:
@@ -303,7 +303,7 @@ def load(
     first_ids = {table: connection.execute(
         text(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}")).scalar_one() for table in SERIAL_TABLES}
     generator = _Generator(rng, now, roster, first_ids)
-    write = _copy_writer(connection) if postgres else _insert_writer(connection, Base.metadata)
+    write = _copy_writer(connection) if postgres else _insert_writer(connection, metadata)
     sizes = [min(chunk_chats, chats - start) for start in range(0, chats, chunk_chats)]
     big_fresh_load = postgres and not existing and chats >= DEFER_INDEXES_FROM
     deferred = _deferred_indexes(connection) if big_fresh_load else contextlib.nullcontext()

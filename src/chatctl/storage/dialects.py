@@ -10,6 +10,10 @@ runs; ``PostgresqlDialect`` overrides what PostgreSQL does better.
 strategy of a transition (a one-statement PostgreSQL form beside the portable
 one), the audit writer's insert: a portable implementation and per-dialect
 overrides, chosen once per call from the connection.
+
+Each database's SQLAlchemy dialect module is imported inside the methods
+that need it: a command on SQLite never loads PostgreSQL's (tests/test_startup.py),
+nor a command on PostgreSQL SQLite's.
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import JSON, BigInteger, Table, Text, any_, bindparam, cast, func, insert, literal, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 
 T = TypeVar("T")
 
@@ -72,6 +74,8 @@ class Dialect:
 
     def insert(self, table: Any) -> Any:
         """An INSERT with ``on_conflict_do_nothing`` (rows whose unique key exists are skipped)."""
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table)
 
     def insert_rows(self, connection: Connection, table: Table, columns: Sequence[str],
@@ -122,6 +126,8 @@ class PostgresqlDialect(Dialect):
         return ",".join(map(str, ids))
 
     def ids_match(self, column: Any, ids: Sequence[int]) -> Any:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
         ids_text = bindparam(None, self.ids_value(ids), type_=Text())
         return column == any_(cast(func.string_to_array(ids_text, cast(literal(","), Text)), ARRAY(BigInteger())))
 
@@ -137,6 +143,8 @@ class PostgresqlDialect(Dialect):
         return f"jsonb_to_recordset(CAST(:{parameter} AS jsonb)) AS {alias}({fields})"
 
     def insert(self, table: Any) -> Any:
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
 
     def insert_rows(self, connection: Connection, table: Table, columns: Sequence[str],
@@ -148,7 +156,9 @@ class PostgresqlDialect(Dialect):
 
         if not rows:
             return
-        documents = [index for index, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
+        # A JSON column may be declared through a TypeDecorator over JSON (models.JSONValue).
+        documents = [index for index, name in enumerate(columns)
+                     if isinstance(getattr(table.c[name].type, "impl_instance", table.c[name].type), JSON)]
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:

@@ -1,12 +1,18 @@
-"""The desk's tables (SPEC 1.1), as SQLAlchemy 2 models.
+"""The desk's tables (SPEC 1.1), as SQLAlchemy Core tables.
 
 The schema is created and changed only by the Alembic revisions in
-``chatctl/storage/migrations``; these models describe it for queries.
+``chatctl/storage/migrations``; these tables describe it for queries.
 Every timestamp is stored timezone-aware in UTC (``UTCDateTime``), so that
 comparisons with cutoffs computed in Python are plain index range scans on
 both PostgreSQL and SQLite.  Why each index exists: ``docs/schema.md``.
 The values a status, role or kind column takes are listed once, in
 ``chatctl.vocabulary``; ``db check`` reports rows holding anything else.
+
+Core, not the ORM: chatctl changes rows with set-based statements and never
+loads objects, and mapping classes cost every command about a fifth of a
+second before its first query.  ``Chat.status`` reads as it would on a mapped
+class (a ``Table`` with attribute access to its columns), ``Chat.__table__``
+is the table, and ``select(Chat)`` selects every column.
 """
 
 from __future__ import annotations
@@ -18,17 +24,18 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class UTCDateTime(TypeDecorator):
@@ -60,248 +67,296 @@ class UTCDateTime(TypeDecorator):
             return value.replace(tzinfo=dt.timezone.utc)
         return value.astimezone(dt.timezone.utc)
 
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        """The conversion for each value read, chosen once per query and database.
 
-JSONValue = JSON().with_variant(JSONB(), "postgresql")
+        What the driver hands over is known: SQLite gives the stored text,
+        PostgreSQL an aware datetime already in UTC (sessions run with
+        ``TimeZone=UTC``).  Exports read millions of timestamps, so the common
+        case is one call, not SQLAlchemy's text parsing followed by
+        ``process_result_value``.
+        """
+        utc = dt.timezone.utc
+        general = self.process_result_value
+        if dialect.name == "sqlite":
+            parse = dt.datetime.fromisoformat
+
+            def from_text(value: Any) -> Any:
+                if value.__class__ is str:
+                    try:
+                        # Stored naive UTC: read it as UTC in one step (parsing is cheaper than replace()).
+                        return parse(value + "+00:00")
+                    except ValueError:  # text with an offset of its own
+                        pass
+                return None if value is None else general(value, dialect)
+
+            return from_text
+
+        def from_datetime(value: Any) -> Any:
+            if value is None or value.tzinfo is utc:
+                return value
+            return general(value, dialect)
+
+        return from_datetime
+
+
+class JSONValue(TypeDecorator):
+    """JSON, stored as ``jsonb`` on PostgreSQL (imported only there: SQLite never pays for it)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+
 ChatId = BigInteger().with_variant(Integer(), "sqlite")
+metadata = MetaData()
 
 
-class Base(DeclarativeBase):
-    pass
+class _Columns:
+    """A table whose columns read as attributes: ``Chat.status`` is ``chats.c.status``."""
+
+    def __init__(self, table: Table) -> None:
+        self.__table__ = table
+
+    def __getattr__(self, name: str) -> Column:
+        try:
+            return self.__table__.c[name]
+        except KeyError:
+            raise AttributeError(f"table {self.__table__.name} has no column {name!r}") from None
+
+    def __clause_element__(self) -> Table:
+        return self.__table__
+
+    def __repr__(self) -> str:
+        return f"<table {self.__table__.name}>"
 
 
-class Agent(Base):
-    __tablename__ = "agents"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    handle: Mapped[str] = mapped_column(String(64), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(16), default="agent")
-    presence: Mapped[str] = mapped_column(String(16), default="offline")
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    presence_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+def _table(name: str, *columns: Any) -> _Columns:
+    return _Columns(Table(name, metadata, *columns))
 
 
-class Customer(Base):
-    __tablename__ = "customers"
+def _required(name: str, type_: Any, *args: Any, **kwargs: Any) -> Column:
+    return Column(name, type_, *args, nullable=False, **kwargs)
 
-    id: Mapped[int] = mapped_column(ChatId, primary_key=True)
-    display_name: Mapped[str] = mapped_column(String(200))
-    address: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
+def _optional(name: str, type_: Any, *args: Any, **kwargs: Any) -> Column:
+    return Column(name, type_, *args, nullable=True, **kwargs)
+
+
+def _partial(name: str, columns: list[str], where: str) -> Index:
+    """An index of the rows matching ``where`` only.
+
+    The condition is kept as ``info``, not as ``postgresql_where`` and
+    ``sqlite_where``: those make SQLAlchemy import every dialect they name
+    when this module loads (PostgreSQL's costs a SQLite command 50 ms).  The
+    revisions create the indexes; tests/test_db.py checks each condition here
+    against the database's own, which Alembic's comparison does not look at.
+    """
+    return Index(name, *columns, info={"where": where})
+
+
+Agent = _table(
+    "agents",
+    Column("id", Integer, primary_key=True),
+    _required("handle", String(64), unique=True),
+    _required("name", String(200)),
+    _required("role", String(16), default="agent"),
+    _required("presence", String(16), default="offline"),
+    _required("active", Boolean, default=True),
+    _required("created_at", UTCDateTime),
+    _optional("presence_changed_at", UTCDateTime),
+)
+
+Customer = _table(
+    "customers",
+    Column("id", ChatId, primary_key=True),
+    _required("display_name", String(200)),
+    _required("address", String(200), unique=True),
+    _required("created_at", UTCDateTime),
     # chats filter customer=NAME matches the display name or the address (revision 0002).
-    __table_args__ = (Index("ix_customers_display_name", "display_name"),)
+    Index("ix_customers_display_name", "display_name"),
+)
 
+Chat = _table(
+    "chats",
+    Column("id", ChatId, primary_key=True),
+    _required("customer_id", ChatId, ForeignKey("customers.id")),
+    _required("channel", String(32)),
+    _required("status", String(16)),
+    _optional("agent_id", Integer, ForeignKey("agents.id")),
+    _optional("assigned_at", UTCDateTime),
+    _required("reassign_count", Integer, default=0, server_default=text("0")),
+    _required("flagged", Boolean, default=False, server_default=text("false")),
+    _optional("flagged_by", String(100)),
+    _optional("flagged_at", UTCDateTime),
+    _optional("flag_note", Text),
+    _required("created_at", UTCDateTime),
+    _optional("last_customer_message_at", UTCDateTime),
+    _optional("last_agent_message_at", UTCDateTime),
+    _required("last_activity_at", UTCDateTime),
+    _optional("agent_seen_at", UTCDateTime),
+    _optional("pending_since", UTCDateTime),
+    _optional("closed_at", UTCDateTime),
+    _optional("closed_by", String(16)),
+    _optional("close_reason", String(200)),
+    # Each index that serves one status holds only that status's chats (revision 0006):
+    # a chat that closes leaves them, so a status change writes fewer index entries.
+    # live and pending views by customer activity, --unread, the agent-timeout sweep
+    _partial("ix_chats_open_last_customer", ["status", "last_customer_message_at", "id"],
+             "status = 'live' OR status = 'pending'"),
+    # the inactivity sweep and idle filters; the pending sweep
+    _partial("ix_chats_live_activity", ["last_activity_at", "id"], "status = 'live'"),
+    _partial("ix_chats_pending_since", ["pending_since", "id"], "status = 'pending'"),
+    # the closed view and closed filters
+    _partial("ix_chats_closed", ["closed_at", "id"], "closed_at IS NOT NULL"),
+    # every view sorted by new chat, age and created filters
+    Index("ix_chats_status_created", "status", "created_at", "id"),
+    # one agent's chats, by customer activity (revision 0004); agent load, unassigned chats
+    Index("ix_chats_agent_status_last_customer", "agent_id", "status", "last_customer_message_at", "id"),
+    Index("ix_chats_customer", "customer_id"),
+)
 
-class Chat(Base):
-    __tablename__ = "chats"
+Message = _table(
+    "messages",
+    Column("id", ChatId, primary_key=True),
+    _required("chat_id", ChatId, ForeignKey("chats.id", ondelete="CASCADE")),
+    _required("direction", String(16)),
+    _optional("agent_id", Integer, ForeignKey("agents.id")),
+    _required("kind", String(16), default="text"),
+    _optional("template_name", String(200)),
+    _optional("template_params", JSONValue),
+    _required("body", Text, default=""),
+    _required("created_at", UTCDateTime),
+    Index("ix_messages_chat_created_direction", "chat_id", "created_at", "direction"),
+)
 
-    id: Mapped[int] = mapped_column(ChatId, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
-    channel: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
-    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
-    assigned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    reassign_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    flagged_by: Mapped[str | None] = mapped_column(String(100))
-    flagged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    flag_note: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    last_customer_message_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    last_agent_message_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    last_activity_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    agent_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    pending_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    closed_by: Mapped[str | None] = mapped_column(String(16))
-    close_reason: Mapped[str | None] = mapped_column(String(200))
+Comment = _table(
+    "comments",
+    Column("id", ChatId, primary_key=True),
+    _required("chat_id", ChatId, ForeignKey("chats.id", ondelete="CASCADE")),
+    _required("agent_id", Integer, ForeignKey("agents.id")),
+    _required("body", Text),
+    _required("created_at", UTCDateTime),
+    Index("ix_comments_chat", "chat_id"),
+)
 
-    __table_args__ = (
-        # live view sorted by new customer activity / by new chat, and the
-        # inactivity, agent-timeout and pending sweeps: all start from status.
-        Index("ix_chats_status_last_customer", "status", "last_customer_message_at", "id"),
-        Index("ix_chats_status_created", "status", "created_at", "id"),
-        Index("ix_chats_status_activity", "status", "last_activity_at", "id"),
-        Index("ix_chats_status_pending", "status", "pending_since", "id"),
-        Index("ix_chats_agent_status", "agent_id", "status"),
-        # one agent's live view by customer activity (revision 0004)
-        Index("ix_chats_agent_status_last_customer", "agent_id", "status", "last_customer_message_at", "id"),
-        Index("ix_chats_customer", "customer_id"),
-        Index("ix_chats_closed_at", "closed_at"),
-    )
-
-
-class Message(Base):
-    __tablename__ = "messages"
-
-    id: Mapped[int] = mapped_column(ChatId, primary_key=True)
-    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
-    direction: Mapped[str] = mapped_column(String(16))
-    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
-    kind: Mapped[str] = mapped_column(String(16), default="text")
-    template_name: Mapped[str | None] = mapped_column(String(200))
-    template_params: Mapped[dict | None] = mapped_column(JSONValue)
-    body: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-    # chats show (by chat, in time order), and each chat's first customer and agent
-    # message for response times, from the index alone (revision 0005)
-    __table_args__ = (Index("ix_messages_chat_created_direction", "chat_id", "created_at", "direction"),)
-
-
-class Comment(Base):
-    __tablename__ = "comments"
-
-    id: Mapped[int] = mapped_column(ChatId, primary_key=True)
-    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
-    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
-    body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-    __table_args__ = (Index("ix_comments_chat", "chat_id"),)
-
-
-class CommentMention(Base):
-    """A tag: ``@handle`` in a comment.  Puts the chat in that agent's tagged view."""
-
-    __tablename__ = "comment_mentions"
-
-    comment_id: Mapped[int] = mapped_column(
-        ForeignKey("comments.id", ondelete="CASCADE"), primary_key=True
-    )
-    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+# A tag: ``@handle`` in a comment.  Puts the chat in that agent's tagged view.
+CommentMention = _table(
+    "comment_mentions",
+    Column("comment_id", ChatId, ForeignKey("comments.id", ondelete="CASCADE"), primary_key=True),
+    Column("agent_id", Integer, ForeignKey("agents.id"), primary_key=True),
     # Denormalised so the tagged view and the R9 clean-up need no join.
-    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    _required("chat_id", ChatId, ForeignKey("chats.id", ondelete="CASCADE")),
+    Index("ix_mentions_agent_chat", "agent_id", "chat_id"),
+    Index("ix_mentions_chat", "chat_id"),
+)
 
-    __table_args__ = (
-        Index("ix_mentions_agent_chat", "agent_id", "chat_id"),
-        Index("ix_mentions_chat", "chat_id"),
-    )
-
-
-class Notification(Base):
-    __tablename__ = "notifications"
-
-    id: Mapped[int] = mapped_column(ChatId, primary_key=True)
-    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
-    kind: Mapped[str] = mapped_column(String(32), default="tagged")
-    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+Notification = _table(
+    "notifications",
+    Column("id", ChatId, primary_key=True),
+    _required("agent_id", Integer, ForeignKey("agents.id")),
+    _required("kind", String(32), default="tagged"),
+    _optional("chat_id", ChatId, ForeignKey("chats.id", ondelete="CASCADE")),
     # Comments are ephemeral (R9); the bell keeps the notification, read.
-    comment_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id", ondelete="SET NULL"))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    read_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    _optional("comment_id", ChatId, ForeignKey("comments.id", ondelete="SET NULL")),
+    _required("created_at", UTCDateTime),
+    _optional("read_at", UTCDateTime),
+    Index("ix_notifications_agent_read", "agent_id", "read_at", "id"),
+    Index("ix_notifications_chat", "chat_id"),
+    # ON DELETE SET NULL from comments: the R9 purge finds them by index (revision 0003)
+    Index("ix_notifications_comment", "comment_id"),
+)
 
-    __table_args__ = (
-        Index("ix_notifications_agent_read", "agent_id", "read_at", "id"),
-        Index("ix_notifications_chat", "chat_id"),
-        # ON DELETE SET NULL from comments: the R9 purge finds them by index (revision 0003)
-        Index("ix_notifications_comment", "comment_id"),
-    )
+Ticket = _table(
+    "tickets",
+    Column("id", ChatId, primary_key=True),
+    _required("chat_id", ChatId, ForeignKey("chats.id"), unique=True),
+    _required("status", String(16), default="open"),
+    _required("reason", String(32)),
+    _optional("agent_id", Integer, ForeignKey("agents.id")),
+    _required("created_at", UTCDateTime),
+    _optional("closed_at", UTCDateTime),
+    _optional("archived_at", UTCDateTime),
+    Index("ix_tickets_status_created", "status", "created_at", "id"),
+    Index("ix_tickets_archived_created", "archived_at", "created_at", "id"),
+    Index("ix_tickets_created", "created_at", "id"),
+    Index("ix_tickets_agent", "agent_id"),
+)
 
+Preference = _table(
+    "preferences",
+    Column("key", String(64), primary_key=True),
+    _required("value", Text),
+    _required("updated_at", UTCDateTime),
+    _required("updated_by", String(100)),
+)
 
-class Ticket(Base):
-    __tablename__ = "tickets"
+AuditEvent = _table(
+    "audit_events",
+    Column("id", ChatId, primary_key=True),
+    _required("at", UTCDateTime),
+    _required("actor", String(100)),
+    _required("action", String(64)),
+    _required("entity_type", String(32)),
+    _required("entity_id", String(64)),
+    _optional("before", JSONValue),
+    _optional("after", JSONValue),
+    _required("operation_id", String(32)),
+    _optional("reason", Text),
+    Index("ix_audit_entity", "entity_type", "entity_id", "id"),
+    Index("ix_audit_operation", "operation_id", "id"),
+    Index("ix_audit_at", "at"),
+)
 
-    id: Mapped[int] = mapped_column(ChatId, primary_key=True)
-    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id"), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="open")
-    reason: Mapped[str] = mapped_column(String(32))
-    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    archived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+SweepRun = _table(
+    "sweep_runs",
+    Column("id", String(32), primary_key=True),
+    _required("jobs", String(200)),
+    _required("as_of", UTCDateTime),
+    _required("dry_run", Boolean),
+    _required("started_at", UTCDateTime),
+    _optional("finished_at", UTCDateTime),
+    _required("status", String(16)),
+    _optional("counts", JSONValue),
+    _required("host", String(200)),
+    _required("pid", Integer),
+    _optional("shard", String(16)),
+    _required("actor", String(100), default="system"),
+    Index("ix_sweep_runs_started", "started_at"),
+)
 
-    __table_args__ = (
-        Index("ix_tickets_status_created", "status", "created_at", "id"),
-        Index("ix_tickets_archived_created", "archived_at", "created_at", "id"),
-        Index("ix_tickets_created", "created_at", "id"),
-        Index("ix_tickets_agent", "agent_id"),
-    )
+# One invocation that changed data (D10); its id is the operation id of its audit events.
+Operation = _table(
+    "operations",
+    Column("id", String(32), primary_key=True),
+    _required("command", Text),
+    _required("actor", String(100)),
+    _required("host", String(200)),
+    _required("pid", Integer),
+    _required("started_at", UTCDateTime),
+    _optional("finished_at", UTCDateTime),
+    _optional("lease_expires_at", UTCDateTime),
+    _required("status", String(16)),
+    _optional("counts", JSONValue),
+    _optional("pruned_at", UTCDateTime),
+    _optional("pruned_by", String(32)),
+    Index("ix_operations_started", "started_at", "id"),
+    Index("ix_operations_actor_started", "actor", "started_at", "id"),
+    # the few `running` rows, looked for by every new operation (dead ones are marked failed)
+    Index("ix_operations_status", "status"),
+)
 
-
-class Preference(Base):
-    __tablename__ = "preferences"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    updated_by: Mapped[str] = mapped_column(String(100))
-
-
-class AuditEvent(Base):
-    __tablename__ = "audit_events"
-
-    id: Mapped[int] = mapped_column(ChatId, primary_key=True)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[str] = mapped_column(String(100))
-    action: Mapped[str] = mapped_column(String(64))
-    entity_type: Mapped[str] = mapped_column(String(32))
-    entity_id: Mapped[str] = mapped_column(String(64))
-    before: Mapped[dict | None] = mapped_column(JSONValue)
-    after: Mapped[dict | None] = mapped_column(JSONValue)
-    operation_id: Mapped[str] = mapped_column(String(32))
-    reason: Mapped[str | None] = mapped_column(Text)
-
-    __table_args__ = (
-        Index("ix_audit_entity", "entity_type", "entity_id", "id"),
-        Index("ix_audit_operation", "operation_id", "id"),
-        Index("ix_audit_at", "at"),
-    )
-
-
-class SweepRun(Base):
-    __tablename__ = "sweep_runs"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    jobs: Mapped[str] = mapped_column(String(200))
-    as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    dry_run: Mapped[bool] = mapped_column(Boolean)
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16))
-    counts: Mapped[dict | None] = mapped_column(JSONValue)
-    host: Mapped[str] = mapped_column(String(200))
-    pid: Mapped[int] = mapped_column(Integer)
-    shard: Mapped[str | None] = mapped_column(String(16))
-    actor: Mapped[str] = mapped_column(String(100), default="system")
-
-    __table_args__ = (Index("ix_sweep_runs_started", "started_at"),)
-
-
-class Operation(Base):
-    """One invocation that changed data (D10); its id is the operation id of its audit events."""
-
-    __tablename__ = "operations"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    command: Mapped[str] = mapped_column(Text)
-    actor: Mapped[str] = mapped_column(String(100))
-    host: Mapped[str] = mapped_column(String(200))
-    pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16))
-    counts: Mapped[dict | None] = mapped_column(JSONValue)
-    pruned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    pruned_by: Mapped[str | None] = mapped_column(String(32))
-
-    __table_args__ = (
-        Index("ix_operations_started", "started_at", "id"),
-        Index("ix_operations_actor_started", "actor", "started_at", "id"),
-        # the few `running` rows, looked for by every new operation (dead ones are marked failed)
-        Index("ix_operations_status", "status"),
-    )
-
-
-class SweepLease(Base):
-    """A run lock with an expiry: works on SQLite and on engines without advisory locks."""
-
-    __tablename__ = "sweep_leases"
-
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(200))
-    acquired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+# A run lock with an expiry: works on SQLite and on engines without advisory locks.
+SweepLease = _table(
+    "sweep_leases",
+    Column("name", String(100), primary_key=True),
+    _required("holder", String(200)),
+    _required("acquired_at", UTCDateTime),
+    _required("expires_at", UTCDateTime),
+)

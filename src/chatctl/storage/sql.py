@@ -18,12 +18,12 @@ from sqlalchemy.engine import Connection, Result
 from sqlalchemy.sql.elements import TextClause
 
 from chatctl.storage.dialects import dialect
-from chatctl.storage.models import Base, UTCDateTime
+from chatctl.storage.models import UTCDateTime, metadata
 
 # Columns of the desk's tables by type, for rows read with textual SQL.
-TIMESTAMP_COLUMNS = frozenset(column.name for table in Base.metadata.tables.values() for column in table.columns
+TIMESTAMP_COLUMNS = frozenset(column.name for table in metadata.tables.values() for column in table.columns
                               if isinstance(column.type, UTCDateTime))
-BOOLEAN_COLUMNS = frozenset(column.name for table in Base.metadata.tables.values() for column in table.columns
+BOOLEAN_COLUMNS = frozenset(column.name for table in metadata.tables.values() for column in table.columns
                             if isinstance(column.type, Boolean))
 _TIMESTAMP = UTCDateTime()
 

@@ -2,10 +2,10 @@
 
 from alembic import context
 
-from chatctl.storage.models import Base
+from chatctl.storage.models import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run_migrations_online() -> None:
