@@ -79,8 +79,9 @@ def test_changing_a_help_text_makes_the_staleness_check_fail(tmp_path):
     assert generator.stale(generator.generate(app), tmp_path) == []
 
     changed = typer.main.get_command(app)
-    prefs = changed.get_command(generator.command_tree(changed).context, "prefs")
-    prefs.commands["set"].help += "\n\nA sentence someone added."
+    context = generator.command_tree(changed).context
+    prefs = changed.get_command(context, "prefs")
+    prefs.get_command(context, "set").help += "\n\nA sentence someone added."
     assert generator.stale(generator.generate(changed), tmp_path) == ["man/chatctl-prefs.1"]
 
     # The script itself says what is stale and how to fix it.

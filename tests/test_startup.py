@@ -14,10 +14,15 @@ import sys
 import pytest
 
 from chatctl.cli import app
-from chatctl.command_tree import LazyGroups, _command_summary, _summary
+from chatctl.command_tree import LazyGroups, _command_summary, _group_summary
 
 HEAVY = ("sqlalchemy", "psycopg", "alembic", "tabulate", "rich", "pydantic")
 GROUPS = sorted([*LazyGroups.apps, *LazyGroups.single])  # groups, and commands outside a group
+
+# What the everyday database commands (a list, a show) leave out: only Typer,
+# SQLAlchemy Core and the driver are the floor.
+NOT_ON_THE_HOT_PATH = ("alembic", "mako", "sqlalchemy.orm", "pydantic", "sqlalchemy.dialects.postgresql",
+                       "tabulate", "rich")
 
 # Runs chatctl's real entry point and reports, as it exits, which heavy modules were imported.
 PROBE = """
@@ -33,9 +38,10 @@ main()
 """
 
 
-def run_fresh(argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, list[str]]:
+def run_fresh(argv: list[str], env: dict[str, str] | None = None,
+              heavy: tuple[str, ...] = HEAVY) -> tuple[subprocess.CompletedProcess, list[str]]:
     result = subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=HEAVY, argv=argv)],
+        [sys.executable, "-c", PROBE.format(heavy=heavy, argv=argv)],
         capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
     )
     marker = [line for line in result.stderr.splitlines() if line.startswith("HEAVY-MODULES:")]
@@ -109,6 +115,59 @@ def test_completing_agent_handles_on_sqlite_needs_no_sqlalchemy(bare_cli, tmp_pa
     assert loaded == []
 
 
+@pytest.mark.parametrize("argv", [["chats", "list", "live", "--limit", "50", "-o", "tsv"],
+                                  ["chats", "show", "1", "-o", "json"],
+                                  ["chats", "list", "closed", "--all", "-o", "jsonl"]],
+                         ids=["list", "show", "export"])
+def test_everyday_database_commands_load_only_core_and_the_driver(backend, database_url, argv):
+    """The schema check needs no Alembic, the queries no ORM, the options no Pydantic."""
+    from chatctl.cli import run
+
+    assert run(["--database-url", database_url, "demo", "load", "--chats", "20", "--now", "2026-11-30T10:00Z"]) == 0
+    # PostgreSQL's dialect is the driver's half of the floor there; SQLite never needs it.
+    unwanted = tuple(name for name in NOT_ON_THE_HOT_PATH
+                     if not (backend == "postgresql" and name == "sqlalchemy.dialects.postgresql"))
+    result, loaded = run_fresh(["--database-url", database_url, *argv], heavy=unwanted)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert loaded == [], f"`chatctl {' '.join(argv)}` imported {loaded}"
+
+
+def test_plain_values_convert_as_typer_would():
+    """The values converted without Pydantic are the ones Typer's validator gives; the rest go to it."""
+    from typer import _click as click
+
+    from chatctl.command_tree import _NEEDS_VALIDATOR, _convert_without_validator
+
+    root, _ = _root()
+    chats = root.get_command(click.Context(root), "chats")
+    command = chats.get_command(click.Context(chats), "list")
+    context = click.Context(command)
+    params = {param.name: param for param in command.params}
+    cases = {
+        "limit": ["50", "1", "007", "0", "-3", "x", " 5", "5.0", "99999999999999999999999", "1_000"],
+        "output": ["tsv", "jsonl", "TSV", "yaml", ""],
+        "view": ["live", "closed", "Live", "nope"],
+    }
+    converted = 0
+    for name, texts in cases.items():
+        descriptor = params[name].type_descriptor
+        for text in texts:
+            cheap = _convert_without_validator(descriptor, text)
+            if cheap is _NEEDS_VALIDATOR:
+                continue
+            converted += 1
+            typer_value = params[name].get_runtime_param().coerce(text, param=params[name], ctx=context)
+            assert (cheap, type(cheap)) == (typer_value, type(typer_value)), (name, text)
+    assert converted == 7  # 50, 1, 007, tsv, jsonl, live, closed
+
+
+def test_out_of_range_and_bad_choices_still_get_typers_messages(bare_cli):
+    assert bare_cli(["chats", "list", "--limit", "0"]).exit_code == 2
+    result = bare_cli(["chats", "list", "live", "-o", "TSV"])
+    assert result.exit_code == 2 and "'TSV' is not one of" in result.stderr
+
+
 def test_pretty_exceptions_never_show_locals():
     # Locals can hold a database password: an unexpected traceback must not print them.
     assert app.pretty_exceptions_show_locals is False
@@ -129,8 +188,8 @@ def test_root_help_builds_no_group_yet_lists_them_all_with_their_help():
     assert root.commands == {}, "listing the groups must not build them"
     for group in GROUPS:
         assert f"\n  {group} " in text
-        listed = _summary(group, LazyGroups.apps[group]) if group in LazyGroups.apps else \
-            _command_summary(group, LazyGroups.single[group])
+        listed = _group_summary(group, LazyGroups.apps[group]) if group in LazyGroups.apps else \
+            _command_summary(group, *LazyGroups.single[group].registered_commands)
         built = root.get_command(context, group)
         assert (listed.help, listed.short_help, listed.hidden) == (built.help, built.short_help, built.hidden)
     assert set(root.commands) == set(GROUPS)
@@ -142,6 +201,43 @@ def test_a_group_is_built_only_when_named():
     assert list(root.commands) == ["chats"]
     assert chats.name == "chats" and chats.list_commands(context)
     assert chats.rich_markup_mode is None, "groups inherit the root's plain help formatting"
+
+
+def test_a_command_is_built_only_when_named_and_listed_with_its_own_help():
+    from typer import _click as click
+
+    root, context = _root()
+    for group_name in sorted(LazyGroups.apps):
+        group = root.get_command(context, group_name)
+        group_context = click.Context(group, info_name=group_name, parent=context)
+        text = group.get_help(group_context)
+        assert group.commands == {}, f"`chatctl {group_name} --help` must not build its commands"
+        names = group.list_commands(group_context)
+        assert names, group_name
+        for name in names:
+            with group._summaries():
+                listed = group.get_command(group_context, name)
+            assert f"\n  {name} " in text
+            built = group.get_command(group_context, name)
+            assert group.commands[name] is built and built is not listed, "a stand-in escaped the listing"
+            assert ((listed.name, listed.help, listed.short_help, listed.hidden, listed.deprecated)
+                    == (built.name, built.help, built.short_help, built.hidden, built.deprecated))
+        assert list(group.commands) == names
+
+
+def test_running_a_command_builds_no_other_command_of_its_group():
+    from typer import _click as click
+
+    root, context = _root()
+    chats = root.get_command(context, "chats")
+    chats.resolve_command(click.Context(chats, info_name="chats", parent=context), ["list", "live"])
+    assert list(chats.commands) == ["list"]
+
+
+def test_a_mistyped_command_gets_a_suggestion(bare_cli):
+    result = bare_cli(["chats", "lst"])
+    assert result.exit_code == 2
+    assert "No such command 'lst'. Did you mean 'list'?" in result.stderr
 
 
 def test_a_mistyped_group_gets_a_suggestion(bare_cli):

@@ -18,7 +18,7 @@ from chatctl import __version__
 from chatctl.commands import (agents, audit, chats, db, demo, events, notifications, prefs, report, status, sweep,
                               tickets)
 from chatctl.commands import config as config_group
-from chatctl.command_tree import LazyGroups, skip_coercing_unset_values
+from chatctl.command_tree import LazyGroups, convert_plain_values_without_pydantic
 from chatctl.completion import complete_agent_handle
 from chatctl.errors import ChatctlError, CheckUnknown, ExitCode
 
@@ -49,7 +49,7 @@ LazyGroups.apps = {
     "audit": audit.app,
     "config": config_group.app,
 }
-skip_coercing_unset_values()
+convert_plain_values_without_pydantic()
 
 
 class Invocation:

@@ -6,12 +6,17 @@ single argument, and it coerces every option value through Pydantic, the
 unset ones included.  With dozens of commands that was most of the time
 ``chatctl --help`` took, and it grew with every command added.  So:
 
-* ``LazyGroups``, the root command, builds a group's commands only when the
-  command line names that group.  Listings (the root ``--help``, completing
-  ``chatctl <Tab>``) use each group's help text instead of building it.
-* An option or argument that was not given, or a text value of a ``str``
-  parameter, is not handed to Pydantic (its value stays as it is), so
-  ``chatctl chats --help`` and a <Tab> load no Pydantic at all.
+* ``LazyGroups``, the root command, builds a group only when the command
+  line names that group, and the group (``LazyCommands``) builds only the
+  command named: ``chatctl chats list`` builds ``list``, none of the dozen
+  other chat commands.  Listings (``--help``, completing ``chatctl <Tab>`` or
+  ``chatctl chats <Tab>``) use help texts instead of building anything.
+* An option or argument that was not given, a text value of a ``str``
+  parameter, a valid choice of an ``Enum`` and a plain in-range integer are
+  converted without Pydantic (the same value Typer's validator would give;
+  anything else still goes through it, with Typer's own error messages), so
+  ``chatctl chats --help``, a <Tab> and everyday commands like ``chatctl
+  chats list live --limit 50 -o tsv`` load no Pydantic at all.
 
 The first is Click's documented pattern for lazily loaded subcommands
 (``list_commands``/``get_command`` on the group class; Typer's vendored
@@ -19,7 +24,7 @@ Click has no ``Group`` of its own, so the base is ``TyperGroup``).  The
 second replaces a method of a private Typer class for the whole process, so
 ``pyproject.toml`` pins Typer to the minor version the tests ran on.  Help
 paragraphs that must keep their lines (the ``Example:`` commands) carry
-Click's ``\b`` marker instead of a patched ``wrap_text``.
+Click's ``\\b`` marker instead of a patched ``wrap_text``.
 
 ``tests/test_startup.py`` holds these to account.
 """
@@ -28,67 +33,47 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 from collections.abc import Iterator
 from enum import Enum
+from typing import Any
 
 import typer
 from typer import _click as click
 from typer.core import TyperCommand, TyperGroup
 
 
-class LazyGroups(TyperGroup):
-    """The root command: groups (``chatctl <group> ...``) are built on first use.
+class _BuiltOnDemand(TyperGroup):
+    """A group whose subcommands are built one at a time, when the command line names one.
 
-    ``apps`` maps each group name to its Typer app, in the order ``--help`` lists them;
-    ``single`` maps a top-level command (``chatctl status``) to the app holding just that
-    command (listed before the groups).
+    Listings (``--help``, completing a subcommand name) show stand-ins that
+    carry only a name, help text and visibility.
     """
-
-    apps: dict[str, typer.Typer] = {}
-    single: dict[str, typer.Typer] = {}
 
     def __init__(self, **attrs) -> None:
         super().__init__(**attrs)
         self._listing = False
 
+    def _names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _build(self, name: str) -> click.Command:
+        raise NotImplementedError
+
+    def _summary(self, name: str) -> click.Command:
+        raise NotImplementedError
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(dict.fromkeys([*self.single, *self.apps, *self.commands]))
+        return list(dict.fromkeys([*self._names(), *self.commands]))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.commands:
             return self.commands[name]
-        if name in self.single:
-            return self._single(name)
-        app = self.apps.get(name)
-        if app is None:
+        if name not in self._names():
             return None
         if self._listing:
-            return _summary(name, app)
-        from typer.main import get_group_from_info
-        from typer.models import TyperInfo
-
-        group = get_group_from_info(
-            TyperInfo(app, name=name),
-            pretty_exceptions_short=app.pretty_exceptions_short,
-            suggest_commands=self.suggest_commands,
-            rich_markup_mode=self.rich_markup_mode,  # the root's, as add_typer would pass down
-        )
-        for command in (group, *group.commands.values()):
-            command.short_help = command.short_help or summary_of(command.help)
-        self.commands[name] = group
-        return group
-
-    def _single(self, name: str) -> click.Command:
-        app = self.single[name]
-        if self._listing:
-            return _command_summary(name, app)
-        from typer.main import get_command_from_info
-
-        info, = app.registered_commands
-        command = get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
-                                        rich_markup_mode=self.rich_markup_mode)
-        command.name = name
-        command.short_help = command.short_help or summary_of(command.help)
+            return self._summary(name)
+        command = self._build(name)
         self.commands[name] = command
         return command
 
@@ -112,7 +97,7 @@ class LazyGroups(TyperGroup):
         try:
             return super().resolve_command(ctx, args)
         except click.exceptions.UsageError as error:
-            if args and "Did you mean" not in error.message:  # Typer suggests only among built groups
+            if args and "Did you mean" not in error.message:  # Typer suggests only among built commands
                 matches = difflib.get_close_matches(args[0], self.list_commands(ctx))
                 if matches:
                     error.message = f"{error.message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
@@ -132,7 +117,89 @@ def summary_of(help_text: str | None) -> str | None:
     return paragraph if end < 0 else paragraph[:end + 1]
 
 
-def _summary(name: str, app: typer.Typer) -> click.Command:
+class LazyGroups(_BuiltOnDemand):
+    """The root command: groups (``chatctl <group> ...``) are built on first use.
+
+    ``apps`` maps each group name to its Typer app, in the order ``--help`` lists them;
+    ``single`` maps a top-level command (``chatctl status``) to the app holding just that
+    command (listed before the groups).
+    """
+
+    apps: dict[str, typer.Typer] = {}
+    single: dict[str, typer.Typer] = {}
+
+    def _names(self) -> list[str]:
+        return [*self.single, *self.apps]
+
+    def _summary(self, name: str) -> click.Command:
+        if name in self.single:
+            info, = self.single[name].registered_commands
+            return _command_summary(name, info)
+        return _group_summary(name, self.apps[name])
+
+    def _build(self, name: str) -> click.Command:
+        import copy
+
+        from typer.main import get_command_from_info, get_group_from_info
+        from typer.models import TyperInfo
+
+        if name in self.single:
+            app = self.single[name]
+            info, = app.registered_commands
+            command = get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                            rich_markup_mode=self.rich_markup_mode)
+            command.name = name
+            command.short_help = command.short_help or summary_of(command.help)
+            return command
+        app = self.apps[name]
+        # The group itself as Typer builds it, but none of its commands yet.
+        bare = copy.copy(app)
+        bare.registered_commands = []
+        group = get_group_from_info(
+            TyperInfo(bare, name=name, cls=LazyCommands),
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            suggest_commands=self.suggest_commands,
+            rich_markup_mode=self.rich_markup_mode,  # the root's, as add_typer would pass down
+        )
+        group.registered = {_command_name(info): info for info in app.registered_commands}
+        group.pretty_exceptions_short = app.pretty_exceptions_short
+        group.short_help = group.short_help or summary_of(group.help)
+        return group
+
+
+class LazyCommands(_BuiltOnDemand):
+    """A group (``chatctl chats``): ``chatctl chats list`` builds ``list`` alone, not all of them.
+
+    Building a command means inspecting its function's signature and
+    evaluating every annotation: a few milliseconds each, paid on every
+    invocation for every command of the group before.
+    """
+
+    registered: dict[str, typer.models.CommandInfo] = {}
+    pretty_exceptions_short = True
+
+    def _names(self) -> list[str]:
+        return list(self.registered)
+
+    def _summary(self, name: str) -> click.Command:
+        return _command_summary(name, self.registered[name])
+
+    def _build(self, name: str) -> click.Command:
+        from typer.main import get_command_from_info
+
+        command = get_command_from_info(self.registered[name], pretty_exceptions_short=self.pretty_exceptions_short,
+                                        rich_markup_mode=self.rich_markup_mode)
+        command.short_help = command.short_help or summary_of(command.help)
+        return command
+
+
+def _command_name(info: typer.models.CommandInfo) -> str:
+    from typer.main import get_command_name
+
+    return info.name or get_command_name(info.callback.__name__)
+
+
+def _group_summary(name: str, app: typer.Typer) -> click.Command:
     """A stand-in carrying only what a listing shows: the group's name, help and visibility."""
     from typer.main import solve_typer_info_defaults
     from typer.models import TyperInfo
@@ -142,24 +209,24 @@ def _summary(name: str, app: typer.Typer) -> click.Command:
                       hidden=bool(info.hidden))
 
 
-def _command_summary(name: str, app: typer.Typer) -> click.Command:
-    """The same stand-in for a command outside any group: its help is its docstring."""
+def _command_summary(name: str, info: typer.models.CommandInfo) -> click.Command:
+    """A command's stand-in: its help as Typer would take it, no parameters."""
     import inspect
 
-    info, = app.registered_commands
-    help_text = info.help or inspect.getdoc(info.callback)
-    return TyperCommand(name=name, help=help_text, short_help=summary_of(help_text), hidden=bool(info.hidden))
+    text = inspect.getdoc(info.callback) if info.help is None else inspect.cleandoc(info.help)
+    return TyperCommand(name=name, help=text, short_help=info.short_help or summary_of(text), hidden=info.hidden,
+                        deprecated=info.deprecated)
 
 
-def skip_coercing_unset_values() -> None:
-    """Don't build a Pydantic validator to turn ``None`` into ``None``, a ``str`` into itself, or
-    a choice's text into its enum member.
+def convert_plain_values_without_pydantic() -> None:
+    """Don't build a Pydantic validator to turn ``None`` into ``None``, ``"tsv"`` into
+    ``OutputFormat.tsv`` or ``"50"`` into ``50``.
 
-    For a value that was not given, text for a single ``str`` parameter, or
-    one of the values of an enum parameter (``-o json``), this does what
-    Typer's own ``process_value`` does - the same
-    value, the same missing-parameter check, the same callback - minus the
-    validator, which Typer builds (importing Pydantic) before looking at the value.
+    For a value that was not given, or that converts as described in the
+    module's docstring, this does what Typer's own ``process_value`` does -
+    the same value, the same missing-parameter check, the same callback -
+    minus the validator, which Typer builds (importing Pydantic, ~50 ms)
+    before looking at the value.
     """
     from typer._click.exceptions import MissingParameter
     from typer.core import _TyperParameter
@@ -174,13 +241,36 @@ def skip_coercing_unset_values() -> None:
             value = () if self.multiple or self.nargs == -1 else None  # what Typer's coercion returns
         elif self.multiple or self.nargs != 1 or not isinstance(value, str):
             return process_value(self, ctx, value)
-        elif isinstance(annotation, type) and issubclass(annotation, Enum) and value in annotation._value2member_map_:
-            value = annotation(value)  # a choice such as -o json: its member, as Typer's coercion gives
-        elif annotation is not str:
-            return process_value(self, ctx, value)
+        else:
+            converted = _convert_without_validator(self.type_descriptor, value)
+            if converted is _NEEDS_VALIDATOR:
+                return process_value(self, ctx, value)
+            value = converted
         if self.required and self.value_is_missing(value):
             raise MissingParameter(ctx=ctx, param=self)
         return self.callback(ctx, self, value) if self.callback is not None else value
 
     process_value_cheaply._chatctl = True
     _TyperParameter.process_value = process_value_cheaply
+
+
+_NEEDS_VALIDATOR = object()
+_PLAIN_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
+def _convert_without_validator(descriptor, text: str) -> Any:
+    """``text`` as the parameter's type when that needs no validator, else ``_NEEDS_VALIDATOR``."""
+    annotation = descriptor.annotation
+    if annotation is str:
+        return text
+    info = descriptor.parameter_info
+    if isinstance(annotation, type) and issubclass(annotation, Enum) and info.case_sensitive:
+        try:
+            return annotation(text)
+        except ValueError:
+            return _NEEDS_VALIDATOR  # Typer says which choices there are
+    if annotation is int and not info.clamp and _PLAIN_INTEGER.fullmatch(text):
+        number = int(text)
+        if (info.min is None or number >= info.min) and (info.max is None or number <= info.max):
+            return number
+    return _NEEDS_VALIDATOR
