@@ -175,15 +175,13 @@ class Desk:
 
     def read_engine(self) -> Engine:
         """The replica for list/show/filter/export when ``--read-url`` is set."""
-        from chatctl.storage.engine import create_engine
+        from chatctl.storage.engine import create_engine, reading
 
         if not self.settings.read_url:
             if self._read_engine is None:
-                self.engine()
-                self._read_engine = create_engine(
-                    self.settings.database_url, session=self.settings.session, for_writes=False,
-                    pooler=self.settings.pooler,
-                )
+                # The primary's engine, its pool and its one schema check, with transactions
+                # that read only (no write lock on SQLite).
+                self._read_engine = reading(self.engine())
             return self._read_engine
         if self._read_engine is None:
             self._read_engine = create_engine(

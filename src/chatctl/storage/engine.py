@@ -26,6 +26,7 @@ DEFAULT_SESSION = {
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction: a standby, or default_transaction_read_only
 INSUFFICIENT_PRIVILEGE_SQLSTATE = "42501"  # e.g. a read-only role asked to write
+READS_ONLY = "chatctl_reads_only"  # an execution option: see reading()
 
 
 def normalise_url(url: str):
@@ -99,6 +100,7 @@ def create_engine(
         parsed,
         connect_args={"application_name": "chatctl", **strategy.connect_args(settings)},
         pool_pre_ping=False,
+        use_native_hstore=False,  # no hstore columns: skip the type look-up on every start
     )
     engine.update_execution_options(chatctl_pooler=pooler)
     strategy.install(engine, settings)
@@ -241,7 +243,13 @@ def _setup_sqlite(engine: Engine, *, for_writes: bool) -> None:
     def _on_begin(connection):  # pragma: no cover - exercised by every test
         # Writers queue on the busy timeout instead of failing at COMMIT with
         # "database is locked" after having read stale rows.
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if for_writes else "BEGIN")
+        writes = for_writes and not connection.get_execution_options().get(READS_ONLY, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def reading(engine: Engine) -> Engine:
+    """``engine`` for transactions that only read: same pool, no write lock taken on SQLite."""
+    return engine.execution_options(**{READS_ONLY: True})
 
 
 # How to stop the statement a connection is running, from another thread:
