@@ -60,24 +60,50 @@ def choose_format(requested: str | None, env: Environment) -> str:
 
 
 # -- values ------------------------------------------------------------------
-def to_json_value(value: Any, tz: dt.tzinfo | None = None) -> Any:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(tz or dt.timezone.utc).isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, Mapping):
-        return {key: to_json_value(item, tz) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_value(item, tz) for item in value]
-    return value
+# Machine formats stream millions of rows, so a value's conversion is chosen
+# once per type (and the time zone once per stream), not found again for each
+# value through a chain of isinstance checks.  JSON-native values (str, int,
+# bool, None, dict, list) go straight through the json module's C encoder,
+# which calls back only for what JSON lacks: timestamps, dates, durations.
+def _zone(tz: dt.tzinfo | None) -> dt.tzinfo:
+    """``tz``, with UTC by any name as the one ``datetime.timezone.utc`` values read from the
+    database carry (they then need no conversion at all)."""
+    if tz is None or getattr(tz, "key", None) in UTC_NAMES:
+        return dt.timezone.utc
+    return tz
+
+
+UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
+
+
+def _json_default(tz: dt.tzinfo | None) -> Callable[[Any], Any]:
+    zone = _zone(tz)
+
+    def default(value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.timezone.utc)
+            return (value if value.tzinfo is zone else value.astimezone(zone)).isoformat()
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        if isinstance(value, dt.timedelta):
+            return value.total_seconds()
+        if isinstance(value, Mapping):
+            return dict(value)
+        if isinstance(value, (set, frozenset)):
+            return list(value)
+        return str(value)
+
+    return default
+
+
+def json_encoder(tz: dt.tzinfo | None = None, *, indent: int | None = None) -> Callable[[Any], str]:
+    """``encode(value) -> str``: JSON text with timestamps in ISO 8601 in ``tz`` (UTC by default)."""
+    return json.JSONEncoder(ensure_ascii=False, indent=indent, default=_json_default(tz)).encode
 
 
 def dumps(value: Any, tz: dt.tzinfo | None = None, *, indent: int | None = None) -> str:
-    return json.dumps(to_json_value(value, tz), ensure_ascii=False, indent=indent, default=str)
+    return json_encoder(tz, indent=indent)(value)
 
 
 def relative_time(delta: dt.timedelta) -> str:
@@ -129,6 +155,37 @@ def human_value(value: Any, tz: dt.tzinfo | None, *, machine: bool) -> str:
         # One record per line whatever a customer typed.
         text = text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
     return text
+
+
+def machine_cells(tz: dt.tzinfo | None) -> Callable[[Any], str]:
+    """``text(value)`` for tsv/csv cells: ``human_value(value, tz, machine=True)``, with the
+    conversion looked up once per type rather than once per value."""
+    zone = _zone(tz)
+
+    def timestamp(value: dt.datetime) -> str:
+        return (value if value.tzinfo is zone else value.astimezone(zone)).isoformat()
+
+    def text(value: str) -> str:
+        # One record per line whatever a customer typed.
+        if "\t" in value or "\n" in value or "\r" in value:
+            return value.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+        return value
+
+    by_type: dict[type, Callable[[Any], str]] = {
+        type(None): lambda value: "",
+        bool: lambda value: "true" if value else "false",
+        int: str,
+        str: text,
+        dt.datetime: timestamp,
+    }
+
+    def cell(value: Any) -> str:
+        convert = by_type.get(type(value))
+        if convert is None:
+            return human_value(value, tz, machine=True)
+        return convert(value)
+
+    return cell
 
 
 # -- rows ----------------------------------------------------------------------
@@ -194,14 +251,17 @@ def _render_rows(
             out.write(f"{row[id_key]}\n")
             count += 1
     elif fmt == "jsonl":
+        encode = json_encoder(tz)
+        write = out.write
         for row in rows:
-            out.write(dumps(row, tz) + "\n")
+            write(encode(row) + "\n")
             count += 1
     elif fmt == "json":
         first, between, last = ("", ", ", "") if one_line else ("\n  ", ",\n  ", "\n")
+        encode = json_encoder(tz)
         out.write("[")
         for row in rows:
-            out.write((first if count == 0 else between) + dumps(row, tz))
+            out.write((first if count == 0 else between) + encode(row))
             count += 1
         out.write((last if count else "") + "]\n")
     elif fmt in ("tsv", "csv"):
@@ -211,8 +271,12 @@ def _render_rows(
                             quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
                             quotechar=None if fmt == "tsv" else '"')
         writer.writerow([col.key for col in cols])
+        cell = machine_cells(tz)
+        keys = [col.key for col in cols]
+        writerow = writer.writerow
         for row in rows:
-            writer.writerow([human_value(row.get(col.key), tz, machine=True) for col in cols])
+            get = row.get
+            writerow([cell(get(key)) for key in keys])
             count += 1
     elif fmt in ("plain", "markdown"):
         from tabulate import tabulate
