@@ -23,6 +23,10 @@ DEFAULT_SESSION = {
     "lock_timeout": "10s",
     "idle_in_transaction_session_timeout": "5min",
 }
+# Not a knob: timestamps then arrive in UTC, which psycopg loads twice as fast as
+# a named zone, and chatctl converts them for display itself (--tz, the desk's
+# timezone preference).  No statement depends on the session's zone.
+FIXED_SESSION = {"TimeZone": "UTC"}
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction: a standby, or default_transaction_read_only
 INSUFFICIENT_PRIVILEGE_SQLSTATE = "42501"  # e.g. a read-only role asked to write
@@ -94,7 +98,7 @@ def create_engine(
         _setup_sqlite(engine, for_writes=for_writes)
         return engine
 
-    settings = {**DEFAULT_SESSION, **(session or {})}
+    settings = {**DEFAULT_SESSION, **(session or {}), **FIXED_SESSION}
     strategy = SESSION_STRATEGIES[pooler or "none"]
     engine = sa.create_engine(
         parsed,
