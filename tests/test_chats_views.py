@@ -136,6 +136,10 @@ def test_chat_json_has_exactly_the_spec_fields(cli, rows):
                                  "close_reason", "ticket_id"]
     assert listed[0]["flagged"] is True
     assert listed[0]["created_at"].endswith("+00:00")
+    # A row of the query is its JSON object once paired with the keys: same names, same order.
+    from chatctl.domain.chats.views import chat_query
+
+    assert [column.name for column in chat_query().selected_columns] == list(CHAT_KEYS)
 
 
 def test_list_options_agent_channel_flagged(cli, rows):
@@ -185,7 +189,9 @@ def test_list_refuses_a_bad_cursor(cli, rows):
     assert other_view.exit_code == 2 and "the live list" in other_view.stderr
 
 
-def test_list_all_streams_in_keyset_batches(cli, rows, engine, monkeypatch):
+def test_list_all_streams_each_segment_through_one_statement(cli, rows, monkeypatch):
+    """--all reads each segment (chats with a customer message, then those without) with one
+    statement, batch by batch through the cursor, in the order the pages give."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
@@ -194,6 +200,8 @@ def test_list_all_streams_in_keyset_batches(cli, rows, engine, monkeypatch):
     monkeypatch.setattr(paging, "READ", 3)
     for i in range(10):
         rows.chat(customer_wrote=(i + 1) * M)
+    for _ in range(2):
+        rows.chat(customer_wrote=None)
     statements = []
     listener = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(Engine, "before_cursor_execute", listener)
@@ -201,10 +209,10 @@ def test_list_all_streams_in_keyset_batches(cli, rows, engine, monkeypatch):
         result = cli("chats", "list", "--all", "-o", "ids")
     finally:
         event.remove(Engine, "before_cursor_execute", listener)
-    assert len(result.stdout.split()) == 10
-    selects = [s for s in statements if "FROM chats" in s and "LIMIT" in s]
-    # 10 rows in batches of 3: four batches, then the empty null segment
-    assert len(selects) == 5, selects
+    selects = [s for s in statements if "FROM chats" in s]
+    assert len(selects) == 2 and not any("LIMIT" in s for s in selects), selects
+    paged = cli("chats", "list", "--limit", "100", "-o", "ids")
+    assert result.stdout.split() == paged.stdout.split() and len(paged.stdout.split()) == 12
 
 
 def test_list_uses_the_status_index(engine, rows, backend):

@@ -3,8 +3,9 @@
 A list reads its query newest first by a key column, then by id, in batches
 of ``batch_sizes.READ`` rows; each batch is one index range scan continuing
 strictly after the last row of the one before (never an OFFSET, so page 1000
-costs what page 1 does, and ``--all`` streams a million rows with flat
-memory).  A page of ``limit`` rows that has more after it ends with a
+costs what page 1 does).  ``--all`` reads each segment with one statement
+through a server-side cursor, ``READ`` rows at a time: a million rows stream
+with flat memory and without a statement per batch.  A page of ``limit`` rows that has more after it ends with a
 cursor; handing the cursor back continues exactly after that row.
 
 The cursor is opaque to people: URL-safe base64 of the JSON
@@ -117,10 +118,22 @@ def keyset_page(connection: Connection, query: Select, ordering: Ordering, *, li
     def finish(rows: Sequence[Any]) -> Iterator[Any]:
         return iter(decorate(connection, rows) if decorate else rows)
 
+    def stream() -> Iterator[Any]:
+        # Every row (--all): one statement per segment, read through a server-side
+        # cursor on PostgreSQL (SQLite steps its cursor lazily anyway), batch by batch.
+        for current in range(segment, ordering.segments()):
+            where, order = ordering.clauses(current, position if current == segment else None)
+            statement = query.where(*where).order_by(*order).execution_options(stream_results=True, yield_per=READ)
+            for batch in connection.execute(statement).partitions():
+                yield from finish(batch)
+
     def generate() -> Iterator[Any]:
         nonlocal segment, position
         remaining = limit
-        if remaining is not None and remaining < 1:
+        if remaining is None:
+            yield from stream()
+            return
+        if remaining < 1:
             return
         while segment < ordering.segments():
             # One row past the page's end says whether a next page exists.

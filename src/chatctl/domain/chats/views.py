@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import any_, func, select
+from sqlalchemy import Boolean, and_, any_, func, or_, select, type_coerce
 
 from chatctl.batch_sizes import READ
 from chatctl.domain.audit.writer import audit_json
@@ -46,17 +46,6 @@ ORDERINGS = {
 
 
 # -- the chat object of SPEC 2.3 ----------------------------------------------------
-def is_new(row: Any) -> bool:
-    """R2: no agent has replied yet."""
-    return row.last_agent_message_at is None
-
-
-def is_unread(row: Any) -> bool:
-    """R2: the customer wrote after the agent last saw the chat (never seen counts as unseen)."""
-    last = row.last_customer_message_at
-    return last is not None and (row.agent_seen_at is None or last > row.agent_seen_at)
-
-
 def waiting_since(chat: Mapping[str, Any]) -> dt.datetime | None:
     """Since when the customer has waited for an answer (R5's unanswered), or None.
 
@@ -69,27 +58,32 @@ def waiting_since(chat: Mapping[str, Any]) -> dt.datetime | None:
     return last_customer
 
 
+# R2 lives in SQL: the same conditions mark each listed chat (chat_query), filter the
+# views (--new, --unread) and count the desk (status).
 def new_condition(chat):
-    """R2 in SQL, as ``is_new``: no agent has replied yet (``chat``: the Chat model or an alias)."""
+    """R2: no agent has replied yet (``chat``: the Chat table or an alias)."""
     return chat.last_agent_message_at.is_(None)
 
 
 def unread_condition(chat):
-    """R2 in SQL, as ``is_unread``: the customer wrote after the agent last saw the chat."""
-    from sqlalchemy import and_, or_
-
+    """R2: the customer wrote after the agent last saw the chat (never seen counts as unseen)."""
     return and_(chat.last_customer_message_at.is_not(None),
                 or_(chat.agent_seen_at.is_(None), chat.last_customer_message_at > chat.agent_seen_at))
 
 
 def chat_query():
-    """The columns of a chat object, with customer, agent handle and ticket joined."""
+    """A chat object per row: exactly ``CHAT_KEYS`` in order, customer, agent handle and ticket joined.
+
+    The database computes ``new`` and ``unread``, so a row becomes its JSON
+    object by pairing it with ``CHAT_KEYS``: exports of a million chats spend
+    their time in the driver, not in building dictionaries.
+    """
     return (
         select(Chat.id, Chat.status, Chat.channel, Customer.address.label("customer"),
-               Agent.handle.label("agent"), Chat.flagged, Chat.created_at, Chat.last_activity_at,
-               Chat.last_customer_message_at, Chat.last_agent_message_at, Chat.agent_seen_at,
-               Chat.pending_since, Chat.closed_at, Chat.closed_by, Chat.close_reason,
-               Ticket.id.label("ticket_id"))
+               Agent.handle.label("agent"), Chat.flagged, type_coerce(new_condition(Chat), Boolean).label("new"),
+               type_coerce(unread_condition(Chat), Boolean).label("unread"), Chat.created_at, Chat.last_activity_at,
+               Chat.last_customer_message_at, Chat.last_agent_message_at, Chat.pending_since, Chat.closed_at,
+               Chat.closed_by, Chat.close_reason, Ticket.id.label("ticket_id"))
         .select_from(Chat)
         .join(Customer, Customer.id == Chat.customer_id)
         .outerjoin(Agent, Agent.id == Chat.agent_id)
@@ -98,9 +92,8 @@ def chat_query():
 
 
 def chat_json(row: Any) -> dict[str, Any]:
-    """A chat in the JSON shape of SPEC 2.3 (exactly ``CHAT_KEYS``, in that order)."""
-    derived = {"flagged": bool(row.flagged), "new": is_new(row), "unread": is_unread(row)}
-    return {key: derived[key] if key in derived else getattr(row, key) for key in CHAT_KEYS}
+    """A row of ``chat_query`` in the JSON shape of SPEC 2.3 (exactly ``CHAT_KEYS``, in that order)."""
+    return dict(zip(CHAT_KEYS, row))
 
 
 # -- the views (R1, R2) -------------------------------------------------------------
