@@ -241,7 +241,7 @@ def test_list_uses_the_status_index(engine, rows, backend):
         else:
             raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)
         plan = " ".join(str(line) for line in raw.fetchall())
-    assert "ix_chats_status_last_customer" in plan, plan
+    assert "ix_chats_open_last_customer" in plan, plan
 
 
 def test_tickets_view_refuses_chat_only_options(cli, rows):

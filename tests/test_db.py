@@ -137,6 +137,27 @@ def test_tables_describe_the_migrated_schema(engine):
     assert differences == []
 
 
+def test_partial_indexes_have_the_conditions_the_tables_describe(engine):
+    """Alembic compares index columns, not the condition of a partial index: this does."""
+    import re
+
+    from sqlalchemy import inspect
+
+    from chatctl.storage.models import metadata
+
+    def plain(condition: str) -> str:  # PostgreSQL prints ((status)::text = 'live'::text)
+        return " ".join(re.sub(r"::\w+|[()]", "", condition).split())
+
+    inspector = inspect(engine)
+    described = {index.name: index.info["where"] for table in metadata.sorted_tables for index in table.indexes
+                 if "where" in index.info}
+    assert described, "no partial index described"
+    for name, where in described.items():
+        (found,) = [index for index in inspector.get_indexes(name.split("_")[1]) if index["name"] == name]
+        condition = found["dialect_options"].get(f"{engine.dialect.name}_where")
+        assert condition is not None and plain(str(condition)) == where, (name, condition)
+
+
 def test_current_revision_reads_the_version_table(engine):
     with engine.connect() as connection:
         assert schema.current_revision(connection) == schema.HEAD
@@ -150,3 +171,110 @@ def test_a_database_behind_head_is_refused_with_the_fix(cli, engine):
     assert "chatctl db upgrade" in result.stderr
     assert cli("db", "upgrade").exit_code == 0
     assert cli("chats", "list", "live").exit_code == 0
+
+
+# -- upgrading a populated desk ------------------------------------------------------------
+# The revision before the partial chat indexes (0006), and the views whose plans they serve.
+BEFORE_PARTIAL_INDEXES = "0005"
+VIEWS = [dict(view="live"), dict(view="live", sort="new"), dict(view="live", unread=True),
+         dict(view="live", new=True), dict(view="pending"), dict(view="closed"),
+         dict(view="closed", sort="new"), dict(view="live", agent="alice"), dict(view="live", agent=None, limit=None)]
+
+
+def _table_rows(connection) -> dict[str, list[tuple]]:
+    from sqlalchemy import select
+
+    from chatctl.storage.models import metadata
+
+    return {table.name: [tuple(row) for row in connection.execute(
+        select(table).order_by(*(list(table.primary_key.columns) or list(table.columns))))]
+        for table in metadata.sorted_tables if table.name != "alembic_version"}
+
+
+def _view_statements(connection) -> list[tuple[int, str, object]]:
+    """The statements each view (its index in ``VIEWS``) sends for its first page, or all of it."""
+    from sqlalchemy import event
+
+    from chatctl.domain.chats.views import ViewOptions, list_view
+
+    captured, current = [], [0]
+
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        if "FROM chats" in statement:
+            captured.append((current[0], statement, parameters))
+
+    event.listen(connection, "before_cursor_execute", listener)
+    try:
+        for index, view in enumerate(VIEWS):
+            current[0] = index
+            list(list_view(connection, ViewOptions(**{"limit": 50, **view})).rows)
+    finally:
+        event.remove(connection, "before_cursor_execute", listener)
+    return captured
+
+
+def _reads_chats_through_an_index(connection, statement: str, parameters) -> str:
+    """The plan's access to chats, asserted to go through an index (never a whole-table scan)."""
+    if connection.dialect.name == "sqlite":
+        details = [row[3] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+        access = [detail for detail in details if detail.split()[1:2] == ["chats"]]
+        assert access and all(" USING " in detail and "INDEX" in detail or "PRIMARY KEY" in detail
+                              for detail in access), (statement, details)
+        return " ".join(access)
+    # PostgreSQL: with sequential scans priced out, a Seq Scan left in the plan means no index can serve it.
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    plan = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar()[0]["Plan"]
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    on_chats = [node for node in nodes(plan) if node.get("Relation Name") == "chats"]
+    assert on_chats and not any(node["Node Type"] == "Seq Scan" for node in on_chats), (statement, plan)
+    return " ".join(node.get("Index Name", "") for node in on_chats)
+
+
+def test_upgrade_onto_a_populated_desk_keeps_the_data_and_every_view_index_backed(database_url):
+    """db upgrade from the revision before the partial chat indexes, on a desk with chats in every
+    status: every row is still there, unchanged, and every view still reads chats through an index."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from chatctl.domain import demo
+    from chatctl.storage.engine import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        schema.downgrade(engine, BEFORE_PARTIAL_INDEXES)
+        with engine.begin() as connection:
+            demo.load(connection, chats=400, agents=6, seed=3, now=dt.datetime(2026, 11, 30, 10, tzinfo=dt.timezone.utc),
+                      zone=ZoneInfo("UTC"), append=False, actor="ops:test", operation_id="UPGRADE-TEST")
+            connection.exec_driver_sql("ANALYZE")
+        with engine.begin() as connection:
+            before = _table_rows(connection)
+            statements = _view_statements(connection)
+            assert {index for index, _, _ in statements} == set(range(len(VIEWS)))
+            for _, statement, parameters in statements:
+                _reads_chats_through_an_index(connection, statement, parameters)
+            statuses = {status for (status,) in connection.exec_driver_sql("SELECT DISTINCT status FROM chats")}
+        assert statuses == {"live", "pending", "closed", "converted"}
+
+        from chatctl.cli import run
+
+        assert run(["--database-url", database_url, "db", "upgrade"]) == 0
+        engine.dispose()  # SQLite connections prepared EXPLAINs before the upgrade; start afresh
+        with engine.begin() as connection:
+            assert schema.current_revision(connection) == schema.HEAD
+            assert _table_rows(connection) == before
+            after = _view_statements(connection)
+            assert [statement for _, statement, _ in after] == [statement for _, statement, _ in statements]
+            used: dict[int, str] = {}
+            for index, statement, parameters in after:
+                used[index] = used.get(index, "") + " " + _reads_chats_through_an_index(connection, statement, parameters)
+        # The live view by customer activity reads the index of open chats alone; the closed
+        # view the index of closed chats, newest first.
+        assert "ix_chats_open_last_customer" in used[0], used
+        assert "ix_chats_closed" in used[VIEWS.index(dict(view="closed"))], used
+    finally:
+        engine.dispose()
