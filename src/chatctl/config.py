@@ -28,7 +28,6 @@ import getpass
 import os
 import re
 import stat
-import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +106,8 @@ def load_config_file(path: Path, *, explicit: bool) -> dict:
                 f"config file {path} is readable by other users (mode {stat.S_IMODE(mode):o})",
                 hint=f"it may hold credentials: run `chmod 600 {path}`",
             )
+    import tomllib  # only when there is a file to read: it compiles its regexes on import
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
