@@ -73,7 +73,7 @@ SELECT g, 1 + g % {customers}, CASE g % 4 WHEN 0 THEN 'whatsapp' WHEN 1 THEN 'we
 
 def seed_statements(backend: str, chats: int) -> list[str]:
     customers = min(100_000, chats)
-    micro = "(1 + (g * 7919) % 999999)"
+    micro = "(1 + (g * 7919) % 999999)" if backend == "sqlite" else "(1 + (g::bigint * 7919) % 999999)"
     if backend == "postgresql":
         def ts(seconds: str) -> str:
             return (f"timestamptz '{NOW}+00' - ({seconds}) * interval '1 second' "
