@@ -86,7 +86,7 @@ def build(bench: Bench, chats: int) -> None:
     url = postgres.fresh("write_0005", "write_head")
     engine = create_engine(url)
     try:
-        schema.downgrade(engine, "0005")
+        schema.downgrade(engine, "0006")
     finally:
         engine.dispose()
     postgres.freeze("write_0005")

@@ -174,8 +174,8 @@ def test_a_database_behind_head_is_refused_with_the_fix(cli, engine):
 
 
 # -- upgrading a populated desk ------------------------------------------------------------
-# The revision before the partial chat indexes (0006), and the views whose plans they serve.
-BEFORE_PARTIAL_INDEXES = "0005"
+# The revision before the partial chat indexes (0007), and the views whose plans they serve.
+BEFORE_PARTIAL_INDEXES = "0006"
 VIEWS = [dict(view="live"), dict(view="live", sort="new"), dict(view="live", unread=True),
          dict(view="live", new=True), dict(view="pending"), dict(view="closed"),
          dict(view="closed", sort="new"), dict(view="live", agent="alice"), dict(view="live", agent=None, limit=None)]

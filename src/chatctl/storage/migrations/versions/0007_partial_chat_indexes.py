@@ -1,7 +1,7 @@
 """chats: partial indexes per status, one redundant index gone
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01 12:00:00
 
 Every change of a chat's status (a close, a conversion, a reassignment) wrote
@@ -35,8 +35,8 @@ indexes in seconds, holding a write lock on chats meanwhile.
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
