@@ -96,7 +96,7 @@ def test_d9_reverting_an_inactivity_ticket_leaves_no_open_ticket_on_a_live_chat(
     explain = cli("sweep", "explain", "1", "--as-of", LATER, "-o", "json")
     assert explain.json()["job"] == "inactivity" and "convert" in explain.json()["action"], explain
     dry = cli("sweep", "run", "inactivity", "--dry-run", "--as-of", LATER, "-o", "json")
-    assert dry.json()["jobs"]["inactivity"]["changed"] == 1
+    assert dry.json()["jobs"]["inactivity"]["would_change"] == 1
     assert cli("sweep", "run", "inactivity", "--max-changes", "0", "--as-of", LATER).exit_code == 5
     converted = cli("chats", "convert", "1", "-o", "json")
     assert by_id(converted)[1]["result"] == "changed", converted
@@ -326,7 +326,7 @@ def test_revert_dry_run_reports_exactly_and_changes_nothing(cli, engine):
     dry = cli("audit", "revert", closed, "--dry-run", "-o", "json")  # no --yes needed: nothing changes
     assert dry.exit_code == 1, dry
     assert dry.json()["dry_run"] is True
-    assert dry.json()["summary"] == {"changed": 1, "skipped": 0, "not_found": 0, "refused": 1}
+    assert dry.json()["summary"] == {"would_change": 1, "skipped": 0, "not_found": 0, "refused": 1}
     assert chat(engine, 1)["status"] == "closed"
     assert count(engine, AuditEvent) == events
     assert "dry run, nothing changed" in dry.stderr
@@ -522,7 +522,7 @@ def test_revert_postgres_statements_and_the_general_path_leave_identical_rows_an
                           plain_statements=plain)
             results = [item.as_json() for item in step(connection, list(ids))]
             taken = step.strategy.handled
-            rows = {model.__tablename__: [dict(row) for row in connection.execute(
+            rows = {model.__table__.name: [dict(row) for row in connection.execute(
                 sa.select(model.__table__).order_by(model.id)).mappings()] for model in (Chat, Ticket)}
             events = [dict(row) for row in connection.execute(
                 sa.select(AuditEvent.entity_type, AuditEvent.entity_id, AuditEvent.action, AuditEvent.actor,

@@ -91,7 +91,7 @@ def state(engine) -> dict:
                 record = dict(row)
                 if model is Preference:
                     record = {"key": record["key"], "value": record["value"]}
-                rows[(model.__tablename__, tuple(record[k] for k in keys))] = record
+                rows[(model.__table__.name, tuple(record[k] for k in keys))] = record
     return rows
 
 

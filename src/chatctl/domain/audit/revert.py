@@ -181,9 +181,9 @@ KINDS = {kind.name: kind for kind in (
 
 
 def _tables():
-    from chatctl.storage.models import Base
+    from chatctl.storage.models import metadata
 
-    return Base.metadata.tables
+    return metadata.tables
 
 
 _COLUMN_KINDS: dict[tuple[str, str], str] = {}
@@ -925,7 +925,7 @@ class PostgresPlainChanges(PlainChanges):
         audited = audit.insert_sql([audit.events_sql(
             entity_type="CAST(:kind AS text)", entity_id="r.entity_id", before="r.after", after="r.before",
             reason="CAST(:prefix AS text) || ' (audit event ' || r.id || ', ' || r.action || ')'",
-            source="restored AS r", order="-r.id")])
+            source="restored AS r", order=(0, "-r.id"))])
         mismatch = " ".join(f"WHEN NOT {holds('c', name)} THEN '{name}'" for name in columns)
         sets = ", ".join(f"{name} = {typed('p.before', name)}" for name in columns)
         # The UPDATE checks each row as it locks it (a row changed meanwhile is re-checked in its new
