@@ -129,9 +129,15 @@ def test_audit_list_limit_after_and_all(cli, engine):
     r = cli("audit", "list", "--limit", "3", "-o", "json")
     first = r.json()
     assert [e["entity_id"] for e in first] == ["7", "6", "5"]
-    assert f"--after {first[-1]['id']}" in r.stderr
-    second = cli("audit", "list", "--limit", "3", "--after", first[-1]["id"], "-o", "json").json()
+    cursor = r.stderr.split("next page: --after ")[1].split()[0]
+    second = cli("audit", "list", "--limit", "3", "--after", cursor, "-o", "json").json()
     assert [e["entity_id"] for e in second] == ["4", "3", "2"]
+    last = cli("audit", "list", "--limit", "1", "--after", cursor, "--operation", "OP1", "-o", "json")
+    assert [e["entity_id"] for e in last.json()] == ["4"]
+    # a page that ends exactly at the last event says nothing more
+    tail = cli("audit", "list", "--limit", "7", "-o", "json")
+    assert len(tail.json()) == 7 and "next page" not in tail.stderr
+    assert cli("audit", "list", "--after", "not-a-cursor").exit_code == 2
     every = cli("audit", "list", "--all", "-o", "ids")
     assert every.stdout.split() == [str(e.id) for e in reversed(audit_rows(engine))]
     assert "--after" not in every.stderr

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from chatctl.commands.common import (AllOpt, BatchSizeOpt, DryRunOpt, LimitOpt, OutputOpt, YesOpt, confirm_selection,
-                                     desk, fmt, note_next_page, page_limit, run_bulk)
+from chatctl.commands.common import (AfterOpt, AllOpt, BatchSizeOpt, DryRunOpt, LimitOpt, OutputOpt, YesOpt,
+                                     confirm_selection, desk, fmt, note_next_page, page_limit, run_bulk)
 from chatctl.batch_sizes import PRUNE, REVERT
 
 app = typer.Typer(
@@ -40,9 +40,7 @@ def list_(
         show_default=False)] = None,
     actor: ActorFilterOpt = None,
     since: SinceOpt = None,
-    after: Annotated[Optional[int], typer.Option(
-        "--after", min=1, help="Continue after this event id (printed on stderr when a page is full).",
-        show_default=False)] = None,
+    after: AfterOpt = None,
     limit: LimitOpt = None,
     all_: AllOpt = False,
     output: OutputOpt = None,
@@ -67,13 +65,10 @@ def list_(
     if operation is not None:
         check_operation_id(operation)
     since_at = as_of(since, the_desk) if since is not None else None
-    last: dict = {}
-
     chosen = choose_format(fmt(output), the_desk.env)
 
     def shown(rows, handles, tz):
         for row in rows:
-            last["id"] = row["id"]
             if chosen not in ("json", "jsonl"):
                 row["changes"] = describe(row["before"], row["after"], handles=handles, tz=tz)
             yield row
@@ -81,12 +76,11 @@ def list_(
     with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
         tz = the_desk.tz(connection)
         handles = agent_handles(connection)
-        rows = list_events(connection, entity=entity_ref, operation=operation, actor=actor, since=since_at,
-                           before_id=after, limit=page)
-        count = render_rows(the_desk.env, shown(rows, handles, tz), AUDIT_COLUMNS, chosen, tz=tz,
-                            empty="no audit events")
-    if page is not None and count == page:
-        note_next_page(the_desk, last["id"])
+        events = list_events(connection, entity=entity_ref, operation=operation, actor=actor, since=since_at,
+                             after=after, limit=page)
+        render_rows(the_desk.env, shown(events.rows, handles, tz), AUDIT_COLUMNS, chosen, tz=tz,
+                    empty="no audit events")
+    note_next_page(the_desk, events.next_cursor)
 
 
 @app.command("operations")

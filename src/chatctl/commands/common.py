@@ -114,7 +114,7 @@ def page_limit(limit: int | None, all_: bool) -> int | None:
     return None if all_ else (limit or PAGE_SIZE)
 
 
-def note_next_page(the_desk: Desk, cursor: str | int | None) -> None:
+def note_next_page(the_desk: Desk, cursor: str | None) -> None:
     """The one wording every paged list uses on stderr after a full page."""
     if cursor is not None:
         the_desk.env.note(f"next page: --after {cursor}")

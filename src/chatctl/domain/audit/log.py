@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from chatctl.domain.audit import writer as audit
 from chatctl.errors import UsageError
+from chatctl.storage.models import AuditEvent
+from chatctl.storage.paging import Ordering, Page, keyset_page
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -51,6 +54,10 @@ def check_operation_id(text: str) -> str:
 
 
 # -- list ------------------------------------------------------------------------------
+LIST_NAME = "audit"
+WRITTEN = Ordering("written", None, AuditEvent.id)  # newest first: by id, the order of writing
+
+
 def list_events(
     connection: Connection,
     *,
@@ -58,19 +65,16 @@ def list_events(
     operation: str | None = None,
     actor: str | None = None,
     since: dt.datetime | None = None,
-    before_id: int | None = None,
+    after: str | None = None,
     limit: int | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Audit events newest first (by id, i.e. in the order they were written), as SPEC 2.3 dicts.
+) -> Page:
+    """Audit events newest first (by id, i.e. in the order they were written), as SPEC 2.3 dicts,
+    through the one keyset pager (``storage/paging.py``): ``after`` is its cursor.
 
-    Rows stream from a server-side cursor on PostgreSQL, so ``limit=None``
-    (``--all``) keeps memory flat on any size of trail.
+    ``limit=None`` (``--all``) streams every event through a server-side cursor
+    on PostgreSQL, so memory stays flat on any size of trail.
     """
-    from sqlalchemy import select
-
-    from chatctl.storage.models import AuditEvent
-
-    query = select(AuditEvent.__table__).order_by(AuditEvent.id.desc())
+    query = select(AuditEvent.__table__)
     if entity is not None:
         query = query.where(AuditEvent.entity_type == entity.type, AuditEvent.entity_id == entity.id)
     if operation is not None:
@@ -79,10 +83,7 @@ def list_events(
         query = query.where(AuditEvent.actor == actor)
     if since is not None:
         query = query.where(AuditEvent.at >= since)
-    if before_id is not None:
-        query = query.where(AuditEvent.id < before_id)
-    if limit is not None:
-        query = query.limit(limit)
-    result = connection.execution_options(stream_results=True, yield_per=1000).execute(query)
-    for row in result.mappings():
-        yield audit.audit_json(row)
+    return keyset_page(connection, query, WRITTEN, list_name=LIST_NAME, after=after, limit=limit,
+                       decorate=lambda _connection, batch: [audit.audit_json(row._mapping) for row in batch])
+
+
