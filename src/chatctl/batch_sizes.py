@@ -45,6 +45,12 @@ SWEEP_OTHER_DATABASES = 1000
 # Rows read per statement by a list, ``chats filter`` or any stream.
 READ = 1000
 
+# Event lines applied per transaction by ``events ingest``.
+INGEST = 5000
+
+# Chats generated and written per transaction by ``demo load``.
+DEMO = 20_000
+
 
 def revert_batch_size(dialect_name: str) -> int:
     """The ``audit revert`` batch for a database (``engine.dialect.name``)."""

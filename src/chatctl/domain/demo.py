@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from chatctl.batch_sizes import DEMO
 from chatctl.domain.audit import writer as audit
 from chatctl.errors import UsageError
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection
 
-CHUNK_CHATS = 20_000
 # From this size on, a load into an empty PostgreSQL desk builds indexes and
 # foreign keys once at the end instead of row by row.
 DEFER_INDEXES_FROM = 50_000
@@ -278,7 +278,7 @@ def load(
     actor: str,
     operation_id: str,
     advance: Callable[[int], None] = lambda n: None,
-    chunk_chats: int = CHUNK_CHATS,
+    chunk_chats: int = DEMO,
 ) -> dict[str, Any]:
     """Load the demo desk in the caller's transaction; returns the counts (also in the audit event)."""
     from sqlalchemy import func, insert, select, text

@@ -58,6 +58,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
+from chatctl.batch_sizes import INGEST
 from chatctl.domain.audit import writer as audit
 from chatctl.domain.chats.transitions import open_tickets, opened_ticket
 from chatctl.domain.prefs import get_preferences
@@ -74,7 +75,6 @@ REQUIRED = {
     "agent_message": ("chat", "agent", "text"),
     "presence": ("agent", "status"),
 }
-CHUNK_LINES = 5000
 CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # The chat columns an event can change on an existing chat.
 CHAT_STATE = ("status", "last_customer_message_at", "last_agent_message_at", "last_activity_at",
@@ -232,7 +232,7 @@ def ingest(
     operation_id: str,
     report_bad_line: Callable[[int, str], None],
     advance: Callable[[int], None] = lambda n: None,
-    chunk_lines: int = CHUNK_LINES,
+    chunk_lines: int = INGEST,
 ) -> IngestSummary:
     """Apply the JSON Lines ``lines`` in file order, one transaction per chunk of lines.
 
@@ -426,7 +426,7 @@ class _Chunk:
             operation_id=self.operation_id, before=None,
             after={"status": chat.status, "channel": chat.channel, "customer": event.customer,
                    "agent_id": chat.agent_id, "created_at": event.at},
-            reason=f"line {event.line}" + (f"; R12 {reason}" if reason else ""),
+            reason=f"line {event.line}" + (f"; became a ticket: {reason}" if reason else ""),
         ))
         if reason:
             self.tickets.append((chat_id, chat.agent_id, reason, event.at))
@@ -445,8 +445,7 @@ class _Chunk:
             self.audit_events.append(audit.event(
                 at=event.at, actor=self.actor, action="events.revive", entity_type="chat", entity_id=chat.id,
                 operation_id=self.operation_id, before=old, after=new,
-                reason=f"line {event.line}: customer message on a {before['status']} chat "
-                       f"({'R6' if before['status'] == 'pending' else 'R11'})",
+                reason=f"line {event.line}: customer message on a {before['status']} chat: live again",
             ))
             self.summary.revived += 1
         chat.last_customer_message_at = event.at
@@ -521,7 +520,7 @@ class _Chunk:
                 self.audit_events.append(audit.event(
                     at=at, actor=self.actor, action="events.ticket_created", entity_type="ticket",
                     entity_id=ticket_ids[chat_id], operation_id=self.operation_id, before=None,
-                    after=opened_ticket(chat_id, agent_id, reason, at), reason=f"R12 {reason}",
+                    after=opened_ticket(chat_id, agent_id, reason, at), reason=f"a ticket instead of a chat: {reason}",
                 ))
                 self.summary.tickets_created[reason] += 1
         moved = [(agent.id, agent.presence, agent.changed_at) for agent in self.agents.values()
