@@ -113,7 +113,7 @@ def check_revertible(connection: Connection, operation_id: str, *, now: dt.datet
 class OperationEvents:
     """The audit ids of one operation, newest first, fetched page by page (keyset).
 
-    Quacks like ``IdSpool`` (``count``, ``batches``, ``close``) so the one
+    It is ``batches.Items`` (``count``, ``batches``, ``close``), so the one
     batch runner drives a revert.  Each page is read in its own short
     transaction, after the previous batch committed.
     """

@@ -1,7 +1,7 @@
 """``sweep explain``: for one chat at ``as_of``, which job would touch it and
 when, or why none would.
 
-It evaluates the very conditions the jobs run on (``jobs.Condition``), in SQL,
+It evaluates the very conditions the jobs run on (``jobs.JobCondition``), in SQL,
 for this one chat (and its ticket, for ``archive``), and names the first one
 that fails.  When only time conditions fail, it says when the job becomes due.
 """

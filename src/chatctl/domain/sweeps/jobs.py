@@ -89,7 +89,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 @dataclass(frozen=True)
-class Condition:
+class JobCondition:
     key: str
     sql: str
     why_not: str
@@ -104,16 +104,16 @@ def _later(*values: dt.datetime | None) -> dt.datetime | None:
 
 
 # -- the shared conditions ---------------------------------------------------------------
-LIVE = Condition("live", "chats.status = 'live'", "not live")
-UNFLAGGED = Condition("unflagged", "chats.flagged = false", "flagged (R3)")
-UNANSWERED = Condition(
+LIVE = JobCondition("live", "chats.status = 'live'", "not live")
+UNFLAGGED = JobCondition("unflagged", "chats.flagged = false", "flagged: the sweeps leave it alone")
+UNANSWERED = JobCondition(
     "unanswered",
     "chats.last_customer_message_at IS NOT NULL AND (chats.last_agent_message_at IS NULL "
     "OR chats.last_customer_message_at > chats.last_agent_message_at)",
     "no customer message waiting for an answer",
 )
-UNASSIGNED = Condition("unassigned", "chats.agent_id IS NULL", "assigned to an agent")
-WAITED = Condition(
+UNASSIGNED = JobCondition("unassigned", "chats.agent_id IS NULL", "assigned to an agent")
+WAITED = JobCondition(
     "waited",
     "chats.last_customer_message_at < :agent_cutoff "
     "AND (chats.assigned_at IS NULL OR chats.assigned_at < :agent_cutoff)",
@@ -121,21 +121,21 @@ WAITED = Condition(
     due=lambda row, prefs: _add(_later(row["last_customer_message_at"], row["assigned_at"]),
                                 prefs["agent_chat_timeout"]),
 )
-IDLE = Condition(
+IDLE = JobCondition(
     "idle", "chats.last_activity_at < :inactivity_cutoff", "not idle for inactivity_timeout yet",
     due=lambda row, prefs: _add(row["last_activity_at"], prefs["inactivity_timeout"]),
 )
-NOT_ASSIGNED_THIS_RUN = Condition(
+NOT_ASSIGNED_THIS_RUN = JobCondition(
     "not_assigned_at_as_of", "(chats.assigned_at IS NULL OR chats.assigned_at < :as_of)",
     "(re)assigned at or after as_of: a run changes a chat once, the next run looks again",
 )
-PENDING = Condition("pending", "chats.status = 'pending'", "not pending")
-PENDING_DUE = Condition(
+PENDING = JobCondition("pending", "chats.status = 'pending'", "not pending")
+PENDING_DUE = JobCondition(
     "pending_due", "chats.pending_since < :pending_cutoff", "not pending for pending_timeout yet",
     due=lambda row, prefs: _add(row["pending_since"], prefs["pending_timeout"]),
 )
-ENDED = Condition("ended", "chats.status IN ('closed', 'converted')", "not closed or converted")
-LEFTOVERS = Condition(
+ENDED = JobCondition("ended", "chats.status IN ('closed', 'converted')", "not closed or converted")
+LEFTOVERS = JobCondition(
     "leftovers",
     "EXISTS (SELECT 1 FROM comments x WHERE x.chat_id = chats.id) "
     "OR EXISTS (SELECT 1 FROM comment_mentions m WHERE m.chat_id = chats.id) "
@@ -143,8 +143,8 @@ LEFTOVERS = Condition(
     "AND n.kind = 'tagged')",
     "no comments, tags or unread tag notifications left",
 )
-NOT_ARCHIVED = Condition("not_archived", "tickets.archived_at IS NULL", "ticket already archived")
-ARCHIVE_DUE = Condition(
+NOT_ARCHIVED = JobCondition("not_archived", "tickets.archived_at IS NULL", "ticket already archived")
+ARCHIVE_DUE = JobCondition(
     "archive_due", "tickets.created_at < :archive_cutoff", "ticket younger than ticket_archive_after",
     due=lambda row, prefs: _add(row["created_at"], prefs["ticket_archive_after"]),
 )
@@ -174,7 +174,7 @@ class Job:
 
     name = ""
     table = "chats"
-    conditions: tuple[Condition, ...] = ()
+    conditions: tuple[JobCondition, ...] = ()
     claim_columns = ("id",)
     help = ""
 
@@ -259,7 +259,7 @@ class AssignmentJob(Job):
         outcome.detail["assigned"] = len(chat_transitions.assign(
             connection, {row["id"]: plan[row["id"]] for row in assigned}, context.stamp(self.action),
             reassign_counts=counts, guard=self.guard(context),
-            reason="least-loaded online agent" + (" (R5)" if self.reassignment else " (R12)")).changed)
+            reason="least-loaded online agent" + (" (the customer waited too long)" if self.reassignment else " (unassigned)")).changed)
         ticketed = self._convert(connection, context, nobody, reason_if_none)
         bounced = self._convert(connection, context, bounded, "no_agents")
         outcome.detail[reason_if_none] = outcome.detail.get(reason_if_none, 0) + ticketed
@@ -357,21 +357,21 @@ class Archive(TransitionJob):
     def change(self, connection: Connection, context: SweepContext, batch: Claim | Ids) -> BatchOutcome:
         return BatchOutcome.of(ticket_transitions.archive(
             connection, batch, context.stamp(self.action), guard=self.guard(context),
-            reason="ticket_archive_after (R13)"), "archived")
+            reason="older than ticket_archive_after"), "archived")
 
 
 class Cleanup(TransitionJob):
     """R9 safety net: comments, tags and unread tag notifications left on closed or converted chats."""
 
     name = "cleanup"
-    help = "closed or converted chats that still have comments, tags or unread tag notifications: purged (R9)"
+    help = "closed or converted chats that still have comments, tags or unread tag notifications: purged"
     conditions = (ENDED, LEFTOVERS)
 
     def change(self, connection: Connection, context: SweepContext, batch: Claim | Ids) -> BatchOutcome:
         # Nothing on the chat row changes; the claimed (locked) chat rows keep a
         # comment from being added meanwhile, and the purge is idempotent.
         return BatchOutcome.of(chat_transitions.purge(
-            connection, batch, context.stamp(self.action), guard=self.guard(context), reason="R9 clean-up"),
+            connection, batch, context.stamp(self.action), guard=self.guard(context), reason="clean-up of a closed or converted chat"),
             "purged")
 
 

@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     from chatctl.domain.actors import Actor
 
 ENTITY = "ticket"
-READ_ONLY = "ticket is archived and read-only until unarchived (R13)"
-NO_TRANSFER = "agents cannot transfer tickets (R14)"
+READ_ONLY = "ticket is archived and read-only until unarchived"
+NO_TRANSFER = "agents cannot transfer tickets"
 
 
 # -- changing ----------------------------------------------------------------------------
@@ -202,8 +202,8 @@ def _explain(connection: Connection, ids: list[int], action: Action,
 class TicketSelection:
     """The open, unarchived tickets a filter matches, replayed as id batches by keyset.
 
-    Quacks like ``bulk.IdSpool`` (``count``, ``batches(size)``, ``close()``) so
-    the one bulk engine runs it: progress, dry run, Ctrl-C and the summary
+    It is ``batches.Items`` (``count``, ``batches(size)``, ``close()``), so
+    the one batch runner runs it: progress, dry run, Ctrl-C and the summary
     behave exactly as for ids from standard input.  Each batch is read in its
     own short transaction on the primary; the action re-checks everything
     under the row lock, so a ticket changed in between is reported, not lost.
