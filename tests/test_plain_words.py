@@ -63,3 +63,24 @@ def test_d15_a_bad_choice_gets_a_plain_message_with_a_did_you_mean(bare_cli, arg
     result = bare_cli(args)
     assert result.exit_code == 2, result
     assert expected in result.stderr and "Value error" not in result.stderr, result.stderr
+
+
+def _string_literals_outside_docstrings(path: Path) -> list[tuple[int, str]]:
+    """Every string constant of a module that is not a docstring (messages, reasons, help)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                  and isinstance(node.value.value, str)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_d15_no_rule_numbers_in_messages_or_reasons():
+    """What chatctl says (refusals, audit reasons, sweep explanations) is built from string
+    literals of its code: none of them may carry a rule number; docstrings and comments may."""
+    found = [f"{path.relative_to(ROOT)}:{line}: {text!r}"
+             for path in sorted((ROOT / "src" / "chatctl").rglob("*.py"))
+             for line, text in _string_literals_outside_docstrings(path) if RULE_NUMBER.search(text)]
+    assert found == []

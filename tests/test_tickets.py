@@ -240,7 +240,7 @@ def test_r13_archived_ticket_is_read_only_until_unarchived(cli, engine):
         refused = cli("tickets", *command, "-o", "json")
         assert refused.exit_code == 1, refused
         ((result, reason),) = results(refused).values()
-        assert result == "refused" and "R13" in reason and "archived" in reason
+        assert result == "refused" and "read-only until unarchived" in reason and "archived" in reason
     assert tickets(engine)[archived_open]["status"] == "open"
     assert tickets(engine)[archived_open]["agent_id"] is None
     assert audit_rows(engine) == []
@@ -303,8 +303,8 @@ def test_r14_agent_cannot_assign_ticket_to_another_agent(cli, engine):
     unassigned, alices = add_tickets(engine, {}, {"agent_id": alice})
     result = cli("--actor", "alice", "tickets", "assign", unassigned, alices, "--agent", "bob", "-o", "json")
     assert result.exit_code == 1, result
-    assert results(result) == {unassigned: ("refused", "agents cannot transfer tickets (R14)"),
-                               alices: ("refused", "agents cannot transfer tickets (R14)")}
+    assert results(result) == {unassigned: ("refused", "agents cannot transfer tickets"),
+                               alices: ("refused", "agents cannot transfer tickets")}
     rows = tickets(engine)
     assert rows[unassigned]["agent_id"] is None and rows[alices]["agent_id"] == alice
     assert audit_rows(engine) == []
@@ -335,7 +335,7 @@ def test_r14_agent_may_take_an_unassigned_ticket_not_anothers(cli, engine):
     assert result.exit_code == 1
     outcome = results(result)
     assert outcome[unassigned] == ("changed", None)
-    assert outcome[bobs][0] == "refused" and "R14" in outcome[bobs][1]
+    assert outcome[bobs][0] == "refused" and "agents cannot transfer tickets" in outcome[bobs][1]
     rows = tickets(engine)
     assert rows[unassigned]["agent_id"] == alice and rows[bobs]["agent_id"] == bob
 

@@ -131,7 +131,7 @@ CASES = {
     "convert for nobody": lambda c, form: chats.end(c, IDLE.claim(0, 10), ROUND,
                                                     chats.Convert("no_agents", keep_agent=False), guard=IDLE,
                                                     reason="no_agents", form=form),
-    "purge ended chats": lambda c, form: chats.purge(c, EVERY_CHAT, ROUND, reason="R9 clean-up", form=form),
+    "purge ended chats": lambda c, form: chats.purge(c, EVERY_CHAT, ROUND, reason="clean-up of a closed or converted chat", form=form),
     "reopen": lambda c, form: chats.reopen(c, EVERY_CHAT, STAMP, agent_id=3, reason="reopened for carol", form=form),
     "pending": lambda c, form: chats.mark_pending(c, EVERY_CHAT, STAMP, form=form),
     "flag": lambda c, form: chats.flag(c, EVERY_CHAT, STAMP, note="VIP", form=form),

@@ -150,7 +150,7 @@ def pending(acting: Acting) -> Apply:
                 decided[chat_id] = ItemResult(chat_id, "skipped", "already pending")
             elif row.status != "live":
                 decided[chat_id] = ItemResult(chat_id, "refused",
-                                              f"R6: only a live chat can be marked pending ({_state(row)})")
+                                              f"only a live chat can be marked pending ({_state(row)})")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed")
         outcome = transitions.mark_pending(connection, _todo(decided), _stamp(acting, "chats.pending"))
@@ -196,7 +196,7 @@ def reopen(acting: Acting, agent: Person) -> Apply:
             if row.status == "closed":
                 decided[chat_id] = ItemResult(chat_id, "changed")
             elif row.status == "converted":
-                decided[chat_id] = ItemResult(chat_id, "refused", "R10: only closed chats can be reopened; this "
+                decided[chat_id] = ItemResult(chat_id, "refused", "only closed chats can be reopened; this "
                                               "one became a ticket (chatctl tickets reopen)")
             else:
                 decided[chat_id] = ItemResult(chat_id, "skipped", f"already {row.status}")
@@ -208,11 +208,11 @@ def reopen(acting: Acting, agent: Person) -> Apply:
 
 
 def reopening_agent(connection: Connection, actor: Actor, handle: str | None) -> Person:
-    """R10: the chat goes to the agent reopening it, or to ``--agent``."""
+    """the chat goes to the agent reopening it, or to ``--agent``."""
     if handle is not None:
         return find_person(connection, handle)
     if actor.agent_id is None:
-        raise UsageError(f"give --agent HANDLE: a reopened chat is assigned to an agent (R10), and "
+        raise UsageError(f"give --agent HANDLE: a reopened chat is assigned to an agent, and "
                          f"{actor.name} is not one")
     return find_person(connection, actor.name)
 
@@ -271,7 +271,7 @@ def seen(acting: Acting, person: Person) -> Apply:
         decided = {}
         for chat_id, row in rows.items():
             if row.agent_id != person.id:
-                decided[chat_id] = ItemResult(chat_id, "refused", "R2: the seen mark belongs to the assigned "
+                decided[chat_id] = ItemResult(chat_id, "refused", "the seen mark belongs to the assigned "
                                               f"agent, and {person.handle} is not assigned to this chat")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed")
@@ -329,12 +329,12 @@ def _may_reply(row: Any, chat_id: int, person: Person, kind: str, tagged: set[in
                window: Any) -> ItemResult:
     if row.agent_id != person.id:
         if chat_id in tagged:
-            return ItemResult(chat_id, "refused", "R8: tagged agents cannot message the customer "
+            return ItemResult(chat_id, "refused", "tagged agents cannot message the customer "
                               f"({person.handle} is tagged, not assigned)")
         if row.agent_id is None:
-            return ItemResult(chat_id, "refused", "R8: only the assigned agent messages the customer, and this "
+            return ItemResult(chat_id, "refused", "only the assigned agent messages the customer, and this "
                               "chat has none (chatctl chats assign ID --agent H)")
-        return ItemResult(chat_id, "refused", "R8: only the assigned agent messages the customer "
+        return ItemResult(chat_id, "refused", "only the assigned agent messages the customer "
                           f"(assigned to {assigned.get(chat_id)})")
     allowed = window.text if kind == "text" else window.template
     if not allowed:
@@ -363,7 +363,7 @@ def prepare_comment(connection: Connection, author: str, text: str) -> tuple[Per
         select(Agent.id, Agent.handle, Agent.role, Agent.active).where(Agent.handle.in_(handles)))} if handles else {}
     unknown = [h for h in handles if h not in found or not found[h].active]
     if unknown:
-        raise UsageError("R7: unknown or deactivated agent " + ", ".join(f"@{h}" for h in unknown)
+        raise UsageError("unknown or deactivated agent " + ", ".join(f"@{h}" for h in unknown)
                          + ": nothing was written (chatctl agents list shows the handles)")
     return person, [Person(found[h].id, h, found[h].role) for h in handles]
 
@@ -376,7 +376,7 @@ def comment(acting: Acting, author: Person, mentions: Sequence[Person], text: st
         decided = {}
         for chat_id, row in rows.items():
             if row.status != "live":
-                decided[chat_id] = ItemResult(chat_id, "refused", f"R7: comments exist only on live chats "
+                decided[chat_id] = ItemResult(chat_id, "refused", f"comments exist only on live chats "
                                               f"({_state(row)})")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed")
