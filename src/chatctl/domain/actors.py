@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+
 from chatctl.errors import UsageError
+from chatctl.storage.models import Agent
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -38,9 +41,7 @@ class Actor:
 
 def resolve_actor(connection: Connection, name: str) -> Actor:
     """``ops:NAME`` and ``system`` act as admin; anything else must be an active agent."""
-    from sqlalchemy import select
 
-    from chatctl.storage.models import Agent
 
     if name == SYSTEM or name.startswith("ops:"):
         return Actor(name=name, role="admin")

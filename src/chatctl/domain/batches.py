@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
+from chatctl.interruption import stop_on_signals
+from chatctl.storage.retry import retry_serialization
 from chatctl.vocabulary import DRY_RUN_ITEM_RESULTS, ITEM_RESULTS
 
 if TYPE_CHECKING:
@@ -21,9 +23,7 @@ class Items(Protocol):
     """What a bulk action runs over: ids from the command line (``IdSpool``) or a selection."""
 
     count: int | None
-
     def batches(self, size: int) -> Iterator[list[int]]: ...
-
     def close(self) -> None: ...
 
 
@@ -95,8 +95,6 @@ def run_batches(
     A batch that loses a serialization race (SQLSTATE 40001) is run again
     whole (``chatctl.storage.retry``).
     """
-    from chatctl.interruption import stop_on_signals
-    from chatctl.storage.retry import retry_serialization
 
     def one_batch(unique: list[int], stop) -> list[ItemResult]:
         with engine.connect() as connection:

@@ -23,7 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam, text
+
 from chatctl.errors import UsageError
+from chatctl.storage.models import UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -98,8 +101,6 @@ class _Generic:
 
     def summarise(self, connection: Connection, sql: str, edges: Sequence[dt.datetime], *, keyed: bool,
                   timed: bool, params: dict[str, Any]) -> dict[Any, list[Summary]]:
-        from chatctl.storage.models import UTCDateTime
-
         to_utc = UTCDateTime().process_result_value
         found: dict[Any, list[list[float | None]]] = {}
         for row in connection.execute(statement(sql), {**params, "since": edges[0], "until": edges[-1]}):
@@ -148,9 +149,7 @@ def dialect(connection: Connection) -> _Generic:
 
 def statement(sql: str):
     """``text(sql)`` with ``:since`` and ``:until`` bound as UTC timestamps (fixed-width text on SQLite)."""
-    from sqlalchemy import bindparam, text
 
-    from chatctl.storage.models import UTCDateTime
 
     return text(sql).bindparams(bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()))
 

@@ -32,9 +32,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import func, insert, select, text
+
 from chatctl.batch_sizes import DEMO
 from chatctl.domain.audit import writer as audit
 from chatctl.errors import UsageError
+from chatctl.storage.engine import is_postgres
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -281,9 +284,7 @@ def load(
     chunk_chats: int = DEMO,
 ) -> dict[str, Any]:
     """Load the demo desk in the caller's transaction; returns the counts (also in the audit event)."""
-    from sqlalchemy import func, insert, select, text
 
-    from chatctl.storage.engine import is_postgres
     from chatctl.storage.models import Agent, Chat, metadata
 
     existing = connection.execute(select(func.count()).select_from(Chat)).scalar_one()
@@ -353,7 +354,6 @@ def _deferred_indexes(connection: Connection) -> Iterator[None]:
     from the catalogue and restored verbatim, inside the load's transaction, so
     the schema is exactly the same afterwards (or, on failure, never changed).
     """
-    from sqlalchemy import text
 
     tables = list(COLUMNS)
     foreign_keys = connection.execute(text(
@@ -377,7 +377,6 @@ def _deferred_indexes(connection: Connection) -> Iterator[None]:
 
 def _copy_writer(connection: Connection) -> Callable[[str, list[tuple]], None]:
     """PostgreSQL: COPY through the raw psycopg connection, inside the caller's transaction."""
-    from sqlalchemy import text
 
     raw = connection.connection.driver_connection
     # Binary COPY spares the server parsing text (timestamps above all); it
@@ -402,7 +401,6 @@ def _copy_writer(connection: Connection) -> Callable[[str, list[tuple]], None]:
 
 def _insert_writer(connection: Connection, metadata) -> Callable[[str, list[tuple]], None]:
     """SQLite: multi-row INSERTs through the column types (so timestamps are stored as the models expect)."""
-    from sqlalchemy import insert
 
     def write(table: str, rows: list[tuple]) -> None:
         columns = COLUMNS[table]

@@ -66,6 +66,7 @@ from chatctl.errors import UsageError
 from chatctl.parsing.timeparse import parse_timestamp
 from chatctl.storage.dialects import dialect
 from chatctl.storage.models import Agent, Chat, Customer, Message
+from chatctl.storage.retry import retry_serialization
 from chatctl.vocabulary import PRESENCES
 
 EVENT_TYPES = ("chat_started", "customer_message", "agent_message", "presence")
@@ -239,7 +240,6 @@ def ingest(
     Bad lines go to ``report_bad_line(line_number, message)`` in line order and
     are counted; everything else is applied.
     """
-    from chatctl.storage.retry import retry_serialization
 
     summary = IngestSummary()
     for chunk in _chunks(lines, chunk_lines):

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chatctl.domain.audit import writer as audit
+from sqlalchemy import delete, insert, select
 
-from chatctl.parsing import timeparse
+from chatctl.domain.audit import writer as audit
 from chatctl.errors import UsageError
+from chatctl.parsing import timeparse
+from chatctl.storage.models import Preference
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -103,18 +105,10 @@ def parse_value(key: str, text: str) -> Any:
 
 
 def _stored(connection: Connection) -> dict[str, Any]:
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Preference
-
     return {row.key: row for row in connection.execute(select(Preference))}
 
 
 def get_preference(connection: Connection, key: str) -> Any:
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Preference
-
     spec = spec_for(key)
     stored = connection.execute(select(Preference.value).where(Preference.key == key)).scalar()
     return spec.parse(stored if stored is not None else spec.default)
@@ -153,9 +147,7 @@ def set_preference(
     connection: Connection, key: str, text: str, *, actor: str, operation_id: str, now: dt.datetime
 ) -> dict[str, Any]:
     """Validate, store the canonical form, audit.  Returns ``{key, before, after}``."""
-    from sqlalchemy import delete, insert
 
-    from chatctl.storage.models import Preference
 
     spec = spec_for(key)
     canonical = spec.format(parse_value(key, text))
@@ -175,10 +167,6 @@ def set_preference(
 def unset_preference(
     connection: Connection, key: str, *, actor: str, operation_id: str, now: dt.datetime
 ) -> dict[str, Any]:
-    from sqlalchemy import delete
-
-    from chatctl.storage.models import Preference
-
     spec = spec_for(key)
     stored = _stored(connection).get(key)
     if stored is None:

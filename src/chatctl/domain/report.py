@@ -23,8 +23,12 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from chatctl.domain.buckets import counts, day_or_hour_edges, keyed_counts
-from chatctl.domain.response_times import STARTED_IN_PERIOD
+from chatctl.domain.response_times import STARTED_IN_PERIOD, first_response, time_to_close
+from chatctl.storage.models import SweepRun
+from chatctl.vocabulary import CLOSED_BY, SWEEP_JOBS, TICKET_REASONS
 
 # Response times over the whole period come from at most this many chats (every k-th chat id).
 RESPONSE_SAMPLE = 50_000
@@ -48,8 +52,6 @@ TICKETS_ARCHIVED = ("SELECT t.archived_at AS at FROM tickets t "
 def desk_report(connection: Connection, *, since: dt.datetime, until: dt.datetime, by: str,
                 tz: dt.tzinfo) -> dict[str, Any]:
     """The report document: the period, its buckets, and totals over the whole period."""
-    from chatctl.domain.response_times import first_response, time_to_close
-    from chatctl.vocabulary import CLOSED_BY, SWEEP_JOBS, TICKET_REASONS
 
     edges = day_or_hour_edges(since, until, by, tz)
     buckets = len(edges) - 1
@@ -102,9 +104,7 @@ def desk_report(connection: Connection, *, since: dt.datetime, until: dt.datetim
 
 def _sweep_changes(connection: Connection, edges: Sequence[dt.datetime]) -> dict[str, list[int]]:
     """Rows each job changed, per bucket of the runs' start (a run row per sweep: few enough to add up here)."""
-    from sqlalchemy import select
 
-    from chatctl.storage.models import SweepRun
 
     found: dict[str, list[int]] = {}
     for started_at, run_counts in connection.execute(

@@ -24,8 +24,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import and_, bindparam, distinct, func, literal, select, text, true
+
+from chatctl.domain.chats.views import new_condition, unread_condition
+from chatctl.domain.prefs import get_preferences
+from chatctl.domain.response_times import first_response, time_to_close
+from chatctl.domain.sweeps.jobs import ARCHIVE_DUE, NOT_ARCHIVED, UNANSWERED
 from chatctl.errors import ConfigError, UsageError
-from chatctl.vocabulary import OPEN_CHAT_STATUSES
+from chatctl.parsing.timeparse import format_duration, parse_duration
+from chatctl.storage.models import Agent, Chat, CommentMention, SweepRun, Ticket, UTCDateTime
+from chatctl.vocabulary import CLOSED_BY, OPEN_CHAT_STATUSES, SWEEP_JOBS, TICKET_REASONS
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -86,11 +94,7 @@ MARKERS = ("count", "new", "unread", "flagged", "unassigned")
 def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
     """The live, pending and tagged views' counts, idle buckets of live chats, and each agent's
     live and unanswered chats: one pass over the open chats."""
-    from sqlalchemy import and_, func, select, text, true
 
-    from chatctl.domain.chats.views import new_condition, unread_condition
-    from chatctl.domain.sweeps.jobs import UNANSWERED
-    from chatctl.storage.models import Chat, CommentMention
 
     c = Chat  # the sweep jobs' conditions name the table, not an alias
     # The tagged view of every agent: open chats someone is tagged in (a hash of the tagged
@@ -143,9 +147,7 @@ def _tagged_per_agent(connection: Connection, open_tagged: int) -> dict[int, int
     the views' pass counted, the tags alone answer (a small table).  Tags left
     on a finished chat (the clean-up sweep's work) make it join the chats.
     """
-    from sqlalchemy import distinct, func, select
 
-    from chatctl.storage.models import Chat, CommentMention
 
     per_agent = select(CommentMention.agent_id, func.count(distinct(CommentMention.chat_id))) \
         .group_by(CommentMention.agent_id)
@@ -164,10 +166,7 @@ def oldest_unanswered(connection: Connection, now: dt.datetime, *,
     message time: the chat is then one index look-up instead of a walk past
     every answered chat with an older customer message.
     """
-    from sqlalchemy import select, text
 
-    from chatctl.domain.sweeps.jobs import UNANSWERED
-    from chatctl.storage.models import Agent, Chat
 
     c = Chat  # the sweep jobs' conditions name the table, not an alias
     query = (select(c.id, c.last_customer_message_at, Agent.handle)
@@ -184,20 +183,13 @@ def oldest_unanswered(connection: Connection, now: dt.datetime, *,
 
 
 def unassigned_live(connection: Connection) -> int:
-    from sqlalchemy import func, select
-
-    from chatctl.storage.models import Chat
-
     return connection.execute(select(func.count()).select_from(Chat)
                               .where(Chat.agent_id.is_(None), Chat.status == "live")).scalar_one()
 
 
 def _closed_today(connection: Connection, now: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
     """Chats in the closed view closed since midnight in the display time zone, by who closed them."""
-    from sqlalchemy import func, select
 
-    from chatctl.storage.models import Chat
-    from chatctl.vocabulary import CLOSED_BY
 
     midnight = start_of_day(now, tz)
     by = dict(connection.execute(select(Chat.closed_by, func.count())
@@ -216,11 +208,7 @@ def start_of_day(now: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
 def _tickets(connection: Connection, now: dt.datetime, archive_after: dt.timedelta) -> dict[str, Any]:
     """Tickets not archived (the tickets view): open ones by age and reason, per agent, and how many
     the archive sweep takes within the next day (R13)."""
-    from sqlalchemy import bindparam, func, select, text
 
-    from chatctl.domain.sweeps.jobs import ARCHIVE_DUE, NOT_ARCHIVED
-    from chatctl.storage.models import Ticket, UTCDateTime
-    from chatctl.vocabulary import TICKET_REASONS
 
     t = Ticket  # the sweep jobs' conditions name the table, not an alias
     count = func.count()
@@ -254,9 +242,7 @@ def _tickets(connection: Connection, now: dt.datetime, archive_after: dt.timedel
 def _agents(connection: Connection, chats: Mapping[int, Mapping[str, int]], tagged: Mapping[int, int],
             tickets: Mapping[int, int], max_chats: int) -> list[dict[str, Any]]:
     """Online agents (by handle) and their load against agent_max_chats (0: no limit)."""
-    from sqlalchemy import select
 
-    from chatctl.storage.models import Agent
 
     rows = []
     for agent_id, handle in connection.execute(
@@ -271,9 +257,7 @@ def _agents(connection: Connection, chats: Mapping[int, Mapping[str, int]], tagg
 
 def _offline_holding(connection: Connection, chats: Mapping[int, Mapping[str, int]]) -> int:
     """Live chats assigned to agents who are not online (drain candidates)."""
-    from sqlalchemy import select
 
-    from chatctl.storage.models import Agent
 
     online = set(connection.execute(select(Agent.id).where(Agent.presence == "online",
                                                            Agent.active.is_(True))).scalars())
@@ -283,10 +267,7 @@ def _offline_holding(connection: Connection, chats: Mapping[int, Mapping[str, in
 def sweep_jobs(connection: Connection, now: dt.datetime, expected_every: dt.timedelta) -> list[dict[str, Any]]:
     """Each job's latest run (not a dry run) and latest success; overdue when that success is older
     than ``expected_every`` or there is none."""
-    from sqlalchemy import literal, select
 
-    from chatctl.storage.models import SweepRun
-    from chatctl.vocabulary import SWEEP_JOBS
 
     def latest(job: str, *where):
         return connection.execute(
@@ -314,8 +295,6 @@ def sweep_jobs(connection: Connection, now: dt.datetime, expected_every: dt.time
 
 
 def response_times(connection: Connection, now: dt.datetime) -> dict[str, Any]:
-    from chatctl.domain.response_times import first_response, time_to_close
-
     edges = [now - RESPONSE_WINDOW, now]
     (first,), every = first_response(connection, edges)
     closing, = time_to_close(connection, edges)
@@ -329,7 +308,6 @@ def response_times(connection: Connection, now: dt.datetime) -> dict[str, Any]:
 def desk_status(connection: Connection, *, now: dt.datetime, tz: dt.tzinfo,
                 expected_every: dt.timedelta = DEFAULT_SWEEP_EXPECTED_EVERY) -> dict[str, Any]:
     """Everything ``chatctl status`` shows, as of ``now`` (the JSON document of docs/glance.md)."""
-    from chatctl.domain.prefs import get_preferences
 
     prefs = get_preferences(connection)
     chats = _chat_views(connection, now)
@@ -409,7 +387,6 @@ def thresholds(flags: Mapping[str, str | int | None], profile: Mapping[str, Any]
 
     A bad flag is a usage error; a bad profile value a configuration error.
     """
-    from chatctl.parsing.timeparse import parse_duration
 
     expected = sweep_expected_every(profile)
     defaults = {**CHECK_DEFAULTS, "sweep_warning": expected}
@@ -447,8 +424,6 @@ def _count(name: str, value: Any, error) -> int:
 
 
 def _profile_duration(key: str, value: Any) -> dt.timedelta:
-    from chatctl.parsing.timeparse import parse_duration
-
     try:
         return parse_duration(str(value))
     except UsageError as error:
@@ -456,8 +431,6 @@ def _profile_duration(key: str, value: Any) -> dt.timedelta:
 
 
 def _level(value: Any) -> str:
-    from chatctl.parsing.timeparse import format_duration
-
     return format_duration(value) if isinstance(value, dt.timedelta) else str(value)
 
 

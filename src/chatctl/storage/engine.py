@@ -9,6 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from chatctl.config import redact
 from chatctl.errors import ConfigError, DatabaseError
 
@@ -35,8 +40,6 @@ READS_ONLY = "chatctl_reads_only"  # an execution option: see reading()
 
 def normalise_url(url: str):
     """Parse ``url``; ``postgresql://`` and ``postgres://`` use psycopg 3."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
 
     try:
         parsed = make_url(url)
@@ -79,7 +82,6 @@ def create_engine(
     A SQLite file that does not exist is created (with its directory) only
     with ``create``; otherwise it is exit 3 naming the file and ``db init``.
     """
-    import sqlalchemy as sa
 
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -139,8 +141,6 @@ class TransactionPooledSession:
 
     @staticmethod
     def install(engine: Engine, settings: dict[str, str]) -> None:
-        from sqlalchemy import event
-
         names = list(settings)
         statement = "SELECT " + ", ".join(f"set_config(%(name{i})s, %(value{i})s, true)" for i in range(len(names)))
         parameters = {}
@@ -229,8 +229,6 @@ def server_of(engine: Engine) -> type[Server]:
 
 
 def _setup_sqlite(engine: Engine, *, for_writes: bool) -> None:
-    from sqlalchemy import event
-
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised by every test
         # Take over transaction control so BEGIN IMMEDIATE works (the
@@ -294,7 +292,6 @@ def read_snapshot(engine: Engine) -> Iterator:
 @contextlib.contextmanager
 def translate_errors(url: str) -> Iterator[None]:
     """Turn driver failures into one clean line (exit 3), without the password."""
-    from sqlalchemy import exc
 
     try:
         yield

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import text
+
 from chatctl.errors import DatabaseError, UsageError
 
 if TYPE_CHECKING:
@@ -35,7 +37,6 @@ def alembic_config(connection: Connection | None = None):
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at, or None for a database without chatctl's schema."""
-    from sqlalchemy import text
 
     if not connection.dialect.has_table(connection, VERSION_TABLE):
         return None

@@ -19,7 +19,7 @@ import datetime as dt
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
 from chatctl.domain.audit import writer as audit
@@ -96,7 +96,6 @@ OPEN_STATUSES = OPEN_CHAT_STATUSES
 
 def open_chat_ids(connection: Connection, agent_id: int) -> list[int]:
     """The agent's open chats (live and pending), in id order."""
-    from sqlalchemy import text
 
     return [row[0] for row in connection.execute(
         text("SELECT id FROM chats WHERE agent_id = :agent AND status IN ('live', 'pending') ORDER BY id"),

@@ -21,10 +21,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from chatctl.config import redact
+from chatctl.storage.models import AuditEvent, Operation
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -53,9 +59,7 @@ class Process:
 
 def command_line(argv: Sequence[str]) -> str:
     """The invocation as one line, passwords redacted, long texts cut."""
-    import shlex
 
-    from chatctl.config import redact
 
     line = redact(" ".join(["chatctl", *(shlex.quote(str(arg)) for arg in argv)]))
     return line if len(line) <= COMMAND_LIMIT else line[:COMMAND_LIMIT - 1] + "…"
@@ -64,9 +68,7 @@ def command_line(argv: Sequence[str]) -> str:
 def start(connection: Connection, operation_id: str, *, command: str, actor: str, now: dt.datetime,
           process: Process) -> None:
     """Record a new ``running`` operation (and mark the dead ones found on the way)."""
-    from sqlalchemy import insert
 
-    from chatctl.storage.models import Operation
 
     mark_dead(connection, now=now, process=process)
     connection.execute(insert(Operation).values(
@@ -75,10 +77,6 @@ def start(connection: Connection, operation_id: str, *, command: str, actor: str
 
 
 def renew(connection: Connection, operation_id: str, *, now: dt.datetime) -> None:
-    from sqlalchemy import update
-
-    from chatctl.storage.models import Operation
-
     connection.execute(update(Operation).where(Operation.id == operation_id, Operation.status == "running")
                        .values(lease_expires_at=now + LEASE))
 
@@ -92,9 +90,7 @@ def status_for_exit(exit_code: int) -> str:
 def finish(connection: Connection, operation_id: str, *, exit_code: int, now: dt.datetime,
            counts: Mapping[str, Any] | None = None) -> None:
     """Close the row with the outcome, the exit code and the counts (audit events written, item results)."""
-    from sqlalchemy import delete, func, select, update
 
-    from chatctl.storage.models import AuditEvent, Operation
 
     events = connection.execute(select(func.count()).select_from(AuditEvent)
                                 .where(AuditEvent.operation_id == operation_id)).scalar_one()
@@ -124,9 +120,7 @@ def mark_dead(connection: Connection, *, now: dt.datetime, process: Process) -> 
 
     Dead means: on this host with no such pid, or (any host) a lease that expired.
     """
-    from sqlalchemy import select, update
 
-    from chatctl.storage.models import Operation
 
     running = connection.execute(select(Operation.id, Operation.host, Operation.pid, Operation.lease_expires_at)
                                  .where(Operation.status == "running")).all()
@@ -142,9 +136,7 @@ def mark_dead(connection: Connection, *, now: dt.datetime, process: Process) -> 
 
 def mark_pruned(connection: Connection, operation_ids: Sequence[str], *, pruned_by: str, now: dt.datetime) -> None:
     """``audit prune`` removed events of these operations: they can no longer be reverted (D17)."""
-    from sqlalchemy import update
 
-    from chatctl.storage.models import Operation
 
     if operation_ids:
         connection.execute(update(Operation).where(Operation.id.in_(list(operation_ids)))
@@ -152,19 +144,13 @@ def mark_pruned(connection: Connection, operation_ids: Sequence[str], *, pruned_
 
 
 def find(connection: Connection, operation_id: str) -> Mapping[str, Any] | None:
-    from sqlalchemy import select
-
-    from chatctl.storage.models import Operation
-
     return connection.execute(select(Operation.__table__).where(Operation.id == operation_id)).mappings().first()
 
 
 def list_operations(connection: Connection, *, limit: int | None, since: dt.datetime | None = None,
                     actor: str | None = None) -> Iterator[dict[str, Any]]:
     """Operations newest first, as JSON-ready dicts."""
-    from sqlalchemy import select
 
-    from chatctl.storage.models import Operation
 
     query = select(Operation.__table__).order_by(Operation.started_at.desc(), Operation.id.desc())
     if since is not None:

@@ -23,7 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import delete, func, select, union
+
 from chatctl.batch_sizes import PRUNE
+from chatctl.domain.audit.operations import mark_pruned
+from chatctl.domain.audit.writer import event, record
+from chatctl.storage.models import AuditEvent, Operation, SweepRun
+from chatctl.storage.retry import retry_serialization
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -48,9 +54,7 @@ class PruneResult:
 
 def running_operations(connection: Connection) -> list[str]:
     """Ids of the operations whose events must stay: sweep runs and recorded operations still running."""
-    from sqlalchemy import select, union
 
-    from chatctl.storage.models import Operation, SweepRun
 
     return sorted(connection.execute(union(select(SweepRun.id).where(SweepRun.status == "running"),
                                            select(Operation.id).where(Operation.status == "running"))).scalars())
@@ -58,8 +62,6 @@ def running_operations(connection: Connection) -> list[str]:
 
 def _older(cutoff: dt.datetime, keep: list[str], after: dt.datetime | None = None,
            through: dt.datetime | None = None):
-    from chatctl.storage.models import AuditEvent
-
     conditions = [AuditEvent.at < cutoff]
     if after is not None:
         conditions.append(AuditEvent.at > after)
@@ -72,9 +74,7 @@ def _older(cutoff: dt.datetime, keep: list[str], after: dt.datetime | None = Non
 
 def count_prunable(connection: Connection, cutoff: dt.datetime) -> tuple[int, int]:
     """(events older than ``cutoff`` that a prune would remove, those it keeps for running operations)."""
-    from sqlalchemy import func, select
 
-    from chatctl.storage.models import AuditEvent
 
     keep = running_operations(connection)
     removable = connection.execute(select(func.count()).select_from(AuditEvent)
@@ -98,7 +98,6 @@ def prune(
     on_batch: Callable[[int], None] | None = None,
 ) -> PruneResult:
     """Remove the audit events older than ``cutoff`` (see the module docstring)."""
-    from chatctl.storage.retry import retry_serialization
 
     result = PruneResult(cutoff=cutoff, dry_run=dry_run)
     if dry_run:
@@ -140,11 +139,7 @@ def _prune_batch(connection: Connection, cutoff: dt.datetime, after: dt.datetime
     ``WHERE id IN (subquery)`` that PostgreSQL plans as a hash join over the whole table, cost many times
     more (bench/audit_retention.py).
     """
-    from sqlalchemy import delete, select
 
-    from chatctl.domain.audit.operations import mark_pruned
-    from chatctl.domain.audit.writer import event, record
-    from chatctl.storage.models import AuditEvent
 
     keep = running_operations(connection)
     through = connection.execute(select(AuditEvent.at).where(*_older(cutoff, [], after))

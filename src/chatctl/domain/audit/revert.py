@@ -50,15 +50,30 @@ operation, so a revert can itself be reverted.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam, delete, func, insert, select, text, union
+
+from chatctl.domain.audit import operations
 from chatctl.domain.audit import writer as audit
 from chatctl.domain.batches import ItemResult
 from chatctl.errors import NotFound, RuleRefused
 from chatctl.storage.dialects import Registry, dialect
+from chatctl.storage.models import (
+    AuditEvent,
+    Chat,
+    Comment,
+    CommentMention,
+    Message,
+    Notification,
+    Ticket,
+    UTCDateTime,
+    metadata,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -86,10 +101,7 @@ def check_revertible(connection: Connection, operation_id: str, *, now: dt.datet
     when ``audit prune`` removed its events (D17); NotFound (exit 1) when it
     has none.
     """
-    from sqlalchemy import func, select
 
-    from chatctl.domain.audit import operations
-    from chatctl.storage.models import AuditEvent
 
     record = operations.find(connection, operation_id)
     if record is not None and record["status"] == "running":
@@ -126,10 +138,6 @@ class OperationEvents:
     READ_AHEAD = 20_000  # ids read per statement: a few batches at a time, a round trip saved per batch
 
     def batches(self, size: int) -> Iterator[list[int]]:
-        from sqlalchemy import select
-
-        from chatctl.storage.models import AuditEvent
-
         last: int | None = None
         while True:
             query = (select(AuditEvent.id).where(AuditEvent.operation_id == self.operation_id)
@@ -181,8 +189,6 @@ KINDS = {kind.name: kind for kind in (
 
 
 def _tables():
-    from chatctl.storage.models import metadata
-
     return metadata.tables
 
 
@@ -316,10 +322,6 @@ class Revert:
 
     # -- reading ----------------------------------------------------------------------------
     def _events(self, connection: Connection, ids: Sequence[int]) -> list[Event]:
-        from sqlalchemy import select
-
-        from chatctl.storage.models import AuditEvent
-
         rows = connection.execute(select(AuditEvent.__table__).where(AuditEvent.id.in_(list(ids)))).all()
         return sorted((_event(row) for row in rows), key=lambda event: -event.id)
 
@@ -327,9 +329,7 @@ class Revert:
                       known: Mapping[int, Event]) -> list[Event]:
         """Every event of the operation on these entities (ids first, one statement per entity type;
         then the rows of those not already ``known``)."""
-        from sqlalchemy import select
 
-        from chatctl.storage.models import AuditEvent
 
         ids: list[int] = []
         by_kind: dict[str, list[str]] = {}
@@ -370,9 +370,7 @@ class Revert:
 
     def _later_events(self, connection: Connection, groups) -> dict[tuple[str, str], Any]:
         """Per entity, the newest event after the group's first one, from another operation."""
-        from sqlalchemy import select
 
-        from chatctl.storage.models import AuditEvent
 
         since: dict[tuple[str, str], int] = {}
         for members in groups.values():
@@ -579,8 +577,6 @@ class _State:
 
     @classmethod
     def read(cls, connection: Connection, groups) -> _State:
-        from sqlalchemy import select
-
         wanted: dict[str, set] = {}
         for members in groups.values():
             for event in members:
@@ -695,9 +691,7 @@ class _Draft:
 
 def _comment_parts(connection: Connection, comment_ids: Sequence[int]) -> dict[int, dict[str, list]]:
     """Each comment's tags and notifications, as the trail keeps them for a re-creation."""
-    from sqlalchemy import select
 
-    from chatctl.storage.models import CommentMention, Notification
 
     parts: dict[int, dict[str, list]] = {i: {"mentions": [], "notifications": []} for i in comment_ids}
     if not comment_ids:
@@ -716,19 +710,13 @@ def _comment_parts(connection: Connection, comment_ids: Sequence[int]) -> dict[i
 
 
 def _delete_comment_parts(connection: Connection, comment_ids: Sequence[int]) -> None:
-    from sqlalchemy import delete
-
-    from chatctl.storage.models import CommentMention, Notification
-
     connection.execute(delete(Notification).where(Notification.comment_id.in_(list(comment_ids))))
     connection.execute(delete(CommentMention).where(CommentMention.comment_id.in_(list(comment_ids))))
 
 
 def _agents_in_use(connection: Connection, agent_ids: Sequence[int]) -> set[int]:
     """The agents some row refers to (a removed agent must leave nothing dangling)."""
-    from sqlalchemy import select, union
 
-    from chatctl.storage.models import Chat, Comment, CommentMention, Message, Notification, Ticket
 
     if not agent_ids:
         return set()
@@ -741,9 +729,7 @@ def _agents_in_use(connection: Connection, agent_ids: Sequence[int]) -> set[int]
 
 def _insert(connection: Connection, name: str, rows: list[dict[str, Any]]) -> None:
     """Re-create removed rows with their original ids (comments with their tags and notifications)."""
-    from sqlalchemy import insert
 
-    from chatctl.storage.models import CommentMention, Notification
 
     kind = KINDS[name]
     table = _tables()[kind.table]
@@ -775,7 +761,6 @@ class RowWriter:
 
     def update(self, connection: Connection, table, key: str, rows: Mapping[Any, Mapping[str, Any]]) -> None:
         """``UPDATE table SET ... WHERE key = ...`` for every row: one executemany per set of columns."""
-        from sqlalchemy import bindparam
 
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row_key, values in rows.items():
@@ -791,10 +776,6 @@ class PostgresRowWriter(RowWriter):
     """One ``UPDATE ... FROM jsonb_to_recordset(...)`` per table and set of columns: a batch in one round trip."""
 
     def update(self, connection: Connection, table, key: str, rows: Mapping[Any, Mapping[str, Any]]) -> None:
-        import json
-
-        from sqlalchemy import text
-
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row_key, values in rows.items():
             shapes.setdefault(tuple(sorted(values)), []).append(
@@ -851,10 +832,6 @@ class PostgresPlainChanges(PlainChanges):
         self._statements: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def revert_plain(self, connection: Connection, revert: Revert, audit_ids: list[int]) -> dict[int, ItemResult]:
-        from sqlalchemy import bindparam, text
-
-        from chatctl.storage.models import UTCDateTime
-
         results: dict[int, ItemResult] = {}
         # A page is every event of the operation between its lowest and highest id (keyset pages).
         bounds = {"op": revert.operation_id, "low": min(audit_ids), "high": max(audit_ids)}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from chatctl.batch_sizes import READ
+from chatctl.domain.actors import ONLY_THEMSELVES
 from chatctl.domain.audit import writer as audit
 from chatctl.domain.batches import ItemResult
 from chatctl.errors import RuleRefused
@@ -33,7 +34,6 @@ NEWEST_FIRST = Ordering("newest", None, Notification.id)
 
 def check_authority(actor: Actor, person: Person) -> None:
     """An agent marks their own bell read; supervisors and admins may act for anyone (D4)."""
-    from chatctl.domain.actors import ONLY_THEMSELVES
 
     if not actor.may_act_as(person.handle):
         raise RuleRefused(f"{ONLY_THEMSELVES} ({actor.name} is not {person.handle})")

@@ -20,6 +20,7 @@ from chatctl.domain.audit.writer import audit_json
 from chatctl.domain.prefs import get_preference
 from chatctl.domain.tickets.views import TicketQuery, list_tickets, ticket_json, ticket_query
 from chatctl.errors import NotFound, UsageError
+from chatctl.parsing.filters import compile_chat_filter, parse_expressions
 from chatctl.parsing.timeparse import format_duration
 from chatctl.storage.models import Agent, AuditEvent, Chat, Comment, CommentMention, Customer, Message, Ticket
 from chatctl.storage.paging import Ordering, Page, keyset_page
@@ -216,7 +217,6 @@ def filter_chats(connection: Connection, words: Sequence[str], *, now: dt.dateti
     """Chats matching every expression, oldest id first (streamed), or their number."""
     if not words:
         raise UsageError("give at least one expression, e.g. status=live idle>2h")
-    from chatctl.parsing.filters import compile_chat_filter, parse_expressions  # not on the views' start-up path
 
     clauses = compile_chat_filter(parse_expressions(words), now, tz)
     if count:

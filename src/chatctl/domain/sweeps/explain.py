@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from chatctl.domain.sweeps.jobs import JOBS
 from chatctl.errors import NotFound
+from chatctl.parsing.timeparse import format_duration
 from chatctl.storage.sql import execute, typed_rows
 
 if TYPE_CHECKING:
@@ -55,9 +57,6 @@ def _action(job: Job, context: SweepContext, row: dict) -> str:
 
 
 def explain_chat(connection: Connection, chat_id: int, context: SweepContext) -> dict[str, Any]:
-    from chatctl.domain.sweeps.jobs import JOBS
-    from chatctl.parsing.timeparse import format_duration
-
     verdicts = []
     chat = None
     first: dict[str, Any] | None = None

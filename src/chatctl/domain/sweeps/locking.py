@@ -29,8 +29,13 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
 from chatctl.config import sweep_lease_seconds
-from chatctl.errors import LockedError
+from chatctl.errors import ConfigError, LockedError
+from chatctl.storage.engine import behind_transaction_pooler, server_of
+from chatctl.storage.models import SweepLease
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -79,8 +84,6 @@ class AdvisoryLocks:
         self._held: list[int] = []
 
     def acquire(self, names: Sequence[str]) -> None:
-        from sqlalchemy import text
-
         self._connection = self._engine.connect()
         try:
             for name in names:
@@ -100,8 +103,6 @@ class AdvisoryLocks:
         pass
 
     def release(self) -> None:
-        from sqlalchemy import text
-
         if self._connection is None:
             return
         try:
@@ -134,11 +135,6 @@ class LeaseLocks:
         self._renewed_at = self._clock()
 
     def _take(self, name: str) -> None:
-        from sqlalchemy import delete, insert, select
-        from sqlalchemy.exc import IntegrityError
-
-        from chatctl.storage.models import SweepLease
-
         now = self._clock()
         try:
             with self._engine.begin() as connection:
@@ -160,9 +156,7 @@ class LeaseLocks:
 
     def renew(self) -> None:
         """Push the expiry out again once a third of the lease has gone by."""
-        from sqlalchemy import update
 
-        from chatctl.storage.models import SweepLease
 
         now = self._clock()
         if not self._held or (self._renewed_at and now - self._renewed_at < dt.timedelta(seconds=self._seconds / 3)):
@@ -174,10 +168,6 @@ class LeaseLocks:
         self._renewed_at = now
 
     def release(self) -> None:
-        from sqlalchemy import delete
-
-        from chatctl.storage.models import SweepLease
-
         if not self._held:
             return
         with self._engine.begin() as connection:
@@ -199,8 +189,6 @@ class NoLocks:
 
 def lock_kind(engine: Engine, setting: str = "auto") -> str:
     """``advisory`` or ``lease``: the ``sweep_lock`` setting, with ``auto`` resolved for this engine."""
-    from chatctl.errors import ConfigError
-    from chatctl.storage.engine import behind_transaction_pooler, server_of
 
     if setting == "advisory" and (engine.dialect.name != "postgresql" or behind_transaction_pooler(engine)):
         where = "through a transaction pooler" if engine.dialect.name == "postgresql" else "on SQLite"

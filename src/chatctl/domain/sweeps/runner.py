@@ -24,15 +24,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import func, insert, select, update
+
 from chatctl.batch_sizes import sweep_batch_size
-from chatctl.errors import Interrupted, LockedError, SafetyLimitError
+from chatctl.domain.sweeps.locking import NoLocks, holder_name, process_alive, run_locks
+from chatctl.errors import Interrupted, LockedError, NotFound, SafetyLimitError
+from chatctl.interruption import stop_on_signals
+from chatctl.storage.models import AuditEvent, SweepRun
+from chatctl.storage.retry import retry_serialization
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-    from chatctl.interruption import StopRequest
-
     from chatctl.domain.sweeps.jobs import Job, SweepContext
+    from chatctl.interruption import StopRequest
 
 
 @dataclass
@@ -101,8 +106,6 @@ def run_sweep(
     recorded as interrupted, its locks are released, and ``Interrupted``
     propagates (exit 130 or 143).
     """
-    from chatctl.domain.sweeps.locking import NoLocks, holder_name, run_locks
-    from chatctl.interruption import stop_on_signals
 
     if batch_size is None:
         batch_size = sweep_batch_size(engine.dialect.name)
@@ -188,8 +191,6 @@ def _close_run(engine: Engine, locks, result: RunResult, error: str | None) -> N
 
 def _run_job(engine: Engine, context: SweepContext, job: Job, result: RunResult, batch_size: int,
              locks, on_batch, stop: StopRequest) -> None:
-    from chatctl.storage.retry import retry_serialization
-
     totals = result.jobs[job.name]
     last_id = 0
 
@@ -221,10 +222,6 @@ def _run_job(engine: Engine, context: SweepContext, job: Job, result: RunResult,
 
 # -- the sweep-run record ------------------------------------------------------------------
 def _record_start(engine: Engine, result: RunResult, jobs: Sequence[Job], started_at: dt.datetime) -> None:
-    from sqlalchemy import insert
-
-    from chatctl.storage.models import SweepRun
-
     with engine.begin() as connection:
         _fail_dead_runs(connection, started_at)
         connection.execute(insert(SweepRun).values(
@@ -247,10 +244,7 @@ def _fail_dead_runs(connection: Connection, now: dt.datetime,
     run of one of those jobs on that shard, whatever its host: it cannot be
     running without the lock (its lease expired, or its session died).
     """
-    from sqlalchemy import select, update
 
-    from chatctl.domain.sweeps.locking import process_alive
-    from chatctl.storage.models import SweepRun
 
     host = socket.gethostname()[:200]
     running = connection.execute(select(SweepRun.id, SweepRun.pid, SweepRun.host, SweepRun.jobs, SweepRun.shard)
@@ -268,10 +262,6 @@ def _fail_dead_runs(connection: Connection, now: dt.datetime,
 
 
 def _record_finish(engine: Engine, result: RunResult, error: str | None) -> None:
-    from sqlalchemy import update
-
-    from chatctl.storage.models import SweepRun
-
     counts = result.counts_json()
     counts["duration_s"] = round(result.duration_s, 3)
     if error:
@@ -283,9 +273,7 @@ def _record_finish(engine: Engine, result: RunResult, error: str | None) -> None
 
 def run_rows(connection: Connection, limit: int) -> list[dict[str, Any]]:
     """The latest runs, newest first, for ``sweep history``."""
-    from sqlalchemy import select
 
-    from chatctl.storage.models import SweepRun
 
     rows = connection.execute(select(SweepRun).order_by(SweepRun.started_at.desc(), SweepRun.id.desc())
                               .limit(limit)).all()
@@ -293,11 +281,6 @@ def run_rows(connection: Connection, limit: int) -> list[dict[str, Any]]:
 
 
 def run_record(connection: Connection, run_id: str) -> dict[str, Any]:
-    from sqlalchemy import func, select
-
-    from chatctl.errors import NotFound
-    from chatctl.storage.models import AuditEvent, SweepRun
-
     row = connection.execute(select(SweepRun).where(SweepRun.id == run_id)).first()
     if row is None:
         raise NotFound(f"no sweep run '{run_id}'", hint="see `chatctl sweep history`")

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, bindparam, case, func, literal, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement
 
@@ -72,8 +72,6 @@ class Action:
 
 
 def _integer(value: int):
-    from sqlalchemy import BigInteger, bindparam
-
     return bindparam(None, value, type_=BigInteger())
 
 
@@ -178,9 +176,7 @@ def apply_action(
 def _explain(connection: Connection, ids: list[int], action: Action,
              where: ColumnElement[bool] | None) -> dict[int, ItemResult]:
     """Why each of these existing tickets was left alone (missing ids are simply absent)."""
-    from sqlalchemy import case, literal, select
 
-    from chatctl.storage.models import Ticket
 
     matches = case((where, 1), else_=0) if where is not None else literal(1)
     results = {}
@@ -215,15 +211,11 @@ class TicketSelection:
         self.count: int | None = None
 
     def _condition(self):
-        from chatctl.storage.models import Ticket
-
         return self.where & (Ticket.status == "open") & Ticket.archived_at.is_(None)
 
     def counted(self) -> int:
         """How many tickets the filter selects now (for the prompt and the progress bar)."""
-        from sqlalchemy import func, select
 
-        from chatctl.storage.models import Ticket
 
         with self.engine.connect() as connection:
             self.count = connection.execute(
@@ -231,10 +223,6 @@ class TicketSelection:
         return self.count
 
     def batches(self, size: int) -> Iterator[list[int]]:
-        from sqlalchemy import select
-
-        from chatctl.storage.models import Ticket
-
         last = 0
         while True:
             with self.engine.connect() as connection:
