@@ -27,6 +27,7 @@ from chatctl.commands.common import (
 )
 from chatctl.batch_sizes import CHAT_ACTION
 from chatctl.completion import complete_agent_handle, complete_channel
+from chatctl.errors import UsageError
 from chatctl.vocabulary import SORTS, VIEWS, choices, spoken
 
 app = typer.Typer(
@@ -123,7 +124,6 @@ def list_(
         chatctl chats list live --agent alice --watch
     """
     from chatctl.domain.chats.views import ViewOptions, list_view
-    from chatctl.errors import UsageError
     from chatctl.output import choose_format, render_rows
 
     rows_wanted = page_limit(limit, all_)
@@ -399,10 +399,27 @@ def reply(
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    params = chat_actions.parse_params(param or [])
+    if (text is None) == (template is None):
+        raise UsageError("give either --text or --template")
+    if text is not None and not text.strip():
+        raise UsageError("--text is empty")
+    if param and template is None:
+        raise UsageError("--param goes with --template")
+    params = _template_params(param or [])
     run_bulk(ctx, _as_themselves(as_, lambda connection, acting: chat_actions.reply(
         acting, chat_actions.find_person(connection, as_), text=text, template=template, params=params)),
         ids=[str(chat_id)], refusals_of="chat", output=output, dry_run=dry_run, what="reply")
+
+
+def _template_params(words: list[str]) -> dict[str, str]:
+    """``--param KEY=VALUE`` words as a dict."""
+    params = {}
+    for word in words:
+        key, equals, value = word.partition("=")
+        if not equals or not key.strip():
+            raise UsageError(f"bad --param '{word}': write KEY=VALUE")
+        params[key.strip()] = value
+    return params
 
 
 @app.command("comment")
@@ -422,6 +439,9 @@ def comment(
     Example: chatctl chats comment 1042 --as alice --text '@bob can you check the refund?'
     """
     from chatctl.domain.chats import actions as chat_actions
+
+    if not text.strip():
+        raise UsageError("--text is empty")
 
     def prepare(connection, acting):
         author, mentions = chat_actions.prepare_comment(connection, as_, text)

@@ -283,25 +283,10 @@ def seen(acting: Acting, person: Person) -> Apply:
 
 
 # -- reply (R8, R11) --------------------------------------------------------------------------
-def parse_params(words: Sequence[str]) -> dict[str, str]:
-    params = {}
-    for word in words:
-        key, equals, value = word.partition("=")
-        if not equals or not key.strip():
-            raise UsageError(f"bad --param '{word}': write KEY=VALUE")
-        params[key.strip()] = value
-    return params
-
-
 def reply(acting: Acting, person: Person, *, text: str | None, template: str | None,
           params: Mapping[str, str]) -> Apply:
-    """Send a message to the customer as ``person`` (the chat's status does not change)."""
-    if (text is None) == (template is None):
-        raise UsageError("give either --text or --template")
-    if text is not None and not text.strip():
-        raise UsageError("--text is empty")
-    if params and template is None:
-        raise UsageError("--param goes with --template")
+    """Send a message to the customer as ``person`` (the chat's status does not change): a
+    non-empty ``text`` or a ``template`` with its ``params``, as the command checked."""
     kind = "text" if text is not None else "template"
     what = "text message" if text is not None else f"template {template}"
 
@@ -355,8 +340,6 @@ def mentioned_handles(text: str) -> list[str]:
 
 def prepare_comment(connection: Connection, author: str, text: str) -> tuple[Person, list[Person]]:
     """R7, checked before anything is written: the author and every tagged handle must exist."""
-    if not text.strip():
-        raise UsageError("--text is empty")
     person = find_person(connection, author, what="author")
     handles = mentioned_handles(text)
     found = {row.handle: row for row in connection.execute(
