@@ -35,7 +35,7 @@ def test_db_downgrade_and_upgrade_keep_data(cli):
     """The round trip on both backends: down to base (nothing usable: exit 3), up again, data written after
     the first upgrade kept by the next one."""
     assert cli("agents", "add", "alice", "--name", "Alice").exit_code == 0
-    assert cli("db", "downgrade", "base").exit_code == 0
+    assert cli("db", "downgrade", "base", "--yes").exit_code == 0
     assert cli("agents", "list").exit_code == 3
     assert cli("db", "upgrade").exit_code == 0
     assert cli("agents", "add", "alice", "--name", "Alice").exit_code == 0

@@ -19,6 +19,7 @@ from typing import Any
 
 from chatctl.context import Environment
 from chatctl.domain.batches import ItemResult, Summary, as_dry_run
+from chatctl.errors import Interrupted
 
 
 @dataclass(frozen=True)
@@ -393,7 +394,7 @@ def _rich_table(env: Environment, rows: Iterable[Mapping[str, Any]], cols: list[
 
 
 def render_record(env: Environment, record: Mapping[str, Any], fmt: str | None, *,
-                  tz: dt.tzinfo | None = None, fields: Sequence[str] | None = None) -> None:
+                  tz: dt.tzinfo | None = None, fields: Sequence[str] | None = None, id_key: str = "id") -> None:
     """One object: the whole document in JSON, ``field  value`` lines otherwise."""
     fmt = choose_format(fmt, env)
     if fmt in ("json", "jsonl"):
@@ -401,7 +402,7 @@ def render_record(env: Environment, record: Mapping[str, Any], fmt: str | None, 
         return
     keys = list(fields) if fields else [k for k, v in record.items() if not isinstance(v, (list, dict))]
     if fmt == "ids":
-        env.stdout.write(f"{record.get('id', '')}\n")
+        env.stdout.write(f"{record.get(id_key, '')}\n")
         return
     rows = [{"field": key, "value": record.get(key)} for key in keys]
     render_rows(env, rows, ["field", "value"], fmt, tz=tz)
@@ -446,6 +447,15 @@ class MutationPrinter:
         self.interrupted = False
 
     def __enter__(self) -> MutationPrinter:
+        self._opened = False
+        return self
+
+    def _open(self) -> None:
+        """The document's head or the header line, written with the first result (or at a clean end),
+        so a mutation that fails before doing anything prints nothing on standard output."""
+        if self._opened:
+            return
+        self._opened = True
         out = self.env.stdout
         if self.fmt == "json":
             # A dry run recorded nothing: it has no operation (D8).
@@ -454,10 +464,10 @@ class MutationPrinter:
         elif self.fmt in ("tsv", "csv"):
             sep = "\t" if self.fmt == "tsv" else ","
             out.write(sep.join(("id", "result", "reason")) + "\n")
-        return self
 
     def add(self, results: Iterable[ItemResult]) -> None:
         out = self.env.stdout
+        self._open()
         for item in results:
             if self.dry_run:
                 item = as_dry_run(item)
@@ -486,6 +496,10 @@ class MutationPrinter:
         out.flush()
 
     def __exit__(self, *exc_info: Any) -> None:
+        failed = exc_info[0] is not None and not issubclass(exc_info[0], (KeyboardInterrupt, Interrupted))
+        if failed and not self.summary.total:
+            return  # nothing was done: the error alone says what happened (a read-only database, ...)
+        self._open()
         out = self.env.stdout
         if self.fmt == "json":
             out.write(("\n" if self._started else "") + '], "summary": %s}\n' % json.dumps(self.summary.counts))
@@ -494,8 +508,9 @@ class MutationPrinter:
         out.flush()
         prefix = "dry run, nothing changed: " if self.dry_run else ""
         interrupted = " (interrupted)" if self.interrupted or exc_info[0] is KeyboardInterrupt else ""
+        stopped = " (stopped by the error below)" if failed else ""
         operation = "" if self.dry_run else f" (operation {self.operation})"
-        self.env.note(f"{prefix}{self.what}: {self.summary.line()}{interrupted}{operation}")
+        self.env.note(f"{prefix}{self.what}: {self.summary.line()}{interrupted}{stopped}{operation}")
 
 
 class _CsvLine:
@@ -508,6 +523,8 @@ class _CsvLine:
 
 # -- progress ----------------------------------------------------------------------
 class _NoProgress:
+    shown = False
+
     def advance(self, amount: int = 1) -> None:
         pass
 
@@ -516,6 +533,8 @@ class _NoProgress:
 
 
 class _RichProgress:
+    shown = True
+
     def __init__(self, progress, task) -> None:
         self._progress = progress
         self._task = task

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from chatctl.commands.common import OutputOpt, desk, fmt
+from chatctl.commands.common import OutputOpt, YesOpt, confirm_selection, desk, fmt
 from chatctl.errors import ExitCode
 
 app = typer.Typer(
@@ -48,14 +48,19 @@ def _upgrade(ctx: typer.Context, revision: str) -> None:
 
 
 @app.command("downgrade")
-def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument(help="Target revision (base = empty).")]) -> None:
+def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument(help="Target revision (base = empty).")],
+              yes: YesOpt = False) -> None:
     """Revert migrations down to REVISION.  Dropping tables loses their data.
 
-    Example: chatctl db downgrade base
+    It needs --yes, or a confirmation typed at a terminal.
+
+    Example: chatctl db downgrade base --yes
     """
     from chatctl.storage import schema
 
     the_desk = desk(ctx)
+    confirm_selection(the_desk, yes, f"downgrade {_url(the_desk)} to {revision}, dropping what later revisions "
+                      "added with its data")
     with the_desk.errors():
         before, after = schema.downgrade(the_desk.engine(check_schema=False), revision)
     the_desk.env.note(f"{_url(the_desk)}: schema downgraded from {before or 'empty'} to {after or 'empty'}")
@@ -84,7 +89,7 @@ def status(ctx: typer.Context, output: OutputOpt = None) -> None:
         "at_head": current == head,
         "read_url": _url(the_desk, read=True),
     }
-    render_record(the_desk.env, record, fmt(output))
+    render_record(the_desk.env, record, fmt(output), id_key="database")
     if current != head:
         the_desk.env.note("run `chatctl db upgrade`")
         raise typer.Exit(ExitCode.DATABASE)

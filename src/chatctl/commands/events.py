@@ -43,8 +43,9 @@ def ingest(
     revived chat and per presence change; plain messages write none.
 
     Output: a summary (events per type, chats and tickets created, bad
-    lines); -o json adds the ids of chats created without an explicit id
-    ("generated_chats", with their line); -o ids prints just those ids.
+    lines) with the ids of chats created without an explicit id
+    ("generated_chats", with their line), in every format; -o ids prints
+    just those ids.
 
     Example: zcat backfill.jsonl.gz | chatctl events ingest - -o json
     """
@@ -80,7 +81,11 @@ def ingest(
     elif chosen == "ids":
         render_rows(env, ({"id": chat_id} for chat_id in summary.generated_ids), ["id"], "ids")
     else:
-        render_record(env, summary.flat(the_desk.operation_id), chosen)
+        record = summary.flat(the_desk.operation_id)
+        # The ids ingest gave chats started without one, in every format: nobody could find them otherwise.
+        record["generated_chats"] = ", ".join(f"{chat} (line {line})" for line, chat in
+                                              zip(summary.generated_lines, summary.generated_ids))
+        render_record(env, record, chosen)
     env.note(f"ingest: {summary.line()} (operation {the_desk.operation_id})")
     if summary.bad_lines:
         raise typer.Exit(ExitCode.PARTIAL)

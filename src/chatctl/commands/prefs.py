@@ -42,16 +42,23 @@ def list_(ctx: typer.Context, output: OutputOpt = None) -> None:
 
 
 @app.command("get")
-def get(ctx: typer.Context, key: KeyArg) -> None:
+def get(ctx: typer.Context, key: KeyArg, output: OutputOpt = None) -> None:
     """Print one preference's value (the default when unset).
+
+    Without -o, just the value, for scripts; with -o, the whole preference
+    (key, value, default, type, who set it and when) in that format.
 
     Example: chatctl prefs get inactivity_timeout
     """
     from chatctl.domain.prefs import list_preferences
+    from chatctl.output import render_record
 
     the_desk = desk(ctx)
     with the_desk.errors(read=True), the_desk.read_engine().connect() as connection:
         row = next(row for row in list_preferences(connection) if row["key"] == key.value)
+        if output is not None:
+            render_record(the_desk.env, row, fmt(output), tz=the_desk.tz(connection), id_key="key")
+            return
     the_desk.env.stdout.write(f"{row['value']}\n")
 
 

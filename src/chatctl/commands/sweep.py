@@ -95,7 +95,8 @@ def run(
                                        on_batch=lambda job, count: (bar.advance(count),
                                                                     the_desk.keep_operation_alive()),
                                        on_totals=lambda counts: bar.set_total(sum(counts.values())),
-                                       on_finish=lambda finished: setattr(outcome, "run", finished))
+                                       on_finish=lambda finished: setattr(outcome, "run", finished),
+                                       count_first=bar.shown)
                 except LockedError as error:
                     if not skip_if_locked:
                         error.hint = f"{error.hint}; --skip-if-locked exits 0 in that case"

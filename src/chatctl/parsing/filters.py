@@ -76,6 +76,7 @@ __all__ = [
     "FieldSpec",
     "TypedCondition",
     "compile_chat_filter",
+    "mentioned_agents",
     "compile_ticket_filter",
     "parse_expression",
     "parse_expressions",
@@ -156,6 +157,13 @@ def _unquote(value: str, word: str) -> str:
 def parse_expressions(words: Iterable[str]) -> list[Condition]:
     """Parse each word as one expression; together they are ANDed."""
     return [parse_expression(word) for word in words]
+
+
+def mentioned_agents(conditions: Iterable[Condition]) -> list[str]:
+    """The agent handles the conditions name (``agent=alice``), for the caller to check against the
+    desk: a mistyped handle must be a usage error, not a filter that quietly matches nothing."""
+    handles = (condition.value.strip().lower() for condition in conditions if condition.field == "agent")
+    return list(dict.fromkeys(handle for handle in handles if handle and handle != NONE_WORD))
 
 
 # ---------------------------------------------------------------------------

@@ -52,12 +52,21 @@ def agent_by_handle(connection: Connection, handle: str):
     return row
 
 
-def require_agent_id(connection: Connection, handle: str) -> int:
-    """The id of an active agent, or a usage error (for options like ``--agent``)."""
+def require_agent_id(connection: Connection, handle: str, *, active_only: bool = True) -> int:
+    """The id of an agent, or a usage error with the nearest handle (for ``--agent``, ``agent=``).
+
+    ``active_only`` for actions (a deactivated agent takes no new work); a
+    listing or a filter names any agent the desk has had.
+    """
+    import difflib
+
     row = connection.execute(select(Agent.id, Agent.active).where(Agent.handle == handle)).first()
     if row is None:
-        raise UsageError(f"unknown agent '{handle}'")
-    if not row.active:
+        handles = connection.execute(select(Agent.handle)).scalars().all()
+        nearest = difflib.get_close_matches(handle, handles, n=1)
+        raise UsageError(f"unknown agent '{handle}'" + (f" (did you mean '{nearest[0]}'?)" if nearest else ""),
+                         hint=None if nearest else "chatctl agents list --all shows the handles")
+    if active_only and not row.active:
         raise UsageError(f"agent '{handle}' is deactivated")
     return row.id
 

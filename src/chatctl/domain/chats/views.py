@@ -20,7 +20,6 @@ from chatctl.domain.audit.writer import audit_json
 from chatctl.domain.prefs import get_preference
 from chatctl.domain.tickets.views import TicketQuery, list_tickets, ticket_json, ticket_query
 from chatctl.errors import NotFound, UsageError
-from chatctl.parsing.filters import compile_chat_filter, parse_expressions
 from chatctl.parsing.timeparse import format_duration
 from chatctl.storage.models import Agent, AuditEvent, Chat, Comment, CommentMention, Customer, Message, Ticket
 from chatctl.storage.paging import Ordering, Page, keyset_page
@@ -115,10 +114,9 @@ def default_sort(view: str) -> str:
 
 
 def _agent_id(connection: Connection, handle: str) -> int:
-    agent_id = connection.execute(select(Agent.id).where(Agent.handle == handle)).scalar()
-    if agent_id is None:
-        raise UsageError(f"unknown agent '{handle}'")
-    return agent_id
+    from chatctl.domain.agents.roster import require_agent_id
+
+    return require_agent_id(connection, handle, active_only=False)
 
 
 def list_view(connection: Connection, options: ViewOptions, *, flat: bool = False) -> Page:
@@ -217,8 +215,13 @@ def filter_chats(connection: Connection, words: Sequence[str], *, now: dt.dateti
     """Chats matching every expression, oldest id first (streamed), or their number."""
     if not words:
         raise UsageError("give at least one expression, e.g. status=live idle>2h")
+    from chatctl.parsing.filters import (  # not on the views' start-up path
+        compile_chat_filter, mentioned_agents, parse_expressions)
 
-    clauses = compile_chat_filter(parse_expressions(words), now, tz)
+    conditions = parse_expressions(words)
+    for handle in mentioned_agents(conditions):
+        _agent_id(connection, handle)
+    clauses = compile_chat_filter(conditions, now, tz)
     if count:
         # Every clause is on Chat (customer and agent are subqueries): no join needed to count.
         return connection.execute(select(func.count()).select_from(Chat).where(*clauses)).scalar_one()

@@ -96,6 +96,7 @@ def run_sweep(
     on_batch: Callable[[str, int], None] | None = None,
     on_totals: Callable[[dict[str, int]], None] | None = None,
     on_finish: Callable[[RunResult], None] | None = None,
+    count_first: bool = False,
 ) -> RunResult:
     """Run ``jobs`` in order and record the run in ``sweep_runs`` (id = the operation id).
 
@@ -124,7 +125,7 @@ def run_sweep(
             if exclusive:
                 with engine.begin() as connection:
                     _fail_dead_runs(connection, clock(), holding=(result.run_id, result.shard, set(result.jobs)))
-            if dry_run or max_changes is not None:
+            if dry_run or max_changes is not None or count_first:  # count_first: a progress bar's total
                 with engine.connect() as connection:
                     with stop.cancellable(connection):
                         counts = count_jobs(connection, context, jobs)
