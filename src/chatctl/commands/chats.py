@@ -11,13 +11,15 @@ from chatctl.commands.common import (
     AgentOpt,
     AllOpt,
     BatchSizeOpt,
+    ChatWhereOpt,
     DryRunOpt,
-    IdsArg,
     IntervalOpt,
     LimitOpt,
+    OptionalIdsArg,
     OutputOpt,
     WatchOpt,
     WideOpt,
+    YesOpt,
     desk,
     fmt,
     note_next_page,
@@ -192,10 +194,25 @@ def filter_(
                     empty="no chats match")
 
 
+ChatPart = choices("ChatPart", ("messages", "comments", "history"))
+# Each part of `chats show` as rows of one kind: the columns of the text formats.
+CHAT_PARTS = {
+    "messages": ["created_at", "author", "kind", "template", "body"],
+    "comments": ["created_at", "author", "mentions", "body"],
+    "history": ["at", "actor", "action", "operation", "reason"],
+}
+
+
 @app.command("show")
-def show(ctx: typer.Context, chat_id: ChatIdArg, output: OutputOpt = None) -> None:
+def show(ctx: typer.Context, chat_id: ChatIdArg, output: OutputOpt = None,
+         part: Annotated[Optional[ChatPart], typer.Option(
+             "--part", help="Only the chat's messages, comments or history, one row each (any format).",
+             show_default=False)] = None) -> None:
     """One chat in full: fields, messages, comments with their tags, ticket, what can be sent
     to the customer now and why, and its audit history.
+
+    CSV and TSV hold rows of one kind: the chat itself as one row, or with
+    --part its messages, comments or history.
 
     Example: chatctl chats show 1042 -o json
     """
@@ -207,6 +224,12 @@ def show(ctx: typer.Context, chat_id: ChatIdArg, output: OutputOpt = None) -> No
         record = show_chat(connection, chat_id, now=the_desk.now())
         tz = the_desk.tz(connection)
     chosen = choose_format(fmt(output), the_desk.env)
+    parts = {"messages": record["messages"], "history": record["history"],
+             "comments": [{**c, "mentions": ", ".join(c["mentions"])} if chosen not in ("json", "jsonl") else c
+                          for c in record["comments"]]}
+    if part is not None:
+        render_rows(the_desk.env, parts[part.value], CHAT_PARTS[part.value], chosen, tz=tz)
+        return
     if chosen in ("json", "jsonl", "ids"):
         render_record(the_desk.env, record, chosen, tz=tz)
         return
@@ -214,22 +237,19 @@ def show(ctx: typer.Context, chat_id: ChatIdArg, output: OutputOpt = None) -> No
     summary = {key: value for key, value in record.items() if not isinstance(value, (list, dict))}
     summary["tagged"] = ", ".join(f"{p['handle']} ({p['presence']})" for p in record["tagged"])
     summary["can send"] = f"{window['can_send']}: {window['reason']}"
+    if chosen in ("csv", "tsv"):
+        render_rows(the_desk.env, [summary], list(summary), chosen, tz=tz)
+        return
     render_record(the_desk.env, summary, chosen, tz=tz)
-    sections = (
-        ("messages", record["messages"], ["created_at", "author", "kind", "template", "body"]),
-        ("comments", [{**c, "mentions": ", ".join(c["mentions"])} for c in record["comments"]],
-         ["created_at", "author", "mentions", "body"]),
-        ("history", record["history"], ["at", "actor", "action", "operation", "reason"]),
-    )
-    for title, rows, columns in sections:
-        if rows:
+    for title, columns in CHAT_PARTS.items():
+        if parts[title]:
             the_desk.env.stdout.write(f"\n{title}:\n")
-            render_rows(the_desk.env, rows, columns, chosen, tz=tz)
+            render_rows(the_desk.env, parts[title], columns, chosen, tz=tz)
 
 
 # -- actions ----------------------------------------------------------------------------
 @app.command("flag")
-def flag(ctx: typer.Context, ids: IdsArg,
+def flag(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
          note: Annotated[Optional[str], typer.Option("--note", help="Why, for whoever follows up.",
                                                      show_default=False)] = None,
          dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
@@ -241,13 +261,13 @@ def flag(ctx: typer.Context, ids: IdsArg,
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    run_bulk(ctx, lambda connection, acting: chat_actions.flag(acting, note), ids=ids, output=output,
-             dry_run=dry_run, what="flag", batch_size=batch_size)
+    run_bulk(ctx, lambda connection, acting: chat_actions.flag(acting, note), ids=ids, where=where, yes=yes,
+             output=output, dry_run=dry_run, what="flag", batch_size=batch_size)
 
 
 @app.command("unflag")
-def unflag(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
-           batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
+def unflag(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
+           dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Remove the flag from chats.
 
     The sweeps treat the chats normally again from their next run.
@@ -256,13 +276,13 @@ def unflag(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: 
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    run_bulk(ctx, lambda connection, acting: chat_actions.unflag(acting), ids=ids, output=output, dry_run=dry_run,
-             what="unflag", batch_size=batch_size)
+    run_bulk(ctx, lambda connection, acting: chat_actions.unflag(acting), ids=ids, where=where, yes=yes,
+             output=output, dry_run=dry_run, what="unflag", batch_size=batch_size)
 
 
 @app.command("pending")
-def pending(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
-            batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
+def pending(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
+            dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Mark live chats pending, waiting on the customer.
 
     Only a live chat can be marked pending.
@@ -271,12 +291,12 @@ def pending(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output:
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    run_bulk(ctx, lambda connection, acting: chat_actions.pending(acting), ids=ids, output=output, dry_run=dry_run,
-             what="pending", batch_size=batch_size)
+    run_bulk(ctx, lambda connection, acting: chat_actions.pending(acting), ids=ids, where=where, yes=yes,
+             output=output, dry_run=dry_run, what="pending", batch_size=batch_size)
 
 
 @app.command("close")
-def close(ctx: typer.Context, ids: IdsArg,
+def close(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
           reason: Annotated[Optional[str], typer.Option("--reason", help="close_reason (default: manual).",
                                                         show_default=False)] = None,
           include_flagged: Annotated[bool, typer.Option("--include-flagged",
@@ -286,16 +306,16 @@ def close(ctx: typer.Context, ids: IdsArg,
     tags and unread tag notifications go in the same transaction.  Flagged chats are
     skipped unless --include-flagged.
 
-    Example: chatctl chats filter status=live 'idle>4h' -o ids | chatctl chats close - --dry-run
+    Example: chatctl chats close --where status=live 'idle>4h' --dry-run
     """
     from chatctl.domain.chats import actions as chat_actions
 
     run_bulk(ctx, lambda connection, acting: chat_actions.close(acting, reason, include_flagged=include_flagged),
-             ids=ids, output=output, dry_run=dry_run, what="close", batch_size=batch_size)
+             ids=ids, where=where, yes=yes, output=output, dry_run=dry_run, what="close", batch_size=batch_size)
 
 
 @app.command("reopen")
-def reopen(ctx: typer.Context, ids: IdsArg,
+def reopen(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
            agent: Annotated[Optional[str], typer.Option("--agent", help="Assign to this agent (default: the acting "
                                                         "agent; required when acting as ops).",
                                                         show_default=False,
@@ -312,12 +332,13 @@ def reopen(ctx: typer.Context, ids: IdsArg,
     def prepare(connection, acting):
         return chat_actions.reopen(acting, chat_actions.reopening_agent(connection, acting.actor, agent))
 
-    run_bulk(ctx, prepare, ids=ids, output=output, dry_run=dry_run, what="reopen", batch_size=batch_size)
+    run_bulk(ctx, prepare, ids=ids, where=where, yes=yes, output=output, dry_run=dry_run, what="reopen",
+             batch_size=batch_size)
 
 
 @app.command("convert")
-def convert(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output: OutputOpt = None,
-            batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
+def convert(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
+            dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Turn live or pending chats into tickets (reason manual).
 
     Their comments and tags go, as when a chat closes.
@@ -326,14 +347,15 @@ def convert(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False, output:
     """
     from chatctl.domain.chats import actions as chat_actions
 
-    run_bulk(ctx, lambda connection, acting: chat_actions.convert(acting), ids=ids, output=output, dry_run=dry_run,
-             what="convert", batch_size=batch_size)
+    run_bulk(ctx, lambda connection, acting: chat_actions.convert(acting), ids=ids, where=where, yes=yes,
+             output=output, dry_run=dry_run, what="convert", batch_size=batch_size)
 
 
 @app.command("assign")
-def assign(ctx: typer.Context, ids: IdsArg,
+def assign(ctx: typer.Context,
            agent: Annotated[str, typer.Option("--agent", help="The agent to assign.", show_default=False,
                                               autocompletion=complete_agent_handle)],
+           ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
            dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Assign live or pending chats to an agent.
 
@@ -342,7 +364,7 @@ def assign(ctx: typer.Context, ids: IdsArg,
     from chatctl.domain.chats import actions as chat_actions
 
     run_bulk(ctx, lambda connection, acting: chat_actions.assign(acting, chat_actions.find_person(connection, agent)),
-             ids=ids, output=output, dry_run=dry_run, what="assign", batch_size=batch_size)
+             ids=ids, where=where, yes=yes, output=output, dry_run=dry_run, what="assign", batch_size=batch_size)
 
 
 def _as_themselves(handle: str, prepare):

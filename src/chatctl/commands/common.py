@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from chatctl.context import Desk
-    from chatctl.domain.batches import Apply, ItemResult, Items
+    from chatctl.domain.batches import Apply, ItemResult, Items, Selection
     from chatctl.domain.chats.actions import Acting
     from chatctl.parsing.ids import IdSpool
 
@@ -49,6 +49,25 @@ IdsArg = Annotated[
     list[str],
     typer.Argument(help="Ids, or - to read them from standard input (one per line; blank lines "
                    "and # comments ignored).", metavar="ID...|-", show_default=False),
+]
+OptionalIdsArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Ids, or - to read them from standard input (one per line; blank lines and # "
+                   "comments ignored).  With --where, further filter expressions.", metavar="ID...|-",
+                   show_default=False),
+]
+ChatWhereOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--where", metavar="EXPR", help="Select by filter instead of ids: FIELD OP VALUE, several ANDed "
+                 "(repeat --where or list them after it).  Fields: status, channel, agent, customer, flagged, "
+                 "tagged, created, closed, closed_by, reason, idle, age.  Needs --yes or a confirmation at a "
+                 "terminal.", show_default=False),
+]
+TicketWhereOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--where", metavar="EXPR", help="Select by filter instead of ids: FIELD OP VALUE, several ANDed (repeat "
+                 "--where or list them after it).  Fields: status, reason, agent, created, closed, "
+                 "archived, age, chat.  Needs --yes or a confirmation at a terminal.", show_default=False),
 ]
 AsOfOpt = Annotated[
     Optional[str],
@@ -90,7 +109,7 @@ def spool_ids(ids: list[str], desk: Desk) -> IdSpool:
     from chatctl.parsing.ids import IdSpool
 
     if not ids:
-        raise UsageError("give ids, or - to read them from standard input")
+        raise UsageError("give ids, - to read them from standard input, or --where EXPR")
     if "-" in ids:
         if ids != ["-"]:
             raise UsageError("give either ids or -, not both")
@@ -140,12 +159,59 @@ def confirm_selection(desk: Desk, yes: bool, question: str) -> None:
         raise UsageError("not confirmed; nothing changed")
 
 
+def select_by_filter(desk: Desk, expressions: list[str], *, selecting: str, verb: str, yes: bool,
+                     dry_run: bool) -> Selection | None:
+    """``--where``: the chats, or the tickets ``verb`` can change, that a filter matches.
+
+    A selection by filter needs ``--yes`` or a confirmation typed at a
+    terminal, which names how many rows it selects; it is counted too when a
+    progress bar will show (its total).  None when nothing matches and the
+    terminal was told so.
+    """
+    from sqlalchemy import and_
+
+    from chatctl.domain.agents.roster import require_agent_id
+    from chatctl.domain.batches import Selection
+    from chatctl.domain.tickets.actions import tickets_matching
+    from chatctl.parsing.filters import compile_chat_filter, compile_ticket_filter, mentioned_agents, parse_expressions
+    from chatctl.storage.models import Chat
+
+    if "-" in expressions:
+        raise UsageError("give ids (or -) or --where, not both")
+    conditions = parse_expressions(expressions)
+    at = desk.now()
+    text = " ".join(str(condition) for condition in conditions)
+    with desk.errors(), desk.engine().connect() as connection:
+        for handle in mentioned_agents(conditions):
+            require_agent_id(connection, handle, active_only=False)
+        tz = desk.tz(connection)
+        if selecting == "tickets":
+            selection, noun = tickets_matching(desk.engine(), and_(*compile_ticket_filter(conditions, at, tz)), verb)
+        else:
+            selection, noun = Selection(desk.engine(), Chat.id, and_(*compile_chat_filter(conditions, at, tz))), "chats"
+        selection.text = text
+        desk.actor(connection)  # an unknown actor is refused before the prompt
+    with desk.errors():
+        if not (dry_run or yes) and desk.env.stdin_isatty and selection.counted() == 0:
+            desk.env.note(f"no {noun} match {text}; nothing to do")
+            return None
+        count = f"{selection.count:,} " if selection.count is not None else ""
+        if not dry_run:
+            confirm_selection(desk, yes, f"{verb} the {count}{noun} matching {text}")
+        if selection.count is None and desk.env.stderr_isatty and not desk.env.quiet:
+            selection.counted()  # the progress bar's total, for its ETA
+    return selection
+
+
 def run_bulk(
     ctx: typer.Context,
     prepare: Callable[[Connection, Acting], Apply],
     *,
     ids: list[str] | None = None,
     items: Items | None = None,
+    where: list[str] | None = None,
+    yes: bool = False,
+    selecting: str = "chats",
     output: OutputFormat | None,
     dry_run: bool,
     what: str,
@@ -161,19 +227,35 @@ def run_bulk(
     needs and returns the batch function; a bad handle or value stops here,
     before anything is written.  Then ``run_mutation`` runs the batches.
 
+    ``where`` (``--where EXPR...``, with ``yes``; the positional ``ids`` are
+    then more expressions) selects by filter instead: the chats, or with
+    ``selecting="tickets"`` the tickets the action can change
+    (``select_by_filter``).  The filter is re-checked under the lock, batch by
+    batch: an item that stopped matching is skipped, not changed.
+
     ``refusals_of`` (e.g. "chat") also gives each refused or missing item a
     line of its own on stderr, for the commands that act on one item.
     """
     from chatctl.domain.chats.actions import Acting
 
     the_desk = desk(ctx)
+    selection = None
+    if where:
+        selection = select_by_filter(the_desk, [*where, *(ids or [])], selecting=selecting,
+                                     verb=what.rpartition(" ")[2], yes=yes, dry_run=dry_run)
+        if selection is None:
+            return
+        items = selection
     if items is None:
         items = spool_ids(ids or [], the_desk)
     with the_desk.errors():
         operation_id = the_desk.operation_id  # before the transaction below: recording it writes too
     with the_desk.errors(), the_desk.engine().connect() as connection:
-        acting = Acting(actor=the_desk.actor(connection), now=the_desk.now(), operation_id=operation_id)
+        acting = Acting(actor=the_desk.actor(connection), now=the_desk.now(), operation_id=operation_id,
+                        selected_by=selection.text if selection is not None else None)
         apply = prepare(connection, acting)
+    if selection is not None:
+        apply = selection.still_matching(apply)
     if refusals_of is None:
         run_mutation(the_desk, items, apply, output=output, dry_run=dry_run, what=what, batch_size=batch_size)
         return

@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from chatctl.commands.common import (AfterOpt, AgentOpt, AllOpt, BatchSizeOpt, DryRunOpt, IdsArg, LimitOpt,
-                                     OutputOpt, YesOpt, confirm_selection, desk, fmt, note_next_page, page_limit,
-                                     run_bulk)
+from chatctl.commands.common import (AfterOpt, AgentOpt, AllOpt, BatchSizeOpt, DryRunOpt, LimitOpt,
+                                     OptionalIdsArg, OutputOpt, TicketWhereOpt, YesOpt, desk, fmt, note_next_page,
+                                     page_limit, run_bulk)
 from chatctl.batch_sizes import TICKET_ACTION
 from chatctl.completion import complete_agent_handle
 from chatctl.vocabulary import TICKET_REASONS, TICKET_STATUSES, choices, spoken
@@ -28,18 +28,6 @@ Status = choices("Status", TICKET_STATUSES)
 Reason = choices("Reason", TICKET_REASONS)
 
 
-OptionalIdsArg = Annotated[
-    Optional[list[str]],
-    typer.Argument(help="Ids, or - to read them from standard input (one per line; blank lines and # "
-                   "comments ignored).  With --where, further filter expressions.", metavar="ID...|-",
-                   show_default=False),
-]
-WhereOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--where", metavar="EXPR", help="Select by filter instead of ids: FIELD OP VALUE, several ANDed (repeat "
-                 "--where or list them after it).  Fields: status, reason, agent, created, closed, "
-                 "archived, age, chat.  Needs --yes or a confirmation at a terminal.", show_default=False),
-]
 TimeOpt = Optional[str]
 
 
@@ -91,7 +79,7 @@ def list_(
         query = TicketQuery(
             status=status.value if status else None,
             archived="only" if archived else "include" if include_archived else "exclude",
-            agent_id=require_agent_id(connection, agent) if agent else None,
+            agent_id=require_agent_id(connection, agent, active_only=False) if agent else None,
             reason=reason.value if reason else None,
             created_before=min(bounds) if bounds else None,
             created_after=parse_relative_or_timestamp(created_after, now, tz) if created_after else None,
@@ -101,13 +89,22 @@ def list_(
     note_next_page(the_desk, page.next_cursor)
 
 
+TicketPart = choices("TicketPart", ("history",))
+HISTORY_COLUMNS = ["id", "at", "actor", "action", "before", "after", "reason"]
+
+
 @app.command("show")
 def show(
     ctx: typer.Context,
     ticket_id: Annotated[str, typer.Argument(metavar="ID", help="The ticket's id.", show_default=False)],
     output: OutputOpt = None,
+    part: Annotated[Optional[TicketPart], typer.Option(
+        "--part", help="Only the ticket's audit history, one row each (any format).", show_default=False)] = None,
 ) -> None:
     """One ticket: its fields, its source chat and its audit history.
+
+    CSV and TSV hold rows of one kind: the ticket itself as one row, or with
+    --part history its audit events.
 
     Example: chatctl tickets show 42 -o json
     """
@@ -121,37 +118,50 @@ def show(
         tz = the_desk.tz(connection)
         record = show_ticket(connection, number)
     chosen = choose_format(fmt(output), the_desk.env)
+    if part is not None:
+        render_rows(the_desk.env, record["history"], HISTORY_COLUMNS, chosen, tz=tz)
+        return
     if chosen in ("json", "jsonl", "ids"):
         render_record(the_desk.env, record, chosen, tz=tz)
         return
     flat = {key: record[key] for key in TICKET_KEYS}
     for key, value in (record["chat"] or {}).items():
         flat[f"chat_{key}"] = value
+    if chosen in ("csv", "tsv"):
+        render_rows(the_desk.env, [flat], list(flat), chosen, tz=tz)
+        return
     render_record(the_desk.env, flat, chosen, tz=tz)
     if record["history"]:
         the_desk.env.stdout.write("\n")
-        render_rows(the_desk.env, record["history"], ["id", "at", "actor", "action", "before", "after", "reason"],
-                    chosen, tz=tz)
+        render_rows(the_desk.env, record["history"], HISTORY_COLUMNS, chosen, tz=tz)
 
 
-def _ticket_action(make_action, *, where=None):
-    """``prepare`` for ``run_bulk``: the action built for the acting person, applied batch by batch."""
+def _ticket_action(make_action):
+    """``prepare`` for ``run_bulk``: the action built for the acting person, applied batch by batch
+    (selected by ``--where``: the filter is the audit reason when the action has none)."""
     from chatctl.domain.tickets.actions import apply_action
 
     def prepare(connection, acting):
         action = make_action(acting)
+        if acting.selected_by and action.reason is None:
+            action.reason = f"selected by --where {acting.selected_by}"
         return lambda batch_connection, batch: apply_action(batch_connection, batch, action, at=acting.now,
                                                            actor=acting.actor.name,
-                                                           operation_id=acting.operation_id, where=where)
+                                                           operation_id=acting.operation_id)
 
     return prepare
+
+
+def _run(ctx: typer.Context, prepare, *, ids, where, yes, dry_run, batch_size, output, what: str) -> None:
+    run_bulk(ctx, prepare, ids=ids, where=where, yes=yes, selecting="tickets", output=output, dry_run=dry_run,
+             batch_size=batch_size, what=f"tickets {what}")
 
 
 @app.command("close")
 def close(
     ctx: typer.Context,
     ids: OptionalIdsArg = None,
-    where: WhereOpt = None,
+    where: TicketWhereOpt = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     batch_size: BatchSizeOpt = TICKET_ACTION,
@@ -169,51 +179,14 @@ def close(
     """
     from chatctl.domain.tickets.actions import close_action
 
-    if not where:
-        run_bulk(ctx, _ticket_action(lambda acting: close_action(acting.now)), ids=ids, output=output,
-                 dry_run=dry_run, batch_size=batch_size, what="tickets close")
-        return
-    _close_where([*where, *(ids or [])], ctx, yes=yes, dry_run=dry_run, batch_size=batch_size, output=output)
-
-
-def _close_where(expressions: list[str], ctx: typer.Context, *, yes: bool, dry_run: bool, batch_size: int,
-                 output) -> None:
-    from sqlalchemy import and_
-
-    from chatctl.parsing.filters import compile_ticket_filter, parse_expressions
-    from chatctl.domain.tickets.actions import TicketSelection, close_action
-    from chatctl.errors import UsageError
-
-    the_desk = desk(ctx)
-    if "-" in expressions:
-        raise UsageError("give ids (or -) or --where, not both")
-    conditions = parse_expressions(expressions)
-    at = the_desk.now()
-    text = " ".join(str(condition) for condition in conditions)
-    with the_desk.errors(), the_desk.engine().connect() as connection:
-        where = and_(*compile_ticket_filter(conditions, at, the_desk.tz(connection)))
-        the_desk.actor(connection)  # an unknown actor is refused before the prompt
-    with the_desk.errors():
-        selection = TicketSelection(the_desk.engine(), where)
-        if not (dry_run or yes) and the_desk.env.stdin_isatty:
-            if selection.counted() == 0:
-                the_desk.env.note(f"no open, unarchived tickets match {text}; nothing to do")
-                return
-        count = f"{selection.count:,} " if selection.count is not None else ""
-        if not dry_run:
-            confirm_selection(the_desk, yes, f"close the {count}open tickets matching {text}")
-        if selection.count is None and the_desk.env.stderr_isatty and not the_desk.env.quiet:
-            selection.counted()  # the progress bar's total, for its ETA
-    close_selected = _ticket_action(lambda acting: close_action(acting.now, reason=f"selected by --where {text}"),
-                                    where=where)
-    run_bulk(ctx, close_selected, items=selection, output=output, dry_run=dry_run, what="tickets close",
-             batch_size=batch_size)
+    _run(ctx, _ticket_action(lambda acting: close_action(acting.now)), ids=ids, where=where, yes=yes,
+         dry_run=dry_run, batch_size=batch_size, output=output, what="close")
 
 
 @app.command("reopen")
-def reopen(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
-           batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
-    """Reopen closed tickets.
+def reopen(ctx: typer.Context, ids: OptionalIdsArg = None, where: TicketWhereOpt = None, yes: YesOpt = False,
+           dry_run: DryRunOpt = False, batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
+    """Reopen closed tickets (--where: the closed, unarchived tickets a filter selects).
 
     An archived ticket is refused until unarchived.
 
@@ -221,42 +194,45 @@ def reopen(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
     """
     from chatctl.domain.tickets.actions import reopen_action
 
-    run_bulk(ctx, _ticket_action(lambda acting: reopen_action(acting.now)), ids=ids, output=output,
-             dry_run=dry_run, batch_size=batch_size, what="tickets reopen")
+    _run(ctx, _ticket_action(lambda acting: reopen_action(acting.now)), ids=ids, where=where, yes=yes,
+         dry_run=dry_run, batch_size=batch_size, output=output, what="reopen")
 
 
 @app.command("archive")
-def archive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
-            batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
+def archive(ctx: typer.Context, ids: OptionalIdsArg = None, where: TicketWhereOpt = None, yes: YesOpt = False,
+            dry_run: DryRunOpt = False, batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
     """Archive tickets now, whatever their status: they leave the tickets view and become read-only.
 
-    Example: chatctl tickets list --status closed -o ids | chatctl tickets archive -
+    Example: chatctl tickets archive --where status=closed 'closed>30d' --yes
     """
     from chatctl.domain.tickets.actions import archive_action
 
-    run_bulk(ctx, _ticket_action(lambda acting: archive_action(acting.now)), ids=ids, output=output,
-             dry_run=dry_run, batch_size=batch_size, what="tickets archive")
+    _run(ctx, _ticket_action(lambda acting: archive_action(acting.now)), ids=ids, where=where, yes=yes,
+         dry_run=dry_run, batch_size=batch_size, output=output, what="archive")
 
 
 @app.command("unarchive")
-def unarchive(ctx: typer.Context, ids: IdsArg, dry_run: DryRunOpt = False,
-              batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
+def unarchive(ctx: typer.Context, ids: OptionalIdsArg = None, where: TicketWhereOpt = None, yes: YesOpt = False,
+              dry_run: DryRunOpt = False, batch_size: BatchSizeOpt = TICKET_ACTION,
+              output: OutputOpt = None) -> None:
     """Bring archived tickets back to the tickets view, writable again.
 
     Example: chatctl tickets unarchive 42
     """
     from chatctl.domain.tickets.actions import unarchive_action
 
-    run_bulk(ctx, _ticket_action(lambda acting: unarchive_action(acting.now)), ids=ids, output=output,
-             dry_run=dry_run, batch_size=batch_size, what="tickets unarchive")
+    _run(ctx, _ticket_action(lambda acting: unarchive_action(acting.now)), ids=ids, where=where, yes=yes,
+         dry_run=dry_run, batch_size=batch_size, output=output, what="unarchive")
 
 
 @app.command("assign")
 def assign(
     ctx: typer.Context,
-    ids: IdsArg,
     agent: Annotated[str, typer.Option("--agent", help="The agent to assign the tickets to.",
                                        show_default=False, autocompletion=complete_agent_handle)],
+    ids: OptionalIdsArg = None,
+    where: TicketWhereOpt = None,
+    yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     batch_size: BatchSizeOpt = TICKET_ACTION,
     output: OutputOpt = None,
@@ -277,4 +253,5 @@ def assign(
         agent_id = require_agent_id(connection, agent)
         return _ticket_action(lambda acting: assign_action(agent_id, agent, acting.actor))(connection, acting)
 
-    run_bulk(ctx, prepare, ids=ids, output=output, dry_run=dry_run, batch_size=batch_size, what="tickets assign")
+    _run(ctx, prepare, ids=ids, where=where, yes=yes, dry_run=dry_run, batch_size=batch_size, output=output,
+         what="assign")

@@ -126,3 +126,71 @@ def refuse_every(reason: str) -> Callable[[Connection, list[int]], list[ItemResu
         return [ItemResult(item, "refused", reason) for item in ids]
 
     return apply
+
+
+# -- selection by filter (``--where``) ----------------------------------------------------
+NO_LONGER_MATCHES = "no longer matches the filter"
+
+
+class Selection:
+    """The rows a filter matches, replayed as id batches by keyset (``Items``).
+
+    The one bulk engine runs it exactly as it runs ids from standard input:
+    progress, dry run, signals and the summary behave the same.  Each batch is
+    read in its own short transaction; ``still_matching`` re-checks the filter
+    under the action's lock, so a row that changed in between is reported, not
+    acted on.
+    """
+
+    def __init__(self, engine: Engine, id_column: Any, where: Any) -> None:
+        self.engine = engine
+        self.id_column = id_column
+        self.where = where
+        self.count: int | None = None
+        self.text = ""  # the filter as typed, for messages and audit reasons
+
+    def counted(self) -> int:
+        """How many rows the filter selects now (for the prompt and the progress bar's total)."""
+        from sqlalchemy import func, select
+
+        with self.engine.connect() as connection:
+            self.count = connection.execute(
+                select(func.count()).select_from(self.id_column.table).where(self.where)).scalar_one()
+        return self.count
+
+    def batches(self, size: int) -> Iterator[list[int]]:
+        from sqlalchemy import BigInteger, bindparam, select
+
+        last = 0
+        while True:
+            with self.engine.connect() as connection:
+                ids = connection.execute(
+                    select(self.id_column).where(self.id_column > bindparam(None, last, type_=BigInteger()),
+                                                 self.where)
+                    .order_by(self.id_column).limit(size)).scalars().all()
+            if ids:
+                yield ids
+            if len(ids) < size:
+                return
+            last = ids[-1]
+
+    def close(self) -> None:
+        pass
+
+    def still_matching(self, apply: Apply) -> Apply:
+        """``apply`` for the batch's rows that still match, locked; the others are ``skipped``."""
+        from sqlalchemy import select
+
+        from chatctl.storage.dialects import dialect
+        from chatctl.storage.sql import ids_match
+
+        def checked(connection: Connection, ids: list[int]) -> list[ItemResult]:
+            query = select(self.id_column).where(ids_match(connection, self.id_column, ids), self.where)
+            # Locked in id order (PostgreSQL); a SQLite writer already holds the database lock.
+            locked = dialect(connection).locked(query.order_by(self.id_column), of=self.id_column.table)
+            matching = set(connection.execute(locked).scalars())
+            done = {item.id: item for item in apply(connection, [i for i in ids if i in matching])} \
+                if matching else {}
+            return [done.get(item) or ItemResult(item, "skipped", NO_LONGER_MATCHES) for item in ids]
+
+        return checked

@@ -52,11 +52,13 @@ MENTION = re.compile(r"(?<![\w.@])@([A-Za-z0-9][A-Za-z0-9_.-]*)")
 
 @dataclass(frozen=True)
 class Acting:
-    """Who acts, when, and under which operation id (stamped on every audit row)."""
+    """Who acts, when, and under which operation id (stamped on every audit row); with
+    ``--where``, the filter that selected the items (an audit reason where the action keeps one)."""
 
     actor: Actor
     now: dt.datetime
     operation_id: str
+    selected_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,15 @@ Rules applied here:
   assigned to someone else is a transfer and is refused as well.  Supervisors
   and admins assign freely.
 
-A selection by filter (``close --where``) walks the ticket ids by keyset
-(``id > last ORDER BY id LIMIT n``), so a million matches never sit in memory
-and each batch is its own short transaction.
+A selection by filter (``--where``) is a ``batches.Selection`` of the
+tickets the action can change (``tickets_matching``): walked by keyset, each
+batch its own short transaction, the filter re-checked under the lock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +39,12 @@ from chatctl.domain.audit import writer as audit
 from chatctl.domain.batches import ItemResult
 from chatctl.domain.changes import Ids, Outcome
 from chatctl.domain.tickets import transitions as ticket_transitions
-from chatctl.storage.dialects import dialect
 from chatctl.storage.models import Ticket
 from chatctl.storage.sql import ids_match
 
 if TYPE_CHECKING:
     from chatctl.domain.actors import Actor
+    from chatctl.domain.batches import Selection
 
 ENTITY = "ticket"
 READ_ONLY = "ticket is archived and read-only until unarchived"
@@ -69,10 +69,6 @@ class Action:
     change: Change | None
     classify: Callable[[Any], tuple[str, str] | None]
     reason: str | None = None
-
-
-def _integer(value: int):
-    return bindparam(None, value, type_=BigInteger())
 
 
 def _archived_refusal(row) -> tuple[str, str] | None:
@@ -147,46 +143,32 @@ def apply_action(
     at: dt.datetime,
     actor: str,
     operation_id: str,
-    where: ColumnElement[bool] | None = None,
 ) -> list[ItemResult]:
     """Apply ``action`` to one batch of ticket ids in the caller's transaction.
 
-    ``where`` (a compiled filter) narrows the batch further and is re-checked
-    under the lock: a ticket that stopped matching is ``skipped``.
     Returns one result per id, in input order.
     """
     if not ids:
         return []
-    todo = ids
-    if where is not None and action.change is not None:
-        # Lock the batch, then keep what still matches: the transition changes only those.
-        query = select(Ticket.id).where(ids_match(connection, Ticket.id, ids), where).order_by(Ticket.id)
-        todo = list(connection.execute(dialect(connection).locked(query, of=Ticket)).scalars())
     changed = []
-    if action.change is not None and todo:
+    if action.change is not None:
         stamp = audit.Stamp(actor, at, operation_id, f"tickets.{action.name}")
-        changed = action.change(connection, Ids(todo), stamp, action.reason).changed
+        changed = action.change(connection, Ids(ids), stamp, action.reason).changed
     results = {ticket_id: ItemResult(ticket_id, "changed") for ticket_id in changed}
     rest = [ticket_id for ticket_id in ids if ticket_id not in results]
     if rest:
-        results.update(_explain(connection, rest, action, where))
+        results.update(_explain(connection, rest, action))
     return [results.get(ticket_id, ItemResult(ticket_id, "not_found", "no such ticket")) for ticket_id in ids]
 
 
-def _explain(connection: Connection, ids: list[int], action: Action,
-             where: ColumnElement[bool] | None) -> dict[int, ItemResult]:
+def _explain(connection: Connection, ids: list[int], action: Action) -> dict[int, ItemResult]:
     """Why each of these existing tickets was left alone (missing ids are simply absent)."""
-
-
-    matches = case((where, 1), else_=0) if where is not None else literal(1)
     results = {}
     for row in connection.execute(
-        select(Ticket.id, Ticket.status, Ticket.agent_id, Ticket.closed_at, Ticket.archived_at,
-               matches.label("matches")).where(ids_match(connection, Ticket.id, ids))
+        select(Ticket.id, Ticket.status, Ticket.agent_id, Ticket.closed_at, Ticket.archived_at)
+        .where(ids_match(connection, Ticket.id, ids))
     ):
         verdict = action.classify(row)
-        if verdict is None and not row.matches:
-            verdict = ("skipped", "no longer matches the filter")
         if verdict is None:
             # Only possible if the row changed between the batch and this read.
             verdict = ("skipped", "changed by someone else meanwhile")
@@ -195,45 +177,20 @@ def _explain(connection: Connection, ids: list[int], action: Action,
 
 
 # -- selection by filter ---------------------------------------------------------------------
-class TicketSelection:
-    """The open, unarchived tickets a filter matches, replayed as id batches by keyset.
-
-    It is ``batches.Items`` (``count``, ``batches(size)``, ``close()``), so
-    the one batch runner runs it: progress, dry run, Ctrl-C and the summary
-    behave exactly as for ids from standard input.  Each batch is read in its
-    own short transaction on the primary; the action re-checks everything
-    under the row lock, so a ticket changed in between is reported, not lost.
-    """
-
-    def __init__(self, engine: Engine, where: ColumnElement[bool]) -> None:
-        self.engine = engine
-        self.where = where
-        self.count: int | None = None
-
-    def _condition(self):
-        return self.where & (Ticket.status == "open") & Ticket.archived_at.is_(None)
-
-    def counted(self) -> int:
-        """How many tickets the filter selects now (for the prompt and the progress bar)."""
+# The tickets each action can change, and what to call them: ``--where`` selects among these.
+SELECTABLE: dict[str, tuple[str, Callable[[], ColumnElement[bool]]]] = {
+    "close": ("open tickets", lambda: (Ticket.status == "open") & Ticket.archived_at.is_(None)),
+    "reopen": ("closed tickets", lambda: (Ticket.status == "closed") & Ticket.archived_at.is_(None)),
+    "archive": ("unarchived tickets", lambda: Ticket.archived_at.is_(None)),
+    "unarchive": ("archived tickets", lambda: Ticket.archived_at.is_not(None)),
+    "assign": ("unarchived tickets", lambda: Ticket.archived_at.is_(None)),
+}
 
 
-        with self.engine.connect() as connection:
-            self.count = connection.execute(
-                select(func.count()).select_from(Ticket).where(self._condition())).scalar_one()
-        return self.count
+def tickets_matching(engine: Engine, where: ColumnElement[bool], action: str) -> tuple[Selection, str]:
+    """The tickets a filter matches that ``action`` can change, as a selection the one bulk
+    engine runs, and what they are called ("open tickets")."""
+    from chatctl.domain.batches import Selection
 
-    def batches(self, size: int) -> Iterator[list[int]]:
-        last = 0
-        while True:
-            with self.engine.connect() as connection:
-                ids = connection.execute(
-                    select(Ticket.id).where(Ticket.id > _integer(last), self._condition())
-                    .order_by(Ticket.id).limit(size)).scalars().all()
-            if ids:
-                yield ids
-            if len(ids) < size:
-                return
-            last = ids[-1]
-
-    def close(self) -> None:
-        pass
+    noun, eligible = SELECTABLE[action]
+    return Selection(engine, Ticket.id, where & eligible()), noun
