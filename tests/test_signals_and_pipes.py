@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import func, insert, select as sql_select, text
 from sweep_helpers import T0, add_agent, bulk_chats, chatctl, count, wait_for_audit
 
-from chatctl.storage.models import AuditEvent, Chat, SweepLease, SweepRun
+from chatctl.storage.models import AuditEvent, Chat, Operation, SweepLease, SweepRun
 
 AS_OF = T0.isoformat()
 SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
@@ -49,6 +49,15 @@ def _closed_and_audited(engine, operation: str | None = None) -> tuple[set[int],
         audited = [int(entity) for entity in connection.execute(query).scalars()]
     assert len(audited) == len(set(audited)), "a chat was audited twice"
     return closed, set(audited)
+
+
+def _assert_operation_interrupted(engine, operation: str, code: int, changed: int) -> None:
+    """The operations record says ``interrupted`` (not ``failed``), with the exit code and its lease let go."""
+    with engine.connect() as connection:
+        row = connection.execute(sql_select(Operation).where(Operation.id == operation)).mappings().one()
+    assert row["status"] == "interrupted", row
+    assert row["finished_at"] is not None and row["lease_expires_at"] is None, row
+    assert row["counts"]["exit_code"] == code and row["counts"]["audit_events"] == changed, row
 
 
 def _stopped(process: subprocess.Popen, signum: int) -> tuple[int, str, str, float]:
@@ -83,6 +92,7 @@ def test_d11_signal_mid_sweep_without_a_terminal_interrupts_the_run_cleanly(cli,
     runs = cli("sweep", "history", "-o", "json").json()
     assert [run["status"] for run in runs] == ["interrupted"]
     assert runs[0]["changed"] == len(closed)
+    _assert_operation_interrupted(engine, runs[0]["run_id"], code, len(closed))
     assert _locks_held(engine) == 0, "the lock or lease outlived the run"
     # D13: the metrics file says so too.
     assert f'chatctl_sweep_success{{shard="all",exit_code="{code}"}} 0' in metrics.read_text()
@@ -115,6 +125,7 @@ def test_d11_signal_mid_bulk_close_without_a_terminal_keeps_whole_batches(cli, e
     closed, audited = _closed_and_audited(engine, operation)
     assert 0 < len(closed) < len(ids), "the signal came too late to test anything"
     assert len(closed) == changed and audited == closed
+    _assert_operation_interrupted(engine, operation, code, changed)
     reported = [json.loads(line) for line in out.splitlines()]
     assert {item["id"] for item in reported if item["result"] == "changed"} == closed
 
