@@ -84,3 +84,34 @@ def test_d15_no_rule_numbers_in_messages_or_reasons():
              for path in sorted((ROOT / "src" / "chatctl").rglob("*.py"))
              for line, text in _string_literals_outside_docstrings(path) if RULE_NUMBER.search(text)]
     assert found == []
+
+
+def test_d15_item_reasons_say_it_in_words_without_rule_numbers(cli, engine):
+    """Refusals on chats and tickets, in JSON and on stderr: the reason in plain words, no R6 or (R14)."""
+    import datetime as dt
+
+    from chat_rows import Rows
+
+    from chatctl.storage.models import Ticket
+
+    rows = Rows(engine)
+    rows.agent("alice")
+    rows.agent("bob")
+    live, closed = rows.chat(agent="alice"), rows.chat(status="closed", closed=dt.timedelta(hours=1))
+    converted = rows.chat(status="converted")
+    now = dt.datetime.now(dt.timezone.utc)
+    with engine.begin() as connection:
+        archived = connection.execute(Ticket.__table__.insert().values(
+            chat_id=converted, status="open", reason="manual", created_at=now, archived_at=now)).inserted_primary_key[0]
+    attempts = [
+        ("chats", "pending", str(closed)), ("chats", "reopen", str(converted), "--agent", "alice"),
+        ("--actor", "bob", "chats", "reply", str(live), "--as", "bob", "--text", "hi"),
+        ("--actor", "alice", "tickets", "assign", str(archived), "--agent", "bob"),
+        ("tickets", "close", str(archived)),
+    ]
+    for argv in attempts:
+        result = cli(*argv, "-o", "json")
+        assert result.exit_code == 1, result
+        reasons = [item["reason"] for item in result.json()["results"]]
+        assert reasons and all(reason and not RULE_NUMBER.search(reason) for reason in reasons), (argv, reasons)
+        assert not RULE_NUMBER.search(result.stderr), (argv, result.stderr)
