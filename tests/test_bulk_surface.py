@@ -101,8 +101,8 @@ def test_d14_progress_bars_have_a_total_on_a_terminal(cli, rows):
     assert code == 0, screen
     # Counted before the first batch: never "15/?" (a bar starts at 0 while it counts).
     assert "30/30" in screen and not re.search(r"[1-9][0-9]*/\?", screen), screen
-    code, screen = run_on_a_terminal(["--database-url", cli.url, "chats", "flag", "--where", "status=closed",
-                                      "--yes", "--batch-size", "1"])
+    code, screen = run_on_a_terminal(["--database-url", cli.url, "chats", "reopen", "--agent", "alice", "--where",
+                                      "status=closed", "--yes", "--batch-size", "1"])
     assert code == 0, screen
     assert "30/30" in screen and not re.search(r"[1-9][0-9]*/\?", screen), screen
 

@@ -150,6 +150,19 @@ def test_r3_flagged_chats_are_not_closed_by_a_bulk_close(cli, rows):
     assert results(forced) == {flagged: ("changed", None)}
 
 
+def test_d7_flag_unflag_and_pending_on_a_closed_chat_are_refused_not_skipped(cli, rows):
+    closed = rows.chat(status="closed", closed=H)
+    converted = rows.chat(status="converted")
+    for action in ("flag", "unflag", "pending"):
+        result = cli("chats", action, str(closed), "-o", "json")
+        assert result.exit_code == 1, result
+        assert results(result)[closed][0] == "refused" and "closed" in results(result)[closed][1], result
+    close = cli("chats", "close", str(converted), "-o", "json")
+    assert close.exit_code == 1 and results(close)[converted][0] == "refused", close
+    assert "ticket" in results(close)[converted][1]
+    assert rows.audit() == []
+
+
 # -- R4 / R5: what the sweeps read ------------------------------------------------------------
 def test_r4_replies_and_comments_count_as_activity(cli, rows):
     chat = rows.chat(agent="alice", ago=3 * H, customer_wrote=2 * H)

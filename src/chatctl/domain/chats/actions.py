@@ -113,16 +113,18 @@ def find_person(connection: Connection, handle: str, *, what: str = "agent") -> 
 
 
 # -- flag / unflag (R3) -----------------------------------------------------------------
+_NOT_FLAGGABLE = "{state}: flags are for live and pending chats"
+
+
 def flag(acting: Acting, note: str | None) -> Apply:
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
         rows = _read(connection, ids, Chat.status, Chat.flagged)
         decided = {}
         for chat_id, row in rows.items():
-            if row.flagged:
+            if row.status not in OPEN:  # D7: a refusal, not an "already so"
+                decided[chat_id] = ItemResult(chat_id, "refused", _NOT_FLAGGABLE.format(state=_state(row)))
+            elif row.flagged:
                 decided[chat_id] = ItemResult(chat_id, "skipped", "already flagged")
-            elif row.status not in OPEN:
-                decided[chat_id] = ItemResult(chat_id, "skipped", f"{_state(row)}: flags are for live and "
-                                              "pending chats")
             else:
                 decided[chat_id] = ItemResult(chat_id, "changed", None)
         outcome = transitions.flag(connection, _todo(decided), _stamp(acting, "chats.flag"), note=note)
@@ -133,8 +135,10 @@ def flag(acting: Acting, note: str | None) -> Apply:
 
 def unflag(acting: Acting) -> Apply:
     def apply(connection: Connection, ids: list[int]) -> list[ItemResult]:
-        rows = _read(connection, ids, Chat.flagged)
-        decided = {chat_id: ItemResult(chat_id, "changed") if row.flagged
+        rows = _read(connection, ids, Chat.status, Chat.flagged)
+        decided = {chat_id: ItemResult(chat_id, "refused", _NOT_FLAGGABLE.format(state=_state(row)))
+                   if row.status not in OPEN  # D7
+                   else ItemResult(chat_id, "changed") if row.flagged
                    else ItemResult(chat_id, "skipped", "not flagged") for chat_id, row in rows.items()}
         outcome = transitions.unflag(connection, _todo(decided), _stamp(acting, "chats.unflag"))
         return _results(ids, decided, set(outcome.changed))
@@ -177,7 +181,8 @@ def close(acting: Acting, reason: str | None, *, include_flagged: bool = False) 
             if row.status == "closed":
                 decided[chat_id] = ItemResult(chat_id, "skipped", "already closed")
             elif row.status == "converted":
-                decided[chat_id] = ItemResult(chat_id, "skipped", "converted to a ticket")
+                decided[chat_id] = ItemResult(chat_id, "refused", "a converted chat carries on as its ticket: "
+                                              "close the ticket instead")
             elif row.flagged and not include_flagged:
                 decided[chat_id] = ItemResult(chat_id, "skipped", "flagged (unflag it, or pass --include-flagged)")
             else:
