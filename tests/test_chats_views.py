@@ -302,6 +302,35 @@ def test_show_json_is_the_chat_with_messages_comments_ticket(cli, rows):
     assert human.exit_code == 0 and "can send" in human.stdout and "@bob can you look" in human.stdout
 
 
+def test_show_tags_and_ticket_match_the_lists(cli, rows, engine):
+    """Show reads mentions only for a chat with comments and its ticket only when the chat row has one:
+    what it shows is what the views show."""
+    tagged = rows.chat(agent="alice")
+    rows.comment(tagged, "alice", "@sue @bob please", ("sue", "bob"))
+    rows.comment(tagged, "alice", "@bob again", ("bob",))
+    quiet = rows.chat(agent="alice")
+    converted = rows.chat(status="converted", agent="alice")
+    from sqlalchemy import insert
+
+    from chatctl.storage.models import Ticket
+
+    with engine.begin() as connection:
+        connection.execute(insert(Ticket), [{"chat_id": converted, "status": "open", "reason": "manual",
+                                             "created_at": dt.datetime.now(dt.timezone.utc), "closed_at": None,
+                                             "archived_at": None}])
+    shown = cli("chats", "show", str(tagged), "-o", "json").json()
+    listed = {chat["id"]: chat for chat in cli("chats", "list", "tagged", "--agent", "bob", "-o", "json").json()}
+    assert [person["handle"] for person in shown["tagged"]] == ["bob", "sue"]
+    assert shown["tagged"] == listed[tagged]["tagged"]
+    assert [comment["mentions"] for comment in shown["comments"]] == [["bob", "sue"], ["bob"]]
+    assert shown["ticket"] is None
+    plain = cli("chats", "show", str(quiet), "-o", "json").json()
+    assert (plain["comments"], plain["tagged"], plain["ticket"]) == ([], [], None)
+    ticketed = cli("chats", "show", str(converted), "-o", "json").json()
+    ticket = cli("chats", "list", "tickets", "-o", "json").json()[0]
+    assert ticketed["ticket_id"] == ticket["id"] and ticketed["ticket"] == ticket
+
+
 def test_show_missing_chat_exits_1(cli, rows):
     result = cli("chats", "show", "424242")
     assert result.exit_code == 1 and "424242" in result.stderr

@@ -312,21 +312,31 @@ def show_chat(connection: Connection, chat_id: int, *, now: dt.datetime) -> dict
          "created_at": m.created_at}
         for m in messages
     ]
+    comments = connection.execute(
+        select(Comment.id, Agent.handle.label("author"), Comment.body, Comment.created_at)
+        .join(Agent, Agent.id == Comment.agent_id)
+        .where(Comment.chat_id == chat_id).order_by(Comment.created_at, Comment.id)).all()
+    # A tag belongs to a comment: a chat without comments has none, and most chats have none.
+    # One query gives each comment its mentions and the chat its tagged people (as tagged_people
+    # orders them: by handle, each once).
     mentions: dict[int, list[str]] = {}
-    for comment_id, handle in connection.execute(
-            select(CommentMention.comment_id, Agent.handle).join(Agent, Agent.id == CommentMention.agent_id)
-            .where(CommentMention.chat_id == chat_id).order_by(Agent.handle)):
-        mentions.setdefault(comment_id, []).append(handle)
+    tagged: dict[str, str] = {}
+    if comments:
+        for comment_id, handle, presence in connection.execute(
+                select(CommentMention.comment_id, Agent.handle, Agent.presence)
+                .join(Agent, Agent.id == CommentMention.agent_id)
+                .where(CommentMention.chat_id == chat_id).order_by(Agent.handle)):
+            mentions.setdefault(comment_id, []).append(handle)
+            tagged.setdefault(handle, presence)
     record["comments"] = [
         {"id": c.id, "author": c.author, "body": c.body, "created_at": c.created_at,
          "mentions": mentions.get(c.id, [])}
-        for c in connection.execute(
-            select(Comment.id, Agent.handle.label("author"), Comment.body, Comment.created_at)
-            .join(Agent, Agent.id == Comment.agent_id)
-            .where(Comment.chat_id == chat_id).order_by(Comment.created_at, Comment.id))
+        for c in comments
     ]
-    record["tagged"] = tagged_people(connection, [chat_id]).get(chat_id, [])
-    ticket = connection.execute(ticket_query().where(Ticket.chat_id == chat_id)).first()
+    record["tagged"] = [{"handle": handle, "presence": presence} for handle, presence in tagged.items()]
+    ticket = None
+    if record["ticket_id"] is not None:  # chat_query joins the chat's ticket (one per chat)
+        ticket = connection.execute(ticket_query().where(Ticket.chat_id == chat_id)).first()
     record["ticket"] = ticket_json(ticket._mapping) if ticket is not None else None
     window = reply_window(row, now=now, closed_reply_window=get_preference(connection, "closed_reply_window"))
     record["reply_window"] = window.as_json()
