@@ -72,6 +72,13 @@ def _audit(obj: str, entity: str, before: str, after: str, reason: str, source: 
             f"{obj}({after}), 'FLOOR', {reason} FROM {source}")
 
 
+def _analyze(connection, table: str) -> None:
+    """PostgreSQL keeps no statistics of a temporary table until it is analysed (autovacuum skips
+    them): without them it plans the statements over the table for a guess of its size."""
+    if connection.dialect.name == "postgresql":
+        _sql(connection, f"ANALYZE {table}")
+
+
 def _purge(connection, obj: str) -> None:
     """R9 for the picked chats, counted into their audit reasons first."""
     _sql(connection, "UPDATE notifications SET read_at = :as_of WHERE read_at IS NULL AND kind = 'tagged' "
@@ -143,6 +150,7 @@ def _assign(connection, obj: str, action: str, reassignment: bool) -> int:
     _sql(connection, "CREATE TEMP TABLE plan (id integer PRIMARY KEY, agent integer, n integer)")
     if plan:
         _sql(connection, "INSERT INTO plan (id, agent, n) VALUES (:id, :agent, :n)", plan)
+        _analyze(connection, "plan")
         _sql(connection, _audit(obj, "chat", "'agent_id', picked.agent_id, 'reassign_count', picked.reassign_count",
                                 "'agent_id', plan.agent, 'assigned_at', :as_of, 'reassign_count', plan.n",
                                 "'least-loaded online agent'", "plan JOIN picked USING (id)").replace(
@@ -170,6 +178,7 @@ def floor(url: str, job: str) -> tuple[float, int]:
         with engine.begin() as connection:
             if job == "archive":
                 _sql(connection, f"CREATE TEMP TABLE picked AS SELECT id FROM tickets WHERE {predicate}")
+                _analyze(connection, "picked")
                 changed = _sql(connection, "SELECT count(*) FROM picked").scalar_one()
                 _sql(connection, _audit(obj, "ticket", "'archived_at', NULL", "'archived_at', :as_of",
                                         "'ticket_archive_after (R13)'", "picked"), {"action": action})
@@ -177,6 +186,7 @@ def floor(url: str, job: str) -> tuple[float, int]:
                 return changed
             _sql(connection, "CREATE TEMP TABLE picked AS SELECT id, status, agent_id, pending_since, reassign_count "
                              f"FROM chats WHERE {predicate}")
+            _analyze(connection, "picked")
             changed = _sql(connection, "SELECT count(*) FROM picked").scalar_one()
             if job == "cleanup":
                 _sql(connection, _audit(obj, "chat", "'status', status", "'status', status", "'R9 clean-up'",
