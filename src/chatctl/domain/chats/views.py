@@ -252,10 +252,11 @@ class ReplyWindow:
         return {"can_send": can, "text": self.text, "template": self.template, "reason": self.reason}
 
 
-def reply_window(chat: Any, *, now: dt.datetime, closed_reply_window: dt.timedelta) -> ReplyWindow:
+def reply_window(chat: Any, *, now: dt.datetime, closed_reply_window: dt.timedelta | None) -> ReplyWindow:
     """What may be sent to the customer of ``chat`` at ``now``, and why (R11).
 
-    ``chat`` needs status, channel, closed_at and last_customer_message_at.
+    ``chat`` needs status, channel, closed_at and last_customer_message_at;
+    ``closed_reply_window`` matters for a closed chat only (None will do for another).
     Who may send (R8) is checked separately, by ``chatctl.domain.chats.actions.reply``.
     """
     whatsapp = chat.channel == "whatsapp"
@@ -338,7 +339,9 @@ def show_chat(connection: Connection, chat_id: int, *, now: dt.datetime) -> dict
     if record["ticket_id"] is not None:  # chat_query joins the chat's ticket (one per chat)
         ticket = connection.execute(ticket_query().where(Ticket.chat_id == chat_id)).first()
     record["ticket"] = ticket_json(ticket._mapping) if ticket is not None else None
-    window = reply_window(row, now=now, closed_reply_window=get_preference(connection, "closed_reply_window"))
+    # Only a closed chat's window depends on the preference: no query for the others.
+    window = reply_window(row, now=now, closed_reply_window=get_preference(connection, "closed_reply_window")
+                          if row.status == "closed" else None)
     record["reply_window"] = window.as_json()
     record["history"] = [
         audit_json(event._mapping) for event in connection.execute(
