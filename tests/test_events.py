@@ -289,6 +289,21 @@ def test_bad_lines_reported_with_line_numbers_good_lines_applied(desk, engine):
     assert chat_row(engine, 1).last_customer_message_at == at("2026-11-30T10:09:00Z")
 
 
+def test_d6_an_event_time_without_an_offset_is_a_bad_line_never_guessed(desk, engine):
+    result = desk("events", "ingest", "-", "-o", "json", input=lines(
+        started(1),                                                                       # 1 good
+        {"type": "customer_message", "chat": 1, "text": "x", "at": "2026-11-30T10:05:00"},  # 2 no offset
+        {"type": "customer_message", "chat": 1, "text": "x", "at": "2026-11-30"},           # 3 a date
+        {"type": "customer_message", "chat": 1, "text": "y", "at": "2026-11-30T12:06+02:00"},  # 4 good
+    ))
+    assert result.exit_code == 1, result
+    errors = [line for line in result.stderr.splitlines() if line.startswith("chatctl: line")]
+    assert [int(line.split()[2].rstrip(":")) for line in errors] == [2, 3]
+    assert all("has no offset" in line for line in errors)
+    assert result.json()["bad_lines"] == 2 and result.json()["events"]["customer_message"] == 1
+    assert chat_row(engine, 1).last_customer_message_at == at("2026-11-30T10:06:00Z")
+
+
 def test_bad_lines_across_chunks_keep_their_line_numbers(desk, engine):
     from chatctl.domain.events import ingest as ingest_events
 

@@ -20,7 +20,8 @@ def ingest(
 ) -> None:
     """Apply chat events from a JSON Lines file, in file order.
 
-    One event per line, each with "type" and "at" (ISO 8601; UTC when it has no offset):
+    One event per line, each with "type" and "at" (ISO 8601 with its offset, Z or
+    +hh:mm; a time without one is a bad line):
 
     \b
       chat_started      customer, channel, [chat], [agent], [text], [name]

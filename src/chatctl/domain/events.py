@@ -63,7 +63,7 @@ from chatctl.domain.audit import writer as audit
 from chatctl.domain.chats.transitions import open_tickets, opened_ticket
 from chatctl.domain.prefs import get_preferences
 from chatctl.errors import UsageError
-from chatctl.parsing.timeparse import parse_timestamp
+from chatctl.parsing.timeparse import parse_instant
 from chatctl.storage.dialects import dialect
 from chatctl.storage.models import Agent, Chat, Customer, Message
 from chatctl.storage.retry import retry_serialization
@@ -137,7 +137,7 @@ def parse_line(text: str, line: int) -> Event:
     if not isinstance(at_text, str):
         raise BadLine("'at' must be an ISO 8601 string")
     try:
-        at = parse_timestamp(at_text)
+        at = parse_instant(at_text)
     except UsageError as error:
         raise BadLine(error.message) from None
     event = Event(line=line, type=kind, at=at)

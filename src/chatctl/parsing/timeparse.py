@@ -86,6 +86,8 @@ TIMESTAMP_FORMS = (
     "use ISO 8601 like 2026-11-30T09:00:00Z, 2026-11-30T11:00+02:00, "
     "2026-11-30T09:00 (local time) or 2026-11-30"
 )
+INSTANT_FORMS = "use ISO 8601 with an offset like 2026-11-30T09:00:00Z or 2026-11-30T11:00+02:00"
+_OFFSET = re.compile(r"[+-]\d\d(:?\d\d)?$")
 RELATIVE_TIME_FORMS = (
     "use now, a time relative to now like -2h or +30m, or ISO 8601 like "
     "2026-11-30T09:00:00Z, 2026-11-30T09:00 (local time) or 2026-11-30"
@@ -225,6 +227,20 @@ def parse_timestamp(text: str, tz: tzinfo | None = None) -> datetime:
     means its first occurrence.
     """
     return _parse_timestamp(text, tz or timezone.utc, TIMESTAMP_FORMS)
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 timestamp that names its offset (``Z`` or ``+02:00``), as an aware UTC
+    datetime: what a machine sends (an event's ``at``) is never guessed in a zone."""
+    instant = _parse_timestamp(text, timezone.utc, INSTANT_FORMS)
+    if not _names_offset(text):
+        raise UsageError(f"time {text!r} has no offset: {INSTANT_FORMS}")
+    return instant
+
+
+def _names_offset(text: str) -> bool:
+    cleaned = text.strip().upper()
+    return len(cleaned) > 10 and (cleaned.endswith("Z") or _OFFSET.search(cleaned[10:]) is not None)
 
 
 def parse_relative_or_timestamp(
