@@ -309,6 +309,29 @@ def test_r13_archive_tickets_older_than_archive_after_whatever_status(cli, engin
     assert {e.entity_id for e in audit_rows(engine, summary["run_id"])} == {str(old_open), str(old_closed)}
 
 
+def test_d3_an_unarchive_sticks_until_archive_after_has_passed_again(cli, engine):
+    """A 100-day-old ticket unarchived is not archived again by the next run, but once
+    ticket_archive_after has passed since the unarchive; explain says when."""
+    alice = add_agent(engine, "alice")
+    old = add_ticket(engine, add_chat(engine, agent=alice), created=T0 - dt.timedelta(days=100),
+                     archived_at=T0 - dt.timedelta(days=10))
+    unarchive_at = T0 - dt.timedelta(days=1)
+    with freeze_time(unarchive_at):
+        assert cli("tickets", "unarchive", str(old)).exit_code == 0
+    assert ticket(engine, old).unarchived_at == unarchive_at
+    assert sweep(cli, "archive")["jobs"]["archive"]["changed"] == 0
+    assert ticket(engine, old).archived_at is None
+    chat_id = ticket(engine, old).chat_id
+    explained = cli("sweep", "explain", str(chat_id), "--as-of", AS_OF, "-o", "json").json()
+    archive = next(verdict for verdict in explained["jobs"] if verdict["job"] == "archive")
+    assert archive["would_change"] is False and "last unarchive" in archive["reason"]
+    assert archive["due_after"] == (unarchive_at + dt.timedelta(days=90)).isoformat()
+    later = (unarchive_at + dt.timedelta(days=91)).isoformat()
+    result = cli("sweep", "run", "archive", "--as-of", later, "-o", "json")
+    assert result.json()["jobs"]["archive"]["changed"] == 1
+    assert ticket(engine, old).archived_at is not None
+
+
 def test_r13_no_sweep_closes_tickets(cli, engine):
     alice = add_agent(engine, "alice")
     old = add_ticket(engine, add_chat(engine, agent=alice), created=T0 - dt.timedelta(days=400))

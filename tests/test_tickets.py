@@ -250,8 +250,9 @@ def test_r13_archived_ticket_is_read_only_until_unarchived(cli, engine):
     assert cli("tickets", "close", archived_open).exit_code == 0
     assert tickets(engine)[archived_open]["status"] == "closed"
     assert [e.action for e in audit_rows(engine)] == ["tickets.unarchive", "tickets.close"]
-    assert audit_rows(engine)[0].before == {"archived_at": (NOW - days(10)).isoformat()}
-    assert audit_rows(engine)[0].after == {"archived_at": None}
+    assert audit_rows(engine)[0].before == {"archived_at": (NOW - days(10)).isoformat(), "unarchived_at": None}
+    unarchive = audit_rows(engine)[0]
+    assert unarchive.after == {"archived_at": None, "unarchived_at": unarchive.at.isoformat()}
 
 
 def test_r13_archive_hides_ticket_and_twice_is_skipped(cli, engine):

@@ -283,6 +283,8 @@ Ticket = _table(
     _required("created_at", UTCDateTime),
     _optional("closed_at", UTCDateTime),
     _optional("archived_at", UTCDateTime),
+    # The last unarchive: the archive sweep counts from it when it is later than created_at (D3).
+    _optional("unarchived_at", UTCDateTime),
     Index("ix_tickets_status_created", "status", "created_at", "id"),
     Index("ix_tickets_archived_created", "archived_at", "created_at", "id"),
     Index("ix_tickets_created", "created_at", "id"),

@@ -144,9 +144,14 @@ LEFTOVERS = JobCondition(
     "no comments, tags or unread tag notifications left",
 )
 NOT_ARCHIVED = JobCondition("not_archived", "tickets.archived_at IS NULL", "ticket already archived")
+# Counted from the later of creation and the last unarchive (D3).  An unarchive is never
+# earlier than the creation, so the range on created_at stays the index's.
 ARCHIVE_DUE = JobCondition(
-    "archive_due", "tickets.created_at < :archive_cutoff", "ticket younger than ticket_archive_after",
-    due=lambda row, prefs: _add(row["created_at"], prefs["ticket_archive_after"]),
+    "archive_due",
+    "tickets.created_at < :archive_cutoff AND (tickets.unarchived_at IS NULL OR tickets.unarchived_at < "
+    ":archive_cutoff)",
+    "ticket younger than ticket_archive_after (since its creation or its last unarchive)",
+    due=lambda row, prefs: _add(_later(row["created_at"], row.get("unarchived_at")), prefs["ticket_archive_after"]),
 )
 
 

@@ -49,8 +49,10 @@ def archive(connection: Connection, batch: Batch, stamp: audit.Stamp, *, guard: 
 
 def unarchive(connection: Connection, batch: Batch, stamp: audit.Stamp, *, reason: str | None = None,
               form: Portable | None = None) -> Outcome:
-    """Make archived tickets writable and listed again."""
-    change = Change(TICKETS, {"archived_at": "NULL"}, eligible="tickets.archived_at IS NOT NULL", reason=reason)
+    """Make archived tickets writable and listed again; the archive sweep counts their age
+    from now on (D3: an unarchive sticks)."""
+    change = Change(TICKETS, {"archived_at": "NULL", "unarchived_at": ":audit_at"},
+                    eligible="tickets.archived_at IS NOT NULL", reason=reason)
     return run(connection, change, batch, stamp, form=form)
 
 
