@@ -21,7 +21,10 @@ instead of hours); the templates are vacuumed and checkpointed.
 One section, so that the desk is built once; each of its two parts has its
 own floor row.
 
-    python bench/run.py --only audit-retention
+    python bench/run.py --only audit-retention [--fraction 0.3]
+
+``--fraction F`` scales both sizes (F x 1,000,000 chats, F x 10,000,000 audit
+rows) for a machine that cannot finish the full size in reasonable time.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def _execute(url: str, statements: list[str], params: dict | None = None) -> Non
 
 def _sizes(bench: Bench) -> tuple[int, int]:
     rows = bench.size(full=10_000_000, quick=300_000)
-    return (1_000_000 if not bench.quick else 50_000), rows
+    return (50_000 if bench.quick else round(1_000_000 * bench.scale)), rows
 
 
 def build(bench: Bench) -> tuple[int, int]:

@@ -228,8 +228,9 @@ class Postgres:
 class Bench:
     """What a section gets: sizes, run counts, servers, a scratch directory and timing."""
 
-    def __init__(self, *, quick: bool, runs: int | None = None, log=print) -> None:
+    def __init__(self, *, quick: bool, runs: int | None = None, log=print, fraction: float | None = None) -> None:
         self.quick = quick
+        self.fraction = fraction  # --fraction: every section's full size times this (a machine too small)
         self.runs = runs or 3
         self.log = log
         self.scratch = Path(tempfile.mkdtemp(prefix="chatctl-bench-"))
@@ -239,8 +240,14 @@ class Bench:
 
     def size(self, *, full: int, quick: int) -> int:
         """The section's main size; also sets ``scale`` for goals in seconds."""
-        self.scale = quick / full if self.quick else 1.0
-        return quick if self.quick else full
+        if self.quick:
+            self.scale = quick / full
+            return quick
+        if self.fraction is not None:
+            self.scale = self.fraction
+            return round(full * self.fraction)
+        self.scale = 1.0
+        return full
 
     def postgres(self) -> Postgres:
         if self._postgres is None:

@@ -177,6 +177,8 @@ def render_table(result: dict) -> str:
 def _sizes(result: dict) -> str:
     when = result["finished_at"][:16].replace("T", " ")
     quick = "quick run (reduced sizes)" if result["quick"] else "full size"
+    if not result["quick"] and result.get("fraction"):
+        quick = f"{result['fraction']:g} of full size (`--fraction {result['fraction']:g}`)"
     return (f"{quick}, {result['runs']} runs per row unless noted, measured {when} UTC in "
             f"{result['duration_s']:.0f} s; load average {result['load'][0]:.1f} before, "
             f"{result['load'][1]:.1f} after")
@@ -193,7 +195,7 @@ def render_summary(results: list[dict]) -> str:
             basis = "in process" if row["goal"]["basis"] == "inprocess" else "whole process"
             value = judged(row, row["goal"]["basis"])
             mark = _mark(outcome)
-            size = " (quick)" if result["quick"] else ""
+            size = " (quick)" if result["quick"] else (f" (x{result['fraction']:g})" if result.get("fraction") else "")
             lines.append(f"| {result['name']}{size} | {row['what']} | {basis} | {_seconds(value, row['unit'])} "
                          f"| {_goal_text(row, result['scale'])} | {mark}: {outcome['figure']} |")
     return "\n".join(lines)
@@ -263,7 +265,7 @@ def to_json(row: Row) -> dict:
 
 
 def run_section(section: Section, args) -> dict:
-    bench = Bench(quick=args.quick, runs=args.runs)
+    bench = Bench(quick=args.quick, runs=args.runs, fraction=args.fraction)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     try:
@@ -272,7 +274,8 @@ def run_section(section: Section, args) -> dict:
         postgresql = bench._postgres.version() if bench._postgres else None
     finally:
         bench.close()
-    return {"name": section.name, "quick": args.quick, "runs": bench.runs, "scale": bench.scale,
+    return {"name": section.name, "quick": args.quick, "fraction": bench.fraction, "runs": bench.runs,
+            "scale": bench.scale,
             "duration_s": time.perf_counter() - started, "load": [load_before, os.getloadavg()[0]],
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(), "postgresql": postgresql, "facts": bench.facts,
@@ -285,6 +288,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="reduced sizes: every table in minutes")
     parser.add_argument("--only", action="append", metavar="SECTION", help="run this section (repeatable)")
     parser.add_argument("--runs", type=int, help="runs per row (default 3)")
+    parser.add_argument("--fraction", type=float, metavar="F",
+                        help="full sizes times F (0 < F < 1): the largest run a small machine can finish")
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
     parser.add_argument("--doc", type=Path, default=DOC, help="the document to rewrite (default docs/benchmarks.md)")
     args = parser.parse_args()
