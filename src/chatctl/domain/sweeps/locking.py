@@ -33,6 +33,7 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from chatctl.config import sweep_lease_seconds
+from chatctl.domain.audit.operations import pid_alive
 from chatctl.errors import ConfigError, LockedError
 from chatctl.storage.engine import behind_transaction_pooler, server_of
 from chatctl.storage.models import SweepLease
@@ -51,24 +52,11 @@ def holder_name(run_id: str) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{run_id}"
 
 
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still exists (signal 0 checks without sending)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # it exists, owned by someone else
-    return True
-
-
 def holder_is_dead(holder: str) -> bool:
     """A lease holder (``host:pid:run``) that was a process of this host which has ended."""
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
-    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+    return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
 
 
 def _locked(name: str, detail: str = "") -> LockedError:

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, insert, select, update
 
 from chatctl.batch_sizes import sweep_batch_size
-from chatctl.domain.sweeps.locking import NoLocks, holder_name, process_alive, run_locks
+from chatctl.domain.audit.operations import pid_alive
+from chatctl.domain.sweeps.locking import NoLocks, holder_name, run_locks
 from chatctl.errors import Interrupted, LockedError, NotFound, SafetyLimitError
 from chatctl.interruption import stop_on_signals
 from chatctl.storage.models import AuditEvent, SweepRun
@@ -250,7 +251,7 @@ def _fail_dead_runs(connection: Connection, now: dt.datetime,
     host = socket.gethostname()[:200]
     running = connection.execute(select(SweepRun.id, SweepRun.pid, SweepRun.host, SweepRun.jobs, SweepRun.shard)
                                  .where(SweepRun.status == "running")).all()
-    dead = [row.id for row in running if row.host == host and not process_alive(row.pid)]
+    dead = [row.id for row in running if row.host == host and not pid_alive(row.pid)]
     abandoned = []
     if holding is not None:
         run_id, shard, names = holding
