@@ -12,9 +12,12 @@ audit table, no sleeps tuned to a machine), then, for real:
 
 Then: exit 3 with one ``chatctl:`` line naming the database (redacted: the
 URL's password never shows); every batch whole or absent (each changed chat
-has exactly one audit row, no audit row without its change); the sweep run
-marked ``failed``; and a second run, started at once with leases that would
-otherwise last an hour, finishes the work.
+has exactly one audit row, no audit row without its change); the command's
+operation (``operations``, and for a sweep its ``sweep_runs`` row) marked
+``failed`` -- by the command itself when the server is still up, else by the
+next command, which finds its process gone; and a second run, started at
+once with leases that would otherwise last an hour, finishes the work
+without waiting for any of them.
 """
 
 from __future__ import annotations
@@ -142,6 +145,24 @@ def run_status(cluster: ConfiguredServer, run_id: str | None = None) -> dict[str
     return dict(query(cluster, "SELECT id, status FROM sweep_runs"))
 
 
+def operation_status(cluster: ConfiguredServer) -> dict[str, str]:
+    """The operations record (D10/D11): id -> status."""
+    return dict(query(cluster, "SELECT id, status FROM operations"))
+
+
+def the_operation(cluster: ConfiguredServer) -> str:
+    [(operation_id,)] = query(cluster, "SELECT id FROM operations")
+    return operation_id
+
+
+def assert_first_failed_rerun_done(cluster: ConfiguredServer, first: str) -> None:
+    """The interrupted command's operation is ``failed`` (marked by itself, or by the next command because
+    its process is gone); the rerun's is ``done``; nothing is left ``running``."""
+    statuses = operation_status(cluster)
+    assert statuses[first] == "failed", statuses
+    assert sorted(statuses.values()) == ["done", "failed"], statuses
+
+
 SWEEP = ("sweep", "run", "inactivity", "--as-of", AS_OF, "--batch-size", "1")
 LONG_LEASE = {"CHATCTL_SWEEP_LEASE_SECONDS": "3600"}
 
@@ -156,6 +177,7 @@ def finish_sweep(url: str, cluster: ConfiguredServer, lock: str, first_run: str)
     statuses = run_status(cluster)
     assert statuses[first_run] == "failed", statuses
     assert sorted(statuses.values()) == ["failed", "ok"], statuses
+    assert_first_failed_rerun_done(cluster, first_run)
 
 
 def the_run(cluster: ConfiguredServer) -> str:
@@ -182,8 +204,9 @@ def test_terminated_connection_mid_sweep_exits_3_and_the_next_run_finishes(clust
     assert_exit_3_naming_the_database(process, cluster)
     assert 0 < assert_batches_whole(cluster, "sweep.inactivity") < CHATS
     run_id = the_run(cluster)
-    # The server stayed up: the run recorded its own failure on the way out.
+    # The server stayed up: the run recorded its own failure on the way out, in both records.
     assert run_status(cluster)[run_id] == "failed"
+    assert operation_status(cluster) == {run_id: "failed"}
     finish_sweep(desk, cluster, lock, run_id)
 
 
@@ -199,9 +222,15 @@ def test_fault_mid_bulk_close_exits_3_and_a_rerun_finishes(cluster, desk, fault)
     assert_exit_3_naming_the_database(process, cluster)
     assert wait_until(lambda: _up(cluster), timeout=60)
     assert 0 < assert_batches_whole(cluster, "chats.close") < CHATS
+    first = the_operation(cluster)
+    if fault == "terminate":  # the server stayed up: the command recorded its own failure
+        assert operation_status(cluster) == {first: "failed"}
+    started = time.monotonic()
     rerun = chatctl(desk, "-q", "chats", "close", "-", "--batch-size", "500", input=ids)
     assert rerun.returncode == 0, rerun.stderr
+    assert time.monotonic() - started < 120, "the rerun waited for the dead command's lease"
     assert assert_batches_whole(cluster, "chats.close") == CHATS
+    assert_first_failed_rerun_done(cluster, first)
 
 
 def _up(cluster: ConfiguredServer) -> bool:
