@@ -23,6 +23,13 @@ from chatctl.storage.models import AuditEvent, Chat
 AS_OF = T0.isoformat()
 
 
+# The named subset run through PgBouncer: ``pytest -m pgbouncer_concurrency`` (docs/scaling.md, section 4).
+THROUGH_PGBOUNCER = pytest.param("pgbouncer", marks=pytest.mark.pgbouncer_concurrency)
+# Advisory locks held in this test's database (the server is shared with other tests).
+ADVISORY_LOCKS_HERE = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                       "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+
+
 def chat_audit_counts(engine) -> dict[str, int]:
     with engine.connect() as connection:
         return dict(connection.execute(
@@ -40,7 +47,7 @@ def statuses(engine) -> dict[int, tuple]:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("shards", [None, 2], ids=["unsharded", "sharded"])
-@pytest.mark.parametrize("route", ["direct", "pgbouncer"])
+@pytest.mark.parametrize("route", ["direct", THROUGH_PGBOUNCER])
 def test_parallel_sweeps_change_each_chat_exactly_once(cli, engine, shards, route, request):
     """Directly, every run bypasses the lock: only the claims keep them apart.  Through PgBouncer in
     transaction pooling mode, half of them take the run lock (a lease there) with --skip-if-locked."""
@@ -72,7 +79,7 @@ def test_parallel_sweeps_change_each_chat_exactly_once(cli, engine, shards, rout
     assert all(after[chat_id].agent_id in (alice, carol) and after[chat_id].assigned_at == T0 for chat_id in waiting)
     with engine.connect() as connection:  # every lease released, no advisory lock left on a pooled session
         assert connection.execute(text("SELECT count(*) FROM sweep_leases")).scalar() == 0
-        assert connection.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar() == 0
+        assert connection.execute(text(ADVISORY_LOCKS_HERE)).scalar() == 0
     reports = [__import__("json").loads(out) for out, _ in outputs if out.strip()]  # a skipped run prints none
     assert sum(r["jobs"]["inactivity"]["changed"] for r in reports) == len(idle)
     assert sum(r["jobs"]["agent-timeout"]["changed"] for r in reports) == len(waiting)
@@ -180,7 +187,7 @@ def test_sigkill_mid_run_leaves_no_change_without_audit_and_no_lock(cli, engine)
     assert len(closed) % 20 == 0, "a batch was applied in part"
     with engine.connect() as connection:
         if is_postgres(engine):
-            assert connection.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar() == 0
+            assert connection.execute(text(ADVISORY_LOCKS_HERE)).scalar() == 0
         else:
             assert connection.execute(select(func.count()).select_from(SweepLease)).scalar_one() == 1
     if not is_postgres(engine):

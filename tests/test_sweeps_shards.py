@@ -34,6 +34,13 @@ def pg_url(pg_server, pg_template):
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+# The named subset run through PgBouncer: ``pytest -m pgbouncer_concurrency`` (docs/scaling.md, section 4).
+THROUGH_PGBOUNCER = pytest.param("pgbouncer", marks=pytest.mark.pgbouncer_concurrency)
+# Advisory locks held in this test's database (the server is shared with other tests).
+ADVISORY_LOCKS_HERE = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                       "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+
+
 def seed_idle_chats(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
@@ -45,7 +52,7 @@ def seed_idle_chats(url: str) -> None:
     engine.dispose()
 
 
-@pytest.mark.parametrize("route", ["direct", "pgbouncer"])
+@pytest.mark.parametrize("route", ["direct", THROUGH_PGBOUNCER])
 def test_several_sweepers_change_each_chat_exactly_once(pg_url, tmp_path, route, request):
     """Through PgBouncer (transaction pooling) the run lock is a lease; directly it is an advisory lock."""
     seed_idle_chats(pg_url)
@@ -75,8 +82,11 @@ def test_several_sweepers_change_each_chat_exactly_once(pg_url, tmp_path, route,
         assert connection.execute(sa.text("SELECT count(*) FROM chats WHERE status = 'closed'")).scalar() == CHATS
         per_chat = connection.execute(sa.text(
             "SELECT entity_id, count(*) FROM audit_events WHERE entity_type = 'chat' GROUP BY entity_id")).all()
-        runs = connection.execute(sa.text("SELECT count(*) FROM sweep_runs")).scalar()
+        runs = connection.execute(sa.text("SELECT count(*) FROM sweep_runs WHERE status = 'ok'")).scalar()
+        leases = connection.execute(sa.text("SELECT count(*) FROM sweep_leases")).scalar()
+        advisory = connection.execute(sa.text(ADVISORY_LOCKS_HERE)).scalar()
     engine.dispose()
     assert len(per_chat) == CHATS
     assert {count for _, count in per_chat} == {1}      # none doubled, none lost
     assert runs == len(hosts)
+    assert leases == 0 and advisory == 0, "a run lock left behind"
