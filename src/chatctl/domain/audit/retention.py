@@ -13,7 +13,9 @@ a revert or an undo may still need them.  Reverting an operation whose
 events were pruned is refused (``pruned``).
 
 Why batched deletes and not monthly partitions of ``audit_events``: see
-docs/scaling.md, section 5 (decided by bench/audit_prune.py).
+docs/scaling.md, section 6, decided by the benchmark section
+``audit-retention`` (``bench/audit_retention.py``; figures in
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
