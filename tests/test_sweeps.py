@@ -293,6 +293,37 @@ def test_r12_unattended_no_agents_online_becomes_ticket(cli, engine, clock):
     assert chat(engine, answered_unassigned).status == "live"
 
 
+# -- D1 capacity is not "no agents", D2 a system hand-over is activity ------------------------------
+def test_d1_agents_online_but_full_leave_the_chat_waiting_until_agent_chat_timeout(cli, engine):
+    alice, bob = add_agent(engine, "alice"), add_agent(engine, "bob")
+    assert cli("prefs", "set", "agent_max_chats", "1").exit_code == 0
+    alices = add_chat(engine, agent=alice, created=T0 - minutes(20))
+    add_chat(engine, agent=bob, created=T0 - minutes(20))
+    waiting = add_chat(engine, created=T0 - dt.timedelta(seconds=10))
+    waited_long = add_chat(engine, created=T0 - minutes(6))       # past agent_chat_timeout (5m)
+    summary = sweep(cli, "unattended")
+    assert summary["jobs"]["unattended"]["changed"] == 1
+    assert chat(engine, waiting).status == "live" and chat(engine, waiting).agent_id is None
+    assert ticket_of(engine, waited_long).reason == "no_agents"
+    # As soon as an agent has room, the waiting chat is assigned.
+    assert cli("chats", "close", str(alices)).exit_code == 0
+    assert sweep(cli, "unattended")["jobs"]["unattended"]["changed"] == 1
+    assert chat(engine, waiting).agent_id == alice
+
+
+def test_d2_a_sweep_reassignment_restarts_the_inactivity_clock(cli, engine):
+    alice, bob = add_agent(engine, "alice"), add_agent(engine, "bob")
+    waiting = add_chat(engine, agent=alice, created=T0 - minutes(31))  # unanswered and idle for 31m
+    first = sweep(cli)
+    assert first["jobs"]["agent-timeout"]["changed"] == 1
+    handed_over = chat(engine, waiting)
+    assert handed_over.agent_id == bob and handed_over.last_activity_at == T0
+    later = (T0 + dt.timedelta(seconds=1)).isoformat()
+    second = cli("sweep", "run", "--as-of", later, "-o", "json").json()
+    assert second["jobs"]["inactivity"]["changed"] == 0
+    assert chat(engine, waiting).status == "live"
+
+
 # -- R13 archive ----------------------------------------------------------------------------
 @CLOCKS
 def test_r13_archive_tickets_older_than_archive_after_whatever_status(cli, engine, clock):

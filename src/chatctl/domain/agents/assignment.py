@@ -133,7 +133,7 @@ def drain(agent_id: int, handle: str, *, actor: str, operation_id: str, now: dt.
                                 max_chats=get_preference(connection, "agent_max_chats"), exclude={agent_id})
         taken = {chat_id: plan[chat_id] for chat_id in mine if plan[chat_id] is not None}
         moved = transitions.assign(connection, taken, stamp, guard=still_theirs,
-                                   reason=f"drained from {handle}").changed
+                                   reason=f"drained from {handle}", activity=True).changed
         handles = dict(connection.execute(select(Agent.id, Agent.handle).where(
             Agent.id.in_(sorted(set(taken.values()))))).all()) if taken else {}
         for chat_id in moved:

@@ -274,12 +274,14 @@ def unflag(connection: Connection, batch: Batch, stamp: audit.Stamp, *, form: Po
 
 def assign(connection: Connection, plan: Mapping[int, int], stamp: audit.Stamp, *,
            reassign_counts: Mapping[int, int] | None = None, guard: Guard = ANY_ROW, reason: str | None = None,
-           form: Portable | None = None) -> Outcome:
+           activity: bool = False, form: Portable | None = None) -> Outcome:
     """Give each live or pending chat of ``plan`` (chat id -> agent id) to its agent, from ``:audit_at``.
 
     ``reassign_counts`` sets ``reassign_count`` per chat (R5's bounce counter);
-    without it the count is left as it is.  A chat already with its planned
-    agent is left alone.
+    without it the count is left as it is.  ``activity``: the assignment is
+    activity, like a reopen (D2: a sweep's or a drain's hand-over restarts the
+    inactivity clock, so the new agent gets a fair chance).  A chat already
+    with its planned agent is left alone.
     """
     counted = reassign_counts is not None
     batch = Ids(sorted(plan), plan={chat_id: {"agent_id": agent_id,
@@ -287,6 +289,8 @@ def assign(connection: Connection, plan: Mapping[int, int], stamp: audit.Stamp, 
                                     for chat_id, agent_id in plan.items()},
                 plan_types={"agent_id": "integer", **({"reassign_count": "integer"} if counted else {})})
     values = {"agent_id": "plan.agent_id", "assigned_at": ":audit_at"}
+    if activity:
+        values["last_activity_at"] = ":audit_at"
     if counted:
         values["reassign_count"] = "plan.reassign_count"
     change = Change(CHATS, values, eligible=f"{IS_OPEN} AND (chats.agent_id IS NULL OR chats.agent_id <> "

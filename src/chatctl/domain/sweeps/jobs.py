@@ -241,7 +241,8 @@ class Job:
 class AssignmentJob(Job):
     """Shared by ``unattended`` and ``agent-timeout``: least-loaded (re)assignment or a ticket."""
 
-    claim_columns = ("id", "status", "agent_id", "assigned_at", "reassign_count", "pending_since")
+    claim_columns = ("id", "status", "agent_id", "assigned_at", "reassign_count", "pending_since",
+                     "last_customer_message_at")
     reassignment = False
 
     def _assign(self, connection: Connection, context: SweepContext, rows: list[dict],
@@ -258,12 +259,17 @@ class AssignmentJob(Job):
                                 max_chats=context.prefs["agent_max_chats"])
         assigned = [row for row in candidates if plan.get(row["id"]) is not None]
         nobody = [row for row in candidates if plan.get(row["id"]) is None]
+        if not self.reassignment:
+            # D1: agents online but all at agent_max_chats is not "no agents": the chat waits for
+            # room, and becomes a ticket only once its customer has waited agent_chat_timeout.
+            cutoff = context.as_of - context.prefs["agent_chat_timeout"]
+            nobody = [row for row in nobody if row["last_customer_message_at"] < cutoff]
         counts = {row["id"]: row["reassign_count"] + (1 if self.reassignment and row["agent_id"] is not None else 0)
                   for row in assigned}
         outcome = BatchOutcome()
         outcome.detail["assigned"] = len(chat_transitions.assign(
             connection, {row["id"]: plan[row["id"]] for row in assigned}, context.stamp(self.action),
-            reassign_counts=counts, guard=self.guard(context),
+            reassign_counts=counts, guard=self.guard(context), activity=True,
             reason="least-loaded online agent" + (" (the customer waited too long)" if self.reassignment else " (unassigned)")).changed)
         ticketed = self._convert(connection, context, nobody, reason_if_none)
         bounced = self._convert(connection, context, bounded, "no_agents")
@@ -278,7 +284,8 @@ class Unattended(AssignmentJob):
 
     name = "unattended"
     help = ("unassigned live chats with an unanswered customer: out of hours -> ticket (out_of_hours); "
-            "nobody online -> ticket (no_agents); else assigned to the least-loaded online agent")
+            "nobody online -> ticket (no_agents); else assigned to the least-loaded online agent with room, "
+            "or, when all are full, left waiting until agent_chat_timeout -> ticket (no_agents)")
     conditions = (LIVE, UNFLAGGED, UNASSIGNED, UNANSWERED)
 
     def apply(self, connection: Connection, context: SweepContext, rows: list[dict]) -> BatchOutcome:
