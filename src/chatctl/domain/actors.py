@@ -42,7 +42,6 @@ class Actor:
 def resolve_actor(connection: Connection, name: str) -> Actor:
     """``ops:NAME`` and ``system`` act as admin; anything else must be an active agent."""
 
-
     if name == SYSTEM or name.startswith("ops:"):
         return Actor(name=name, role="admin")
     row = connection.execute(

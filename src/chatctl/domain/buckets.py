@@ -150,7 +150,6 @@ def dialect(connection: Connection) -> _Generic:
 def statement(sql: str):
     """``text(sql)`` with ``:since`` and ``:until`` bound as UTC timestamps (fixed-width text on SQLite)."""
 
-
     return text(sql).bindparams(bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()))
 
 

@@ -148,7 +148,6 @@ def set_preference(
 ) -> dict[str, Any]:
     """Validate, store the canonical form, audit.  Returns ``{key, before, after}``."""
 
-
     spec = spec_for(key)
     canonical = spec.format(parse_value(key, text))
     stored = _stored(connection).get(key)

@@ -105,7 +105,6 @@ def desk_report(connection: Connection, *, since: dt.datetime, until: dt.datetim
 def _sweep_changes(connection: Connection, edges: Sequence[dt.datetime]) -> dict[str, list[int]]:
     """Rows each job changed, per bucket of the runs' start (a run row per sweep: few enough to add up here)."""
 
-
     found: dict[str, list[int]] = {}
     for started_at, run_counts in connection.execute(
             select(SweepRun.started_at, SweepRun.counts)

@@ -95,7 +95,6 @@ def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
     """The live, pending and tagged views' counts, idle buckets of live chats, and each agent's
     live and unanswered chats: one pass over the open chats."""
 
-
     c = Chat  # the sweep jobs' conditions name the table, not an alias
     # The tagged view of every agent: open chats someone is tagged in (a hash of the tagged
     # chats, one look-up per open chat; the statement stays parallel).
@@ -148,7 +147,6 @@ def _tagged_per_agent(connection: Connection, open_tagged: int) -> dict[int, int
     on a finished chat (the clean-up sweep's work) make it join the chats.
     """
 
-
     per_agent = select(CommentMention.agent_id, func.count(distinct(CommentMention.chat_id))) \
         .group_by(CommentMention.agent_id)
     tagged_chats = connection.execute(select(func.count(distinct(CommentMention.chat_id)))).scalar_one()
@@ -166,7 +164,6 @@ def oldest_unanswered(connection: Connection, now: dt.datetime, *,
     message time: the chat is then one index look-up instead of a walk past
     every answered chat with an older customer message.
     """
-
 
     c = Chat  # the sweep jobs' conditions name the table, not an alias
     query = (select(c.id, c.last_customer_message_at, Agent.handle)
@@ -190,7 +187,6 @@ def unassigned_live(connection: Connection) -> int:
 def _closed_today(connection: Connection, now: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
     """Chats in the closed view closed since midnight in the display time zone, by who closed them."""
 
-
     midnight = start_of_day(now, tz)
     by = dict(connection.execute(select(Chat.closed_by, func.count())
                                  .where(Chat.status == "closed", Chat.closed_at >= midnight)
@@ -208,7 +204,6 @@ def start_of_day(now: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
 def _tickets(connection: Connection, now: dt.datetime, archive_after: dt.timedelta) -> dict[str, Any]:
     """Tickets not archived (the tickets view): open ones by age and reason, per agent, and how many
     the archive sweep takes within the next day (R13)."""
-
 
     t = Ticket  # the sweep jobs' conditions name the table, not an alias
     count = func.count()
@@ -243,7 +238,6 @@ def _agents(connection: Connection, chats: Mapping[int, Mapping[str, int]], tagg
             tickets: Mapping[int, int], max_chats: int) -> list[dict[str, Any]]:
     """Online agents (by handle) and their load against agent_max_chats (0: no limit)."""
 
-
     rows = []
     for agent_id, handle in connection.execute(
             select(Agent.id, Agent.handle).where(Agent.presence == "online", Agent.active.is_(True))
@@ -258,7 +252,6 @@ def _agents(connection: Connection, chats: Mapping[int, Mapping[str, int]], tagg
 def _offline_holding(connection: Connection, chats: Mapping[int, Mapping[str, int]]) -> int:
     """Live chats assigned to agents who are not online (drain candidates)."""
 
-
     online = set(connection.execute(select(Agent.id).where(Agent.presence == "online",
                                                            Agent.active.is_(True))).scalars())
     return sum(figures["live"] for agent_id, figures in chats.items() if agent_id not in online)
@@ -267,7 +260,6 @@ def _offline_holding(connection: Connection, chats: Mapping[int, Mapping[str, in
 def sweep_jobs(connection: Connection, now: dt.datetime, expected_every: dt.timedelta) -> list[dict[str, Any]]:
     """Each job's latest run (not a dry run) and latest success; overdue when that success is older
     than ``expected_every`` or there is none."""
-
 
     def latest(job: str, *where):
         return connection.execute(

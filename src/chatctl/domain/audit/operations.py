@@ -60,7 +60,6 @@ class Process:
 def command_line(argv: Sequence[str]) -> str:
     """The invocation as one line, passwords redacted, long texts cut."""
 
-
     line = redact(" ".join(["chatctl", *(shlex.quote(str(arg)) for arg in argv)]))
     return line if len(line) <= COMMAND_LIMIT else line[:COMMAND_LIMIT - 1] + "…"
 
@@ -68,7 +67,6 @@ def command_line(argv: Sequence[str]) -> str:
 def start(connection: Connection, operation_id: str, *, command: str, actor: str, now: dt.datetime,
           process: Process) -> None:
     """Record a new ``running`` operation (and mark the dead ones found on the way)."""
-
 
     mark_dead(connection, now=now, process=process)
     connection.execute(insert(Operation).values(
@@ -90,7 +88,6 @@ def status_for_exit(exit_code: int) -> str:
 def finish(connection: Connection, operation_id: str, *, exit_code: int, now: dt.datetime,
            counts: Mapping[str, Any] | None = None) -> None:
     """Close the row with the outcome, the exit code and the counts (audit events written, item results)."""
-
 
     events = connection.execute(select(func.count()).select_from(AuditEvent)
                                 .where(AuditEvent.operation_id == operation_id)).scalar_one()
@@ -127,7 +124,6 @@ def mark_dead(connection: Connection, *, now: dt.datetime, process: Process) -> 
     Dead means: on this host with no such pid, or (any host) a lease that expired.
     """
 
-
     running = connection.execute(select(Operation.id, Operation.host, Operation.pid, Operation.lease_expires_at)
                                  .where(Operation.status == "running")).all()
     dead = [row.id for row in running
@@ -143,7 +139,6 @@ def mark_dead(connection: Connection, *, now: dt.datetime, process: Process) -> 
 def mark_pruned(connection: Connection, operation_ids: Sequence[str], *, pruned_by: str, now: dt.datetime) -> None:
     """``audit prune`` removed events of these operations: they can no longer be reverted (D17)."""
 
-
     if operation_ids:
         connection.execute(update(Operation).where(Operation.id.in_(list(operation_ids)))
                            .values(pruned_at=now, pruned_by=pruned_by))
@@ -156,7 +151,6 @@ def find(connection: Connection, operation_id: str) -> Mapping[str, Any] | None:
 def list_operations(connection: Connection, *, limit: int | None, since: dt.datetime | None = None,
                     actor: str | None = None) -> Iterator[dict[str, Any]]:
     """Operations newest first, as JSON-ready dicts."""
-
 
     query = select(Operation.__table__).order_by(Operation.started_at.desc(), Operation.id.desc())
     if since is not None:

@@ -57,7 +57,6 @@ class PruneResult:
 def running_operations(connection: Connection) -> list[str]:
     """Ids of the operations whose events must stay: sweep runs and recorded operations still running."""
 
-
     return sorted(connection.execute(union(select(SweepRun.id).where(SweepRun.status == "running"),
                                            select(Operation.id).where(Operation.status == "running"))).scalars())
 
@@ -76,7 +75,6 @@ def _older(cutoff: dt.datetime, keep: list[str], after: dt.datetime | None = Non
 
 def count_prunable(connection: Connection, cutoff: dt.datetime) -> tuple[int, int]:
     """(events older than ``cutoff`` that a prune would remove, those it keeps for running operations)."""
-
 
     keep = running_operations(connection)
     removable = connection.execute(select(func.count()).select_from(AuditEvent)
@@ -141,7 +139,6 @@ def _prune_batch(connection: Connection, cutoff: dt.datetime, after: dt.datetime
     ``WHERE id IN (subquery)`` that PostgreSQL plans as a hash join over the whole table, cost many times
     more (bench/audit_retention.py).
     """
-
 
     keep = running_operations(connection)
     through = connection.execute(select(AuditEvent.at).where(*_older(cutoff, [], after))

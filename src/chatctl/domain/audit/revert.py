@@ -102,7 +102,6 @@ def check_revertible(connection: Connection, operation_id: str, *, now: dt.datet
     has none.
     """
 
-
     record = operations.find(connection, operation_id)
     if record is not None and record["status"] == "running":
         operations.mark_dead(connection, now=now, process=operations.Process.current())
@@ -330,7 +329,6 @@ class Revert:
         """Every event of the operation on these entities (ids first, one statement per entity type;
         then the rows of those not already ``known``)."""
 
-
         ids: list[int] = []
         by_kind: dict[str, list[str]] = {}
         for kind, entity_id in refs:
@@ -370,7 +368,6 @@ class Revert:
 
     def _later_events(self, connection: Connection, groups) -> dict[tuple[str, str], Any]:
         """Per entity, the newest event after the group's first one, from another operation."""
-
 
         since: dict[tuple[str, str], int] = {}
         for members in groups.values():
@@ -692,7 +689,6 @@ class _Draft:
 def _comment_parts(connection: Connection, comment_ids: Sequence[int]) -> dict[int, dict[str, list]]:
     """Each comment's tags and notifications, as the trail keeps them for a re-creation."""
 
-
     parts: dict[int, dict[str, list]] = {i: {"mentions": [], "notifications": []} for i in comment_ids}
     if not comment_ids:
         return parts
@@ -717,7 +713,6 @@ def _delete_comment_parts(connection: Connection, comment_ids: Sequence[int]) ->
 def _agents_in_use(connection: Connection, agent_ids: Sequence[int]) -> set[int]:
     """The agents some row refers to (a removed agent must leave nothing dangling)."""
 
-
     if not agent_ids:
         return set()
     ids = list(agent_ids)
@@ -729,7 +724,6 @@ def _agents_in_use(connection: Connection, agent_ids: Sequence[int]) -> set[int]
 
 def _insert(connection: Connection, name: str, rows: list[dict[str, Any]]) -> None:
     """Re-create removed rows with their original ids (comments with their tags and notifications)."""
-
 
     kind = KINDS[name]
     table = _tables()[kind.table]

@@ -145,7 +145,6 @@ class LeaseLocks:
     def renew(self) -> None:
         """Push the expiry out again once a third of the lease has gone by."""
 
-
         now = self._clock()
         if not self._held or (self._renewed_at and now - self._renewed_at < dt.timedelta(seconds=self._seconds / 3)):
             return

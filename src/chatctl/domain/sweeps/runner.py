@@ -247,7 +247,6 @@ def _fail_dead_runs(connection: Connection, now: dt.datetime,
     running without the lock (its lease expired, or its session died).
     """
 
-
     host = socket.gethostname()[:200]
     running = connection.execute(select(SweepRun.id, SweepRun.pid, SweepRun.host, SweepRun.jobs, SweepRun.shard)
                                  .where(SweepRun.status == "running")).all()
@@ -275,7 +274,6 @@ def _record_finish(engine: Engine, result: RunResult, error: str | None) -> None
 
 def run_rows(connection: Connection, limit: int) -> list[dict[str, Any]]:
     """The latest runs, newest first, for ``sweep history``."""
-
 
     rows = connection.execute(select(SweepRun).order_by(SweepRun.started_at.desc(), SweepRun.id.desc())
                               .limit(limit)).all()
