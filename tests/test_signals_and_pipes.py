@@ -284,3 +284,27 @@ def test_d11_mutation_whose_reader_leaves_finishes_and_reports_on_stderr(cli, en
     assert count(engine, Chat, Chat.status == "closed") == 600
     closed, audited = _closed_and_audited(engine)
     assert audited == closed
+
+
+
+def test_d11_mutation_whose_output_and_errors_share_a_pipe_that_closes_still_finishes_and_records(cli, engine):
+    """`chatctl chats close - 2>&1 | head -1`: both streams closed under it; the work and its operation
+    record still end as if they had been read."""
+    from chatctl.storage.models import Operation
+
+    bulk_chats(engine, 600, agent=None)
+    with engine.connect() as connection:
+        ids = "".join(f"{chat_id}\n" for chat_id in connection.execute(sql_select(Chat.id)).scalars())
+    process = subprocess.Popen([sys.executable, "-m", "chatctl", "--database-url", cli.url, "chats", "close", "-",
+                                "--batch-size", "10"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    process.stdin.write(ids)
+    process.stdin.close()
+    first = process.stdout.readline()
+    process.stdout.close()  # the reader of both streams leaves
+    assert first.startswith("id")
+    assert process.wait(timeout=120) == 0
+    assert count(engine, Chat, Chat.status == "closed") == 600
+    with engine.connect() as connection:
+        [(status, changes)] = connection.execute(sql_select(Operation.status, Operation.counts)).all()
+    assert status == "done" and changes["changed"] == 600

@@ -153,23 +153,26 @@ def main_options(
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code: the one error boundary."""
-    from chatctl.context import StdoutGuard
+    from chatctl.context import OutputGuard
 
     args = list(argv if argv is not None else sys.argv[1:])
     invocation = Invocation(args)
     # Every write to standard output, Click's help included, survives `| head`
-    # (Click itself would turn a closed pipe into exit 1).
-    stdout, sys.stdout = sys.stdout, StdoutGuard(sys.stdout)
+    # (Click itself would turn a closed pipe into exit 1); so does every write to
+    # standard error when it goes down the same pipe (`2>&1 | head`), so that the
+    # work still finishes and its operation is still recorded as it ended.
+    stdout, sys.stdout = sys.stdout, OutputGuard(sys.stdout)
+    stderr, sys.stderr = sys.stderr, OutputGuard(sys.stderr) if sys.stderr is not None else None
     try:
         code = _run(args, invocation)
+        try:
+            invocation.finish(code)
+        except Exception as error:  # noqa: BLE001 - the record stays `running`; the next command marks it failed
+            # After a failure (a lost database, most often) the error is already said once.
+            if code in (ExitCode.OK, ExitCode.PARTIAL) and sys.stderr is not None:
+                _error_line(f"could not record the end of the operation: {error}")
     finally:
-        sys.stdout = stdout
-    try:
-        invocation.finish(code)
-    except Exception as error:  # noqa: BLE001 - the record stays `running`; the next command marks it failed
-        # After a failure (a lost database, most often) the error is already said once.
-        if code in (ExitCode.OK, ExitCode.PARTIAL) and sys.stderr is not None:
-            _error_line(f"could not record the end of the operation: {error}")
+        sys.stdout, sys.stderr = stdout, stderr
     return code
 
 

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from chatctl.domain.actors import Actor
 
 
-class StdoutGuard:
-    """Standard output that outlives its reader (``chatctl ... | head``).
+class OutputGuard:
+    """Standard output (or error) that outlives its reader (``chatctl ... | head``, ``2>&1 | head``).
 
     When the reader closes the pipe, writes stop raising: from then on they go
     to ``/dev/null`` (the file descriptor itself is pointed there, so Python's
