@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from chatctl.interruption import stop_on_signals
-from chatctl.storage.retry import retry_serialization
 from chatctl.vocabulary import DRY_RUN_ITEM_RESULTS, ITEM_RESULTS
 
 if TYPE_CHECKING:
@@ -95,6 +93,10 @@ def run_batches(
     A batch that loses a serialization race (SQLSTATE 40001) is run again
     whole (``chatctl.storage.retry``).
     """
+    # Here, not at the top: the views import this module for its result types, and
+    # chatctl chats list/show must not pay for the signal machinery at start-up.
+    from chatctl.interruption import stop_on_signals
+    from chatctl.storage.retry import retry_serialization
 
     def one_batch(unique: list[int], stop) -> list[ItemResult]:
         with engine.connect() as connection:

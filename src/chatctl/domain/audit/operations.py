@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shlex
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ class Process:
 
 def command_line(argv: Sequence[str]) -> str:
     """The invocation as one line, passwords redacted, long texts cut."""
+    import shlex  # only a change records its command line: reads never load it
 
     line = redact(" ".join(["chatctl", *(shlex.quote(str(arg)) for arg in argv)]))
     return line if len(line) <= COMMAND_LIMIT else line[:COMMAND_LIMIT - 1] + "…"
