@@ -15,7 +15,7 @@ from chatctl.commands.common import (
     DryRunOpt,
     IntervalOpt,
     LimitOpt,
-    OptionalIdsArg,
+    IdsArg,
     OutputOpt,
     WatchOpt,
     WideOpt,
@@ -249,7 +249,7 @@ def show(ctx: typer.Context, chat_id: ChatIdArg, output: OutputOpt = None,
 
 # -- actions ----------------------------------------------------------------------------
 @app.command("flag")
-def flag(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
+def flag(ctx: typer.Context, ids: IdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
          note: Annotated[Optional[str], typer.Option("--note", help="Why, for whoever follows up.",
                                                      show_default=False)] = None,
          dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
@@ -266,7 +266,7 @@ def flag(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = N
 
 
 @app.command("unflag")
-def unflag(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
+def unflag(ctx: typer.Context, ids: IdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
            dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Remove the flag from chats.
 
@@ -281,7 +281,7 @@ def unflag(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt =
 
 
 @app.command("pending")
-def pending(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
+def pending(ctx: typer.Context, ids: IdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
             dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Mark live chats pending, waiting on the customer.
 
@@ -296,7 +296,7 @@ def pending(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt 
 
 
 @app.command("close")
-def close(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
+def close(ctx: typer.Context, ids: IdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
           reason: Annotated[Optional[str], typer.Option("--reason", help="close_reason (default: manual).",
                                                         show_default=False)] = None,
           include_flagged: Annotated[bool, typer.Option("--include-flagged",
@@ -315,7 +315,7 @@ def close(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = 
 
 
 @app.command("reopen")
-def reopen(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
+def reopen(ctx: typer.Context, ids: IdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
            agent: Annotated[Optional[str], typer.Option("--agent", help="Assign to this agent (default: the acting "
                                                         "agent; required when acting as ops).",
                                                         show_default=False,
@@ -337,7 +337,7 @@ def reopen(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt =
 
 
 @app.command("convert")
-def convert(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
+def convert(ctx: typer.Context, ids: IdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
             dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Turn live or pending chats into tickets (reason manual).
 
@@ -355,7 +355,7 @@ def convert(ctx: typer.Context, ids: OptionalIdsArg = None, where: ChatWhereOpt 
 def assign(ctx: typer.Context,
            agent: Annotated[str, typer.Option("--agent", help="The agent to assign.", show_default=False,
                                               autocompletion=complete_agent_handle)],
-           ids: OptionalIdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
+           ids: IdsArg = None, where: ChatWhereOpt = None, yes: YesOpt = False,
            dry_run: DryRunOpt = False, output: OutputOpt = None, batch_size: BatchSizeOpt = CHAT_ACTION) -> None:
     """Assign live or pending chats to an agent.
 

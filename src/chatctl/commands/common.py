@@ -46,11 +46,6 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Report exactly what 
                                          callback=_remember_dry_run)]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm a selection by filter without a prompt.")]
 IdsArg = Annotated[
-    list[str],
-    typer.Argument(help="Ids, or - to read them from standard input (one per line; blank lines "
-                   "and # comments ignored).", metavar="ID...|-", show_default=False),
-]
-OptionalIdsArg = Annotated[
     Optional[list[str]],
     typer.Argument(help="Ids, or - to read them from standard input (one per line; blank lines and # "
                    "comments ignored).  With --where, further filter expressions.", metavar="ID...|-",

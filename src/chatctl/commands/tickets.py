@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from chatctl.commands.common import (AfterOpt, AgentOpt, AllOpt, BatchSizeOpt, DryRunOpt, LimitOpt,
-                                     OptionalIdsArg, OutputOpt, TicketWhereOpt, YesOpt, desk, fmt, note_next_page,
+                                     IdsArg, OutputOpt, TicketWhereOpt, YesOpt, desk, fmt, note_next_page,
                                      page_limit, run_bulk)
 from chatctl.batch_sizes import TICKET_ACTION
 from chatctl.completion import complete_agent_handle
@@ -160,7 +160,7 @@ def _run(ctx: typer.Context, prepare, *, ids, where, yes, dry_run, batch_size, o
 @app.command("close")
 def close(
     ctx: typer.Context,
-    ids: OptionalIdsArg = None,
+    ids: IdsArg = None,
     where: TicketWhereOpt = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
@@ -184,7 +184,7 @@ def close(
 
 
 @app.command("reopen")
-def reopen(ctx: typer.Context, ids: OptionalIdsArg = None, where: TicketWhereOpt = None, yes: YesOpt = False,
+def reopen(ctx: typer.Context, ids: IdsArg = None, where: TicketWhereOpt = None, yes: YesOpt = False,
            dry_run: DryRunOpt = False, batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
     """Reopen closed tickets (--where: the closed, unarchived tickets a filter selects).
 
@@ -199,7 +199,7 @@ def reopen(ctx: typer.Context, ids: OptionalIdsArg = None, where: TicketWhereOpt
 
 
 @app.command("archive")
-def archive(ctx: typer.Context, ids: OptionalIdsArg = None, where: TicketWhereOpt = None, yes: YesOpt = False,
+def archive(ctx: typer.Context, ids: IdsArg = None, where: TicketWhereOpt = None, yes: YesOpt = False,
             dry_run: DryRunOpt = False, batch_size: BatchSizeOpt = TICKET_ACTION, output: OutputOpt = None) -> None:
     """Archive tickets now, whatever their status: they leave the tickets view and become read-only.
 
@@ -212,7 +212,7 @@ def archive(ctx: typer.Context, ids: OptionalIdsArg = None, where: TicketWhereOp
 
 
 @app.command("unarchive")
-def unarchive(ctx: typer.Context, ids: OptionalIdsArg = None, where: TicketWhereOpt = None, yes: YesOpt = False,
+def unarchive(ctx: typer.Context, ids: IdsArg = None, where: TicketWhereOpt = None, yes: YesOpt = False,
               dry_run: DryRunOpt = False, batch_size: BatchSizeOpt = TICKET_ACTION,
               output: OutputOpt = None) -> None:
     """Bring archived tickets back to the tickets view, writable again.
@@ -230,7 +230,7 @@ def assign(
     ctx: typer.Context,
     agent: Annotated[str, typer.Option("--agent", help="The agent to assign the tickets to.",
                                        show_default=False, autocompletion=complete_agent_handle)],
-    ids: OptionalIdsArg = None,
+    ids: IdsArg = None,
     where: TicketWhereOpt = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
