@@ -144,7 +144,7 @@ class OperationEvents:
             if last is not None:
                 query = query.where(AuditEvent.id < last)
             with self.engine.connect() as connection:
-                ids = list(connection.execute(query).scalars())
+                ids = connection.execute(query).scalars().all()
             if not ids:
                 return
             last = ids[-1]
@@ -829,13 +829,8 @@ class PostgresPlainChanges(PlainChanges):
         results: dict[int, ItemResult] = {}
         # A page is every event of the operation between its lowest and highest id (keyset pages).
         bounds = {"op": revert.operation_id, "low": min(audit_ids), "high": max(audit_ids)}
-        shapes = connection.execute(text(
-            "SELECT DISTINCT e.entity_type, ARRAY(SELECT jsonb_object_keys(e.before) ORDER BY 1) AS shape "
-            "FROM audit_events e WHERE e.operation_id = CAST(:op AS text) AND e.id BETWEEN :low AND :high "
-            "AND e.entity_type = ANY(CAST(:kinds AS text[])) AND jsonb_typeof(e.before) = 'object'"),
-            {**bounds, "kinds": list(PLAIN_KINDS)}).all()
         prefix = revert._reason_prefix()
-        for kind, shape in sorted((kind, tuple(shape)) for kind, shape in shapes):
+        for kind, shape in self._page_shapes(connection, bounds):
             columns = self._columns(kind, shape)
             if columns is None:
                 continue
@@ -847,10 +842,12 @@ class PostgresPlainChanges(PlainChanges):
                 **bounds, **revert.stamp().params(), "kind": kind, "shape": list(shape),
                 "rop": revert.revert_operation_id, "prefix": prefix, "irreversible": list(IRREVERSIBLE)}).all()
             for row in rows:
-                ref = f"{kind}:{row.key}"
                 if row.done:
-                    results[row.id] = ItemResult(ref, "changed", restored)
-                elif row.later_op is not None:
+                    results.update((event_id, ItemResult(f"{kind}:{key}", "changed", restored))
+                                   for event_id, key in zip(row.ids or (), row.keys or ()))
+                    continue
+                ref = f"{kind}:{row.key}"
+                if row.later_op is not None:
                     if row.later_action == REVERT_ACTION and (row.later_reason or "").startswith(prefix):
                         results[row.id] = ItemResult(ref, "skipped", f"already reverted by operation {row.later_op}")
                     else:
@@ -865,6 +862,18 @@ class PostgresPlainChanges(PlainChanges):
                     results[row.id] = ItemResult(ref, "refused", f"conflict: {kind} {row.key} changed meanwhile")
         self.handled += len(results)
         return results
+
+    @staticmethod
+    def _page_shapes(connection: Connection, bounds: Mapping[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+        """The entity types and shapes of the page's events, in order.  The keys are listed once per
+        distinct ``before`` (a sweep's closes share one or a few), not once per event."""
+        shapes = connection.execute(text(
+            "SELECT DISTINCT entity_type, ARRAY(SELECT jsonb_object_keys(before) ORDER BY 1) AS shape "
+            "FROM (SELECT DISTINCT e.entity_type, e.before FROM audit_events e "
+            "WHERE e.operation_id = CAST(:op AS text) AND e.id BETWEEN :low AND :high "
+            "AND e.entity_type = ANY(CAST(:kinds AS text[])) AND jsonb_typeof(e.before) = 'object') AS events"),
+            {**bounds, "kinds": list(PLAIN_KINDS)}).all()
+        return sorted((kind, tuple(shape)) for kind, shape in shapes)
 
     @staticmethod
     def _columns(kind_name: str, shape: tuple[str, ...]) -> list[str] | None:
@@ -901,7 +910,8 @@ class PostgresPlainChanges(PlainChanges):
         sets = ", ".join(f"{name} = {typed('p.before', name)}" for name in columns)
         # The UPDATE checks each row as it locks it (a row changed meanwhile is re-checked in its new
         # version), in key order through the primary key: no deadlock with a sweep or another revert.
-        # No join between two CTEs: the planner cannot size them and would nest-loop them.
+        # No join between two CTEs: the planner cannot size them and would nest-loop them.  The restored
+        # events come back as one row of arrays, the others (a conflict each) one row apiece.
         return f"""
 WITH page AS (
     SELECT e.id, e.entity_id, e.entity_id::bigint AS key, e.before, e.after, e.action, o.later_id
@@ -916,7 +926,7 @@ WITH page AS (
       AND jsonb_typeof(e.before) = 'object' AND jsonb_typeof(e.after) = 'object'
       AND e.before ?& CAST(:shape AS text[]) AND e.before - CAST(:shape AS text[]) = '{{}}'::jsonb
       AND e.after ?& CAST(:shape AS text[]) AND e.after - CAST(:shape AS text[]) = '{{}}'::jsonb
-      AND e.entity_id ~ '^[0-9]{{1,18}}$' AND NOT e.action = ANY(CAST(:irreversible AS text[]))
+      AND e.entity_id ~ '^[0-9]+$' AND length(e.entity_id) <= 18 AND NOT e.action = ANY(CAST(:irreversible AS text[]))
       AND position('comments_removed=' in coalesce(e.reason, '')) = 0
       AND o.same_operation IS NOT TRUE
 ), restored AS (
@@ -927,12 +937,13 @@ WITH page AS (
 ), audited AS (
     {audited} RETURNING 1
 )
-SELECT r.id, r.entity_id::bigint AS key, true AS done, NULL AS later_op, NULL AS later_action,
-       NULL AS later_reason, true AS present, NULL AS mismatch, (SELECT count(*) FROM audited) AS audited
+SELECT NULL::bigint AS id, NULL::bigint AS key, true AS done, NULL AS later_op, NULL AS later_action,
+       NULL AS later_reason, true AS present, NULL AS mismatch, array_agg(r.id) AS ids,
+       array_agg(r.entity_id::bigint) AS keys, (SELECT count(*) FROM audited) AS audited
 FROM restored r
 UNION ALL
 SELECT p.id, p.key, false, later.operation_id, later.action, later.reason,
-       c.{kind.key} IS NOT NULL, CASE {mismatch} END, NULL
+       c.{kind.key} IS NOT NULL, CASE {mismatch} END, NULL, NULL, NULL
 FROM page p
 LEFT JOIN audit_events later ON later.id = p.later_id
 LEFT JOIN {table.name} c ON c.{kind.key} = p.key
