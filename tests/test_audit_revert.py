@@ -500,25 +500,19 @@ def test_db_check_reports_a_live_chat_holding_an_open_ticket(cli, engine):
     assert count(engine, Customer) == 1
 
 
-def test_revert_postgres_statements_and_the_general_path_leave_identical_rows_and_events(cli, engine):
-    """The one-statement-per-table form of the plain changes is a strategy of the same revert."""
+def revert_both_ways(engine, operation: str):
+    """The outcome of reverting ``operation`` by the general path and by the dialect's one-statement
+    form, each in a transaction rolled back: (results, rows, revert events, events the form took)."""
     from chatctl.domain.audit.revert import Revert
 
-    desk(cli, chats=(1, 2, 3, 4, 5))
-    assert cli("chats", "convert", "4").exit_code == 0
-    assert cli("chats", "flag", "2").exit_code == 0
-    run = cli("sweep", "run", "--as-of", "2027-03-30T12:00:00Z", "-o", "json").json()["run_id"]
-    assert cli("chats", "reopen", "3", "--agent", "bob").exit_code == 0          # a later change: conflict
-    with engine.begin() as connection:                                             # a change outside the trail
-        connection.execute(sa.update(Chat).where(Chat.id == 1).values(close_reason="hand edit"))
     with engine.connect() as connection:
-        ids = connection.execute(sa.select(AuditEvent.id).where(AuditEvent.operation_id == run)
+        ids = connection.execute(sa.select(AuditEvent.id).where(AuditEvent.operation_id == operation)
                                  .order_by(AuditEvent.id.desc())).scalars().all()
 
     def outcome(plain: bool):
         with engine.connect() as connection:
             transaction = connection.begin()
-            step = Revert(run, revert_operation_id="01REVERTCOMPARED000000000", actor="ops:tester", now=T0,
+            step = Revert(operation, revert_operation_id="01REVERTCOMPARED000000000", actor="ops:tester", now=T0,
                           plain_statements=plain)
             results = [item.as_json() for item in step(connection, list(ids))]
             taken = step.strategy.handled
@@ -532,14 +526,47 @@ def test_revert_postgres_statements_and_the_general_path_leave_identical_rows_an
             transaction.rollback()
         return results, rows, events, taken
 
-    general, plain = outcome(False), outcome(True)
+    return outcome(False), outcome(True), len(ids)
+
+
+def test_revert_postgres_statements_and_the_general_path_leave_identical_rows_and_events(cli, engine):
+    """The one-statement-per-table form of the plain changes is a strategy of the same revert."""
+    desk(cli, chats=(1, 2, 3, 4, 5))
+    assert cli("chats", "convert", "4").exit_code == 0
+    assert cli("chats", "flag", "2").exit_code == 0
+    run = cli("sweep", "run", "--as-of", "2027-03-30T12:00:00Z", "-o", "json").json()["run_id"]
+    assert cli("chats", "reopen", "3", "--agent", "bob").exit_code == 0          # a later change: conflict
+    with engine.begin() as connection:                                             # a change outside the trail
+        connection.execute(sa.update(Chat).where(Chat.id == 1).values(close_reason="hand edit"))
+
+    general, plain, events = revert_both_ways(engine, run)
     assert general[3] == 0
-    assert plain[3] == (len(ids) if engine.dialect.name == "postgresql" else 0)
+    assert plain[3] == (events if engine.dialect.name == "postgresql" else 0)
     assert {item["result"] for item in general[0]} == {"changed", "refused"}
     assert general[0] == plain[0]
     assert general[1] == plain[1]
     assert general[2] == plain[2] and general[2]
     assert {event["entity_type"] for event in general[2]} == {"chat", "ticket"}
+
+
+def test_revert_postgres_statements_find_every_shape_of_a_batch(cli, engine):
+    """One close of two live chats and a pending one: the events record two sets of columns (the
+    pending chat also loses its pending_since), and the one-statement form finds both shapes in the
+    batch and restores every chat as the general path does."""
+    desk(cli, chats=(1, 2, 3))
+    assert cli("chats", "pending", "2").exit_code == 0
+    closed = cli("chats", "close", "1", "2", "3", "-o", "json").json()["operation"]
+    with engine.connect() as connection:
+        befores = connection.execute(sa.select(AuditEvent.before).where(AuditEvent.operation_id == closed)).all()
+    assert len({tuple(sorted(before)) for (before,) in befores}) == 2
+
+    general, plain, events = revert_both_ways(engine, closed)
+    assert events == 3 and general[3] == 0
+    assert plain[3] == (3 if engine.dialect.name == "postgresql" else 0)
+    assert [item["result"] for item in general[0]] == ["changed"] * 3
+    assert general[0] == plain[0]
+    assert general[1] == plain[1]
+    assert general[2] == plain[2] and len(general[2]) == 3
 
 
 def test_revert_of_an_operation_still_running_is_refused(cli, engine):
