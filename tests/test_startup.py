@@ -162,6 +162,23 @@ def test_plain_values_convert_as_typer_would():
     assert converted == 7  # 50, 1, 007, tsv, jsonl, live, closed
 
 
+def test_lists_of_text_and_integer_defaults_convert_as_typer_would():
+    """Ids, job names and a --batch-size left at its default take the same values the validator gives them."""
+    from typer import _click as click
+
+    root, _ = _root()
+    cases = [("chats", "close", "ids", ("1", "2", "-")), ("sweep", "run", "jobs", ("archive",)),
+             ("chats", "close", "batch_size", 2000), ("chats", "close", "batch_size", 1)]
+    for group_name, command_name, name, value in cases:
+        group = root.get_command(click.Context(root), group_name)
+        command = group.get_command(click.Context(group), command_name)
+        context = click.Context(command)
+        (param,) = [param for param in command.params if param.name == name]
+        cheap = param.process_value(context, value)
+        typer_value = param.get_runtime_param().coerce(value, param=param, ctx=context)
+        assert (cheap, type(cheap)) == (typer_value, type(typer_value)), (name, value)
+
+
 def test_out_of_range_and_bad_choices_are_refused_without_pydantic(bare_cli):
     assert bare_cli(["chats", "list", "--limit", "0"]).exit_code == 2
     result = bare_cli(["chats", "list", "live", "-o", "TSV"])
@@ -251,10 +268,12 @@ def test_unset_values_skip_coercion_but_given_ones_are_still_checked(bare_cli):
     assert result.exit_code == 2 and "yaml" in result.stderr
 
 
-@pytest.mark.parametrize("argv", [["status", "-o", "json"], ["chats", "list", "live", "-o", "jsonl"]],
+@pytest.mark.parametrize("argv", [["status", "-o", "json"], ["chats", "list", "live", "-o", "jsonl"],
+                                  ["sweep", "run", "archive", "--dry-run"], ["chats", "close", "1", "2", "--yes"]],
                          ids=" ".join)
-def test_an_output_choice_loads_no_pydantic(argv, tmp_path):
-    """-o json is one of the option's values: it becomes its enum member without Typer's Pydantic coercion."""
+def test_plain_values_load_no_pydantic(argv, tmp_path):
+    """-o json becomes its enum member, job names and ids stay text, a default --batch-size stays its
+    integer: none of them needs Typer's Pydantic coercion."""
     result, loaded = run_fresh(["--database-url", f"sqlite:///{tmp_path}/desk.db", *argv])
     assert "pydantic" not in loaded, f"`chatctl {' '.join(argv)}` imported pydantic to read its options"
     assert "Traceback" not in result.stderr

@@ -12,11 +12,13 @@ unset ones included.  With dozens of commands that was most of the time
   other chat commands.  Listings (``--help``, completing ``chatctl <Tab>`` or
   ``chatctl chats <Tab>``) use help texts instead of building anything.
 * An option or argument that was not given, a text value of a ``str``
-  parameter, a valid choice of an ``Enum`` and a plain in-range integer are
-  converted without Pydantic (the same value Typer's validator would give;
-  anything else still goes through it, with Typer's own error messages), so
-  ``chatctl chats --help``, a <Tab> and everyday commands like ``chatctl
-  chats list live --limit 50 -o tsv`` load no Pydantic at all.
+  parameter, the values of a ``list[str]`` one (ids, job names), a valid
+  choice of an ``Enum``, a plain in-range integer and an integer default
+  are converted without Pydantic (the same value Typer's validator would
+  give; anything else still goes through it, with Typer's own error
+  messages), so ``chatctl chats --help``, a <Tab>, everyday commands like
+  ``chatctl chats list live --limit 50 -o tsv`` and the sweeps and bulk
+  commands load no Pydantic at all.
 
 The first is Click's documented pattern for lazily loaded subcommands
 (``list_commands``/``get_command`` on the group class; Typer's vendored
@@ -239,7 +241,15 @@ def convert_plain_values_without_pydantic() -> None:
         annotation = self.type_descriptor.annotation
         if value is None:
             value = () if self.multiple or self.nargs == -1 else None  # what Typer's coercion returns
-        elif self.multiple or self.nargs != 1 or not isinstance(value, str):
+        elif self.multiple or self.nargs != 1:
+            if annotation != list[str] or not isinstance(value, (tuple, list)) \
+                    or not all(isinstance(item, str) for item in value):
+                return process_value(self, ctx, value)
+            value = list(value)  # ids and job names: text stays text
+        elif isinstance(value, int) and not isinstance(value, bool) and annotation is int:
+            if _out_of_range(self.type_descriptor.parameter_info, value):
+                return process_value(self, ctx, value)  # Typer says what the range is
+        elif not isinstance(value, str):
             return process_value(self, ctx, value)
         else:
             converted = _convert_without_validator(self.type_descriptor, value)
@@ -269,8 +279,12 @@ def _convert_without_validator(descriptor, text: str) -> Any:
             return annotation(text)
         except ValueError:
             return _NEEDS_VALIDATOR  # Typer says which choices there are
-    if annotation is int and not info.clamp and _PLAIN_INTEGER.fullmatch(text):
-        number = int(text)
-        if (info.min is None or number >= info.min) and (info.max is None or number <= info.max):
-            return number
+    if annotation is int and _PLAIN_INTEGER.fullmatch(text) and not _out_of_range(info, int(text)):
+        return int(text)
     return _NEEDS_VALIDATOR
+
+
+def _out_of_range(info, number: int) -> bool:
+    """Whether Typer's validator has something to say about ``number`` (clamp it, or refuse it)."""
+    return bool(info.clamp) or (info.min is not None and number < info.min) \
+        or (info.max is not None and number > info.max)
