@@ -62,6 +62,10 @@ class Ids:
     plan: Mapping[int, Mapping[str, Any]] | None = None
     plan_types: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.plan is not None and (len(self.plan) != len(self.ids) or set(self.plan) != set(self.ids)):
+            raise ValueError("a plan names the batch's ids, each once")
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -207,13 +211,19 @@ def _plan_source(connection: Connection, batch: Ids | Claim) -> str | None:
 
 def _claim_sql(connection: Connection, table: str, batch: Ids | Claim, select: str, *,
                join: str = "") -> str:
-    """SELECT ``select`` from the batch's rows of ``table``, locked, in id order."""
+    """SELECT ``select`` from the batch's rows of ``table``, locked, in id order.
+
+    A batch with a plan is named by the plan (``join``) alone: filtered by
+    its ids as well, the planner multiplies the two selectivities, expects
+    one row, and then joins the batch's rows row by row (a thousand times
+    a thousand comparisons for an assignment sweep's batch).
+    """
     spelling = dialect(connection)
     if isinstance(batch, Claim):
         return (f"SELECT {select} FROM {table}{join} WHERE ({batch.predicate}) AND {table}.id > :claim_after "
                 f"ORDER BY {table}.id LIMIT :claim_size{spelling.lock(skip_locked=True, of=table)}")
-    return (f"SELECT {select} FROM {table}{join} WHERE {spelling.ids_in(f'{table}.id')} "
-            f"ORDER BY {table}.id{spelling.lock(of=table)}")
+    where = "" if join else f" WHERE {spelling.ids_in(f'{table}.id')}"
+    return f"SELECT {select} FROM {table}{join}{where} ORDER BY {table}.id{spelling.lock(of=table)}"
 
 
 class Portable:
