@@ -53,17 +53,22 @@ def execute(connection: Connection, sql: str, params: Mapping[str, Any]) -> Resu
     return connection.execute(bind(sql, used), used)
 
 
-def typed_rows(result: Iterable[Any]) -> list[dict[str, Any]]:
+def typed_rows(result: Result) -> list[dict[str, Any]]:
     """Rows of a textual SELECT as dicts, with timestamps as aware UTC datetimes and
-    booleans as ``bool`` on every backend (SQLite returns text and integers)."""
-    rows = [dict(row._mapping) for row in result]
+    booleans as ``bool`` on every backend (SQLite returns text and integers).
+
+    The conversion of each column is chosen once per result (``result_processor``),
+    as for the columns of a table.
+    """
+    keys = list(result.keys())
+    rows = [dict(zip(keys, row)) for row in result.all()]
     if rows:
-        stamps = [key for key in rows[0] if key in TIMESTAMP_COLUMNS]
-        flags = [key for key in rows[0] if key in BOOLEAN_COLUMNS]
-        convert = _TIMESTAMP.process_result_value
+        convert = _TIMESTAMP.result_processor(result.context.dialect, None)
+        stamps = [key for key in keys if key in TIMESTAMP_COLUMNS]
+        flags = [key for key in keys if key in BOOLEAN_COLUMNS]
         for row in rows:
             for key in stamps:
-                row[key] = convert(row[key], None)
+                row[key] = convert(row[key])
             for key in flags:
                 if row[key] is not None:
                     row[key] = bool(row[key])

@@ -39,6 +39,9 @@ def new_operation_id(now: dt.datetime | None = None) -> str:
 
 
 def jsonable(value: Any) -> Any:
+    if value.__class__ is dt.datetime:
+        # Values read from the desk are UTC already (the common case: no conversion).
+        return (value if value.tzinfo is dt.timezone.utc else value.astimezone(dt.timezone.utc)).isoformat()
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.timezone.utc).isoformat()
     if isinstance(value, dt.date):
@@ -53,9 +56,9 @@ def snapshot(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[dict, dict]:
-    """The changed columns only, as (before, after) snapshots."""
+    """The changed columns only, as (before, after); ``event`` snapshots them."""
     keys = [key for key in after if before.get(key) != after[key]]
-    return snapshot({k: before.get(k) for k in keys}), snapshot({k: after[k] for k in keys})
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
 
 
 def event(
