@@ -145,12 +145,13 @@ def insert_sql(events: Iterable[str]) -> str:
     union = " UNION ALL ".join(f"({select})" for select in events)
     picked = ", ".join(_NAMED_AGENTS.format(side=name) if name in ("before", "after") else name for name in COLUMNS)
     agents = "".join(_AGENT_OF.format(side=side) for side in ("before", "after"))
-    return (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) SELECT {picked} FROM ({union}) AS events{agents} "
-            "ORDER BY event_group, event_key")
+    return (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) SELECT {picked} FROM ({union} OFFSET 0) AS events"
+            f"{agents} ORDER BY event_group, event_key")
 
 
 # ``name_agents`` in SQL: the agent's handle (``agent``) beside an ``agent_id``, unless already there.  The
 # agents are joined, not looked up per event: a lookup per event re-evaluates the event's jsonb per agent.
+# OFFSET 0 keeps the events a subquery of their own, so each event's jsonb is built once, not once per use.
 _NAMED_AGENTS = ("CASE WHEN events.{side} ? 'agent_id' AND NOT events.{side} ? 'agent' THEN events.{side} || "
                  "jsonb_build_object('agent', {side}_agent.handle) ELSE events.{side} END")
 _AGENT_OF = " LEFT JOIN agents AS {side}_agent ON {side}_agent.id = CAST(events.{side} ->> 'agent_id' AS bigint)"
