@@ -18,7 +18,9 @@
   comments, tags and unread notifications.
 
 The notes give chats/s for both sides, chatctl's start-up (whole process
-minus in process) and, on SQLite, the time per chat against PostgreSQL's.
+minus in process), the in-process time of the same run repeated with nothing
+left to do (what every run costs: its lock, its run record, the count for
+``--max-changes``) and, on SQLite, the time per chat against PostgreSQL's.
 
     python bench/run.py --only sweep-jobs
 """
@@ -294,7 +296,7 @@ def measure(bench: Bench) -> list[Row]:
         desks = Desks(bench, backend)
         seed(bench, desks, chats)
         for job in JOBS:
-            floors, timings, changed, prints = [], [], set(), set()
+            floors, timings, idle, changed, prints = [], [], [], set(), set()
             for run in range(bench.runs):
                 url = desks.fresh("jobs_floor")
                 seconds, count = floor(url, job)
@@ -307,6 +309,7 @@ def measure(bench: Bench) -> list[Row]:
                 timings.append(timing)
                 changed.add(json.loads(timing.stdout)["jobs"][job]["changed"])
                 prints.add(left_behind(url))
+                idle.append(bench.chatctl(url, "sweep", "run", job, "--as-of", AS_OF.isoformat(), "-o", "json"))
                 desks.drop("jobs_run")
                 bench.log(f"{backend} {job} run {run + 1}: floor {seconds:.2f}s, chatctl "
                           f"{timing.inprocess_s:.2f}s in process, {timing.process_s:.2f}s whole ({count:,} rows)")
@@ -318,7 +321,8 @@ def measure(bench: Bench) -> list[Row]:
             unit = "tickets" if job == "archive" else "chats"
             per_chat[backend, job] = inprocess / max(count, 1)
             note = (f"{count / inprocess:,.0f} {unit}/s (floor {count / floor_s:,.0f}/s); "
-                    f"start-up {startup:.2f} s")
+                    f"start-up {startup:.2f} s; a run with nothing left to do "
+                    f"{statistics.median(t.inprocess_s for t in idle):.2f} s in process")
             if backend == "sqlite" and count:
                 note += (f"; per {unit[:-1]}: {per_chat[backend, job] / per_chat['postgresql', job]:.2f}x "
                          f"PostgreSQL's (goal: at most 3x)")
