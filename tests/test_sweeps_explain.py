@@ -68,6 +68,26 @@ def test_r5_explain_reassignment_and_bounded_bouncing(cli, engine):
     assert "no_agents" in explain(cli, bounced)["action"]
 
 
+def test_d1_explain_a_chat_waiting_for_room_says_it_waits_and_until_when(cli, engine):
+    alice, bob = add_agent(engine, "alice"), add_agent(engine, "bob")
+    assert cli("prefs", "set", "agent_max_chats", "1").exit_code == 0
+    alices = add_chat(engine, agent=alice, created=T0 - minutes(20), agent_at=T0 - minutes(1))
+    add_chat(engine, agent=bob, created=T0 - minutes(20), agent_at=T0 - minutes(1))
+    waiting = add_chat(engine, created=T0 - minutes(2))
+    waited_long = add_chat(engine, created=T0 - minutes(6))     # past agent_chat_timeout (5m)
+    document = explain(cli, waiting)
+    unattended = verdict(document, "unattended")
+    assert document["job"] is None and unattended["would_change"] is False
+    assert "agent_max_chats (1)" in unattended["reason"] and unattended["time_left"] == "3m"
+    assert document["next"] == {"job": "unattended", "due_after": "2026-11-25T10:03:00+00:00"}
+    assert explain(cli, waited_long)["job"] == "unattended"
+    assert "every online agent has agent_max_chats (1)" in explain(cli, waited_long)["action"]
+    # Room again: the same chat would be assigned, as the job would do.
+    assert cli("chats", "close", str(alices)).exit_code == 0
+    assert explain(cli, waiting)["action"] == "assign to the least-loaded online agent"
+    assert cli("sweep", "run", "unattended", "--as-of", AS_OF, "-o", "json").json()["jobs"]["unattended"]["changed"] == 2
+
+
 def test_r13_explain_closed_chat_with_old_ticket(cli, engine):
     alice = add_agent(engine, "alice")
     converted = add_chat(engine, agent=alice)
