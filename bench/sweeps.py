@@ -5,7 +5,7 @@
 * chatctl: ``chatctl sweep run inactivity --as-of NOW --batch-size B`` in a
   fresh process, for each batch size;
 * the floor: the same closes, R9 purge and audit rows (with the purge counts in
-  their reason, as chatctl writes them) by hand-written SQL with no batching
+  their ``after``, as chatctl writes them) by hand-written SQL with no batching
   (PostgreSQL: one statement; SQLite: five statements in one transaction, as it
   has no data-modifying CTEs); checked to leave the same chats, audit rows,
   comments and notifications as chatctl;
@@ -59,16 +59,17 @@ SELECT %(as_of)s, 'system', 'sweep.inactivity', 'chat', changed.id::text,
        jsonb_build_object('status', old_status, 'closed_at', NULL, 'closed_by', NULL, 'close_reason', NULL,
                           'pending_since', old_pending_since),
        jsonb_build_object('status', 'closed', 'closed_at', %(as_of)s, 'closed_by', 'system',
-                          'close_reason', 'inactivity', 'pending_since', NULL),
-       'FLOOR', CASE WHEN purged.chat_id IS NULL THEN 'inactivity'
-                     ELSE 'inactivity; comments_removed=' || purged.comments || ', tags_removed=' || purged.tags
-                          || ', notifications_read=' || purged.notes END
+                          'close_reason', 'inactivity', 'pending_since', NULL)
+       || CASE WHEN purged.chat_id IS NULL THEN '{}'::jsonb
+               ELSE jsonb_build_object('comments_removed', purged.comments, 'tags_removed', purged.tags,
+                                       'notifications_read', purged.notes) END,
+       'FLOOR', 'inactivity'
   FROM changed LEFT JOIN purged ON purged.chat_id = changed.id
 """
 
 # SQLite has no data-modifying CTEs: five statements in one transaction.  The
 # audit rows are written first, while the comments, tags and notifications they
-# count are still there, so their reasons carry the same R9 counts as chatctl's.
+# count are still there, so their events carry the same R9 counts as chatctl's.
 SQLITE_FLOOR = [
     """WITH eligible AS (
            SELECT c.id, c.status, c.pending_since,
@@ -81,11 +82,14 @@ SQLITE_FLOOR = [
        SELECT :as_of, 'system', 'sweep.inactivity', 'chat', CAST(id AS TEXT),
               json_object('status', status, 'closed_at', NULL, 'closed_by', NULL, 'close_reason', NULL,
                           'pending_since', pending_since),
-              json_object('status', 'closed', 'closed_at', :as_of, 'closed_by', 'system',
-                          'close_reason', 'inactivity', 'pending_since', NULL),
-              'FLOOR', CASE WHEN comments + tags + notes = 0 THEN 'inactivity'
-                            ELSE 'inactivity; comments_removed=' || comments || ', tags_removed=' || tags
-                                 || ', notifications_read=' || notes END
+              CASE WHEN comments + tags + notes = 0
+                   THEN json_object('status', 'closed', 'closed_at', :as_of, 'closed_by', 'system',
+                                    'close_reason', 'inactivity', 'pending_since', NULL)
+                   ELSE json_object('status', 'closed', 'closed_at', :as_of, 'closed_by', 'system',
+                                    'close_reason', 'inactivity', 'pending_since', NULL,
+                                    'comments_removed', comments, 'tags_removed', tags, 'notifications_read',
+                                    notes) END,
+              'FLOOR', 'inactivity'
          FROM eligible""",
     "UPDATE notifications SET read_at = :as_of WHERE read_at IS NULL AND kind = 'tagged' AND chat_id IN "
     "(SELECT c.id FROM chats c WHERE " + ELIGIBLE.format(cutoff=":cutoff", as_of=":as_of") + ")",
@@ -206,9 +210,12 @@ def left_behind(url: str) -> str:
             rows = list(connection.execute(text(
                 "SELECT id, status, closed_by, close_reason FROM chats "
                 "WHERE status = 'closed' AND close_reason = 'inactivity' AND closed_by = 'system' ORDER BY id")))
-            rows += list(connection.execute(text(
-                "SELECT entity_id, reason FROM audit_events WHERE action = 'sweep.inactivity' "
-                "ORDER BY CAST(entity_id AS INTEGER)")))
+            counts = ", ".join((f"after ->> '{key}'" if engine.dialect.name == "postgresql" else
+                                f"json_extract(after, '$.{key}')")
+                               for key in ("comments_removed", "tags_removed", "notifications_read"))
+            rows += [tuple(str(value) for value in row) for row in connection.execute(text(
+                f"SELECT entity_id, reason, {counts} FROM audit_events WHERE action = 'sweep.inactivity' "
+                "ORDER BY CAST(entity_id AS INTEGER)"))]
             rows += list(connection.execute(text(
                 "SELECT (SELECT count(*) FROM comments), (SELECT count(*) FROM comment_mentions), "
                 "(SELECT count(*) FROM notifications WHERE read_at IS NULL)")))
