@@ -283,6 +283,15 @@ def _chunks(lines: Iterable[str], size: int) -> Iterator[list[tuple[int, str]]]:
         yield chunk
 
 
+# Keys looked up per statement: well under SQLite's 32,766 bound parameters.
+LOOKUP = 10_000
+
+
+def _slices(keys: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(keys), LOOKUP):
+        yield keys[start:start + LOOKUP]
+
+
 class _ChatState:
     """A chat as the chunk sees it: loaded from the database or created by an event."""
 
@@ -339,22 +348,25 @@ class _Chunk:
         }
         self.online = sum(1 for agent in self.agents.values() if agent.active and agent.presence == "online")
 
+        spelling = dialect(self.connection)
         chat_ids = sorted({event.chat for event in self.events if event.chat is not None})
-        if chat_ids:
+        for part in _slices(chat_ids):
             query = select(*(getattr(Chat, name) for name in ("id", "agent_id", *CHAT_STATE))).where(
-                Chat.id.in_(chat_ids))
+                spelling.ids_match(Chat.id, part))
             # A concurrent sweep must not close a chat between this read and our write.
-            for row in self.connection.execute(dialect(self.connection).locked(query, of=Chat)):
+            for row in self.connection.execute(spelling.locked(query, of=Chat)):
                 values = row._asdict()
                 chat = _ChatState(new=False, **values)
                 chat.original = chat.state()
                 self.chats[row.id] = chat
-        addresses = sorted({event.customer for event in self.events if event.type == "chat_started"})
         self.customers: dict[str, int] = {}
-        for start in range(0, len(addresses), 5000):
-            part = addresses[start:start + 5000]
+        self._read_customers(sorted({event.customer for event in self.events if event.type == "chat_started"}))
+
+    def _read_customers(self, addresses: list[str]) -> None:
+        spelling = dialect(self.connection)
+        for part in _slices(addresses):
             self.customers.update(self.connection.execute(
-                select(Customer.address, Customer.id).where(Customer.address.in_(part))).all())
+                select(Customer.address, Customer.id).where(spelling.ids_match(Customer.address, part))).all())
 
     def _allocate_chat_ids(self) -> list[int]:
         """Ids for chats started without one, never colliding with explicit ids of this or later runs."""
@@ -492,15 +504,12 @@ class _Chunk:
         spelling = dialect(connection)
         if self.new_customers:
             # Another ingest may create the same customer at the same moment:
-            # insert what is missing, then read every id back.
-            rows = [{"address": address, "display_name": name[:200], "created_at": at}
-                    for address, (name, at) in self.new_customers.items()]
-            connection.execute(spelling.insert(Customer).on_conflict_do_nothing(index_elements=["address"]), rows)
-            addresses = list(self.new_customers)
-            for start in range(0, len(addresses), 1000):
-                self.customers.update(connection.execute(
-                    select(Customer.address, Customer.id)
-                    .where(Customer.address.in_(addresses[start:start + 1000]))).all())
+            # its row is kept, and read back.
+            self.customers.update(spelling.insert_returning(
+                connection, Customer.__table__, ("address", "display_name", "created_at"),
+                [(address, name[:200], at) for address, (name, at) in self.new_customers.items()],
+                ("address", "id"), skip_existing=("address",)))
+            self._read_customers([address for address in self.new_customers if address not in self.customers])
         if self.new_chats:
             spelling.insert_rows(connection, Chat.__table__, NEW_CHAT_COLUMNS, [
                 (chat.id, self.customers[chat.customer], chat.channel, chat.status, chat.agent_id,

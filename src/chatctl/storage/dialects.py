@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import JSON, BigInteger, Table, Text, any_, bindparam, cast, func, insert, literal, select, text, update
+from sqlalchemy import JSON, BigInteger, Integer, Table, Text, any_, bindparam, cast, func, insert, literal, select, text, update
 from sqlalchemy.engine import Connection
 
 T = TypeVar("T")
@@ -53,8 +53,9 @@ class Dialect:
         """The value of the ids parameter: a list, expanded into placeholders."""
         return list(ids)
 
-    def ids_match(self, column: Any, ids: Sequence[int]) -> Any:
-        """``ids_in`` as a SQLAlchemy condition on ``column``, the ids bound."""
+    def ids_match(self, column: Any, ids: Sequence[Any]) -> Any:
+        """``ids_in`` as a SQLAlchemy condition on ``column``, the ids bound; ``ids`` may
+        also be text keys (a customer's address)."""
         return column.in_(list(ids))
 
     def update_target(self, table: str) -> str:
@@ -97,6 +98,20 @@ class Dialect:
         connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) "
                                    f"VALUES ({', '.join('?' for _ in columns)})", rows)
 
+    def insert_returning(self, connection: Connection, table: Table, columns: Sequence[str],
+                         rows: Sequence[Sequence[Any]], returning: Sequence[str], *,
+                         skip_existing: Sequence[str] = ()) -> list[Any]:
+        """``insert_rows`` in one statement that returns ``returning`` of each row written (the
+        ids the database gave them).  With ``skip_existing`` (the columns of a unique key) a
+        row whose key is already taken is skipped, and not returned."""
+        if not rows:
+            return []
+        statement = self.insert(table)
+        if skip_existing:
+            statement = statement.on_conflict_do_nothing(index_elements=list(skip_existing))
+        return connection.execute(statement.returning(*(table.c[name] for name in returning)),
+                                  [dict(zip(columns, row)) for row in rows]).all()
+
     def update_rows(self, connection: Connection, table: Table, columns: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:
         """Set ``columns`` of many rows at once; each row is ``(id, *values in columns order)``."""
@@ -137,9 +152,12 @@ class PostgresqlDialect(Dialect):
     def ids_value(self, ids: Sequence[int]) -> Any:
         return ",".join(map(str, ids))
 
-    def ids_match(self, column: Any, ids: Sequence[int]) -> Any:
+    def ids_match(self, column: Any, ids: Sequence[Any]) -> Any:
         from sqlalchemy.dialects.postgresql import ARRAY
 
+        if not isinstance(column.type, Integer):
+            # Text keys may hold any character, commas too: one array parameter.
+            return column == any_(bindparam(None, list(ids), type_=ARRAY(Text())))
         ids_text = bindparam(None, self.ids_value(ids), type_=Text())
         return column == any_(cast(func.string_to_array(ids_text, cast(literal(","), Text)), ARRAY(BigInteger())))
 
@@ -161,8 +179,9 @@ class PostgresqlDialect(Dialect):
 
     def insert_rows(self, connection: Connection, table: Table, columns: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:
-        """COPY through the raw psycopg connection, inside the caller's transaction: the
-        fastest way in, one stream whatever the number of rows."""
+        """Binary COPY through the raw psycopg connection, inside the caller's transaction: the
+        fastest way in, one stream whatever the number of rows, no value turned into text
+        and parsed back."""
         # psycopg only on this path: a SQLite user's commands never load it.
         from psycopg.types.json import Jsonb
 
@@ -171,15 +190,38 @@ class PostgresqlDialect(Dialect):
         # A JSON column may be declared through a TypeDecorator over JSON (models.JSONValue).
         documents = [index for index, name in enumerate(columns)
                      if isinstance(getattr(table.c[name].type, "impl_instance", table.c[name].type), JSON)]
+        # Binary COPY needs each column's exact type: the database's own, not the model's idea of it.
+        types = dict(connection.execute(
+            text("SELECT attname, CAST(atttypid AS integer) FROM pg_attribute "
+                 "WHERE attrelid = CAST(CAST(:table AS text) AS regclass) AND attnum > 0 AND NOT attisdropped"),
+            {"table": table.name}).all())
         raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        with raw.cursor() as cursor, cursor.copy(
+                f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([types[name] for name in columns])
+            if not documents:
+                for row in rows:
+                    copy.write_row(row)
+                return
             for row in rows:
-                if documents:
-                    row = list(row)
-                    for index in documents:
-                        if row[index] is not None:
-                            row[index] = Jsonb(row[index])
+                row = list(row)
+                for index in documents:
+                    if row[index] is not None:
+                        row[index] = Jsonb(row[index])
                 copy.write_row(row)
+
+    def insert_returning(self, connection: Connection, table: Table, columns: Sequence[str],
+                         rows: Sequence[Sequence[Any]], returning: Sequence[str], *,
+                         skip_existing: Sequence[str] = ()) -> list[Any]:
+        """One INSERT from ``unnest`` of one array per column (see ``update_rows``): a
+        statement of constant size, whatever the number of rows."""
+        if not rows:
+            return []
+        conflict = f" ON CONFLICT ({', '.join(skip_existing)}) DO NOTHING" if skip_existing else ""
+        return connection.execute(
+            text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM "
+                 f"unnest({self._arrays(connection, table, columns)}){conflict} RETURNING {', '.join(returning)}"),
+            {name: [row[index] for row in rows] for index, name in enumerate(columns)}).all()
 
     def update_rows(self, connection: Connection, table: Table, columns: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:
@@ -187,13 +229,17 @@ class PostgresqlDialect(Dialect):
         if not rows:
             return
         names = ("id", *columns)
-        arrays = ", ".join(f"CAST(:{name} AS {table.c[name].type.compile(dialect=connection.dialect)}[])"
-                           for name in names)
         assignments = ", ".join(f"{name} = v.{name}" for name in columns)
         connection.execute(
-            text(f"UPDATE {table.name} SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
-                 f"WHERE {table.name}.id = v.id"),
+            text(f"UPDATE {table.name} SET {assignments} FROM unnest({self._arrays(connection, table, names)}) "
+                 f"AS v({', '.join(names)}) WHERE {table.name}.id = v.id"),
             {name: [row[index] for row in rows] for index, name in enumerate(names)})
+
+    @staticmethod
+    def _arrays(connection: Connection, table: Table, columns: Sequence[str]) -> str:
+        """The parameters named after ``columns``, each an array of that column's type."""
+        return ", ".join(f"CAST(:{name} AS {table.c[name].type.compile(dialect=connection.dialect)}[])"
+                         for name in columns)
 
     def reserve_ids(self, connection: Connection, table: Table, count: int, *, above: int = 0) -> list[int]:
         sequence = f"pg_get_serial_sequence('{table.name}', 'id')"

@@ -36,6 +36,7 @@ from chatctl.domain.audit import writer as audit
 from chatctl.domain.changes import (ANY_ROW, CHATS, Change, Claim, Guard, Ids, Outcome, Portable, Row, Step,
                                     StepResult, StepSQL, run, sql_list)
 from chatctl.storage.models import Comment, CommentMention, Message, Notification, Ticket
+from chatctl.storage.dialects import dialect
 from chatctl.storage.sql import ids_match, json_param
 
 OPEN = ("live", "pending")
@@ -127,18 +128,18 @@ def opened_ticket(chat_id: int, agent_id: int | None, reason: str, at: dt.dateti
     return {"chat_id": chat_id, "status": "open", "reason": reason, "agent_id": agent_id, "created_at": at}
 
 
+TICKET_COLUMNS = ("chat_id", "status", "reason", "agent_id", "created_at")
+
+
 def open_tickets(connection: Connection, tickets: Sequence[tuple[int, int | None, str, dt.datetime]]) -> dict[int, int]:
     """One open ticket per ``(chat_id, agent_id, reason, created_at)``, one statement for the batch.
 
     Returns chat id -> ticket id.  (Events ingest opens the tickets of chats
     that arrive out of hours with it, each at its event's time.)
     """
-    if not tickets:
-        return {}
-    rows = [opened_ticket(*ticket) for ticket in tickets]
-    result = connection.execute(insert(Ticket).returning(Ticket.chat_id, Ticket.id, sort_by_parameter_order=True),
-                                rows)
-    return dict(result.all())
+    rows = [(chat_id, "open", reason, agent_id, at) for chat_id, agent_id, reason, at in tickets]
+    return dict(dialect(connection).insert_returning(connection, Ticket.__table__, TICKET_COLUMNS, rows,
+                                                     ("chat_id", "id")))
 
 
 class Tickets(Step):
