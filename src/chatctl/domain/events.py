@@ -53,6 +53,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import select
@@ -292,18 +293,36 @@ def _slices(keys: list[Any]) -> Iterator[list[Any]]:
         yield keys[start:start + LOOKUP]
 
 
+@dataclass(slots=True)
 class _ChatState:
     """A chat as the chunk sees it: loaded from the database or created by an event."""
 
-    __slots__ = ("id", "new", "original", "customer", "customer_name", "channel", "agent_id", "assigned_at",
-                 "created_at", *CHAT_STATE)
+    id: int
+    new: bool
+    original: tuple[Any, ...] | None = None  # state() as loaded
+    customer: str | None = None
+    channel: str | None = None
+    agent_id: int | None = None
+    assigned_at: dt.datetime | None = None
+    created_at: dt.datetime | None = None
+    # CHAT_STATE:
+    status: str | None = None
+    last_customer_message_at: dt.datetime | None = None
+    last_agent_message_at: dt.datetime | None = None
+    last_activity_at: dt.datetime | None = None
+    agent_seen_at: dt.datetime | None = None
+    pending_since: dt.datetime | None = None
+    closed_at: dt.datetime | None = None
+    closed_by: str | None = None
+    close_reason: str | None = None
+    reassign_count: int | None = None
 
-    def __init__(self, **values: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, values.get(name))
+    def state(self) -> tuple[Any, ...]:
+        """The CHAT_STATE values."""
+        return _CHAT_STATE_OF(self)
 
-    def state(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in CHAT_STATE}
+
+_CHAT_STATE_OF = attrgetter(*CHAT_STATE)
 
 
 @dataclass(slots=True)
@@ -329,7 +348,7 @@ class _Chunk:
         self.bad: list[tuple[int, str]] = []
         self.chats: dict[int, _ChatState] = {}
         self.new_chats: list[_ChatState] = []
-        self.messages: list[dict[str, Any]] = []
+        self.messages: list[tuple[Any, ...]] = []  # in MESSAGE_COLUMNS order
         self.tickets: list[tuple[int, int | None, str, dt.datetime]] = []
         self.audit_events: list[dict[str, Any]] = []
         self.new_customers: dict[str, tuple[str, dt.datetime]] = {}
@@ -490,8 +509,7 @@ class _Chunk:
         self.summary.presence_changes += 1
 
     def _message(self, chat_id: int, direction: str, agent_id: int | None, body: str, at: dt.datetime) -> None:
-        self.messages.append({"chat_id": chat_id, "direction": direction, "agent_id": agent_id, "kind": "text",
-                              "body": body, "created_at": at})
+        self.messages.append((chat_id, direction, agent_id, "text", body, at))
 
     # -- writing ---------------------------------------------------------------
     def _write(self) -> None:
@@ -516,12 +534,11 @@ class _Chunk:
                  chat.assigned_at, 0, False, chat.created_at, chat.last_customer_message_at,
                  chat.last_agent_message_at, chat.last_activity_at, chat.agent_seen_at)
                 for chat in self.new_chats])
-        changed = [chat for chat in self.chats.values() if not chat.new and chat.state() != chat.original]
         spelling.update_rows(connection, Chat.__table__, CHAT_STATE,
-                             [(chat.id, *(getattr(chat, name) for name in CHAT_STATE)) for chat in changed])
+                             [(chat.id, *state) for chat in self.chats.values()
+                              if not chat.new and (state := chat.state()) != chat.original])
         if self.messages:
-            spelling.insert_rows(connection, Message.__table__, MESSAGE_COLUMNS,
-                                 [tuple(row[name] for name in MESSAGE_COLUMNS) for row in self.messages])
+            spelling.insert_rows(connection, Message.__table__, MESSAGE_COLUMNS, self.messages)
             self.summary.messages += len(self.messages)
         if self.tickets:
             ticket_ids = open_tickets(connection, self.tickets)

@@ -218,9 +218,9 @@ class PostgresqlDialect(Dialect):
         if not rows:
             return []
         conflict = f" ON CONFLICT ({', '.join(skip_existing)}) DO NOTHING" if skip_existing else ""
-        return connection.execute(
-            text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM "
-                 f"unnest({self._arrays(connection, table, columns)}){conflict} RETURNING {', '.join(returning)}"),
+        return connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM "
+            f"unnest({self._arrays(connection, table, columns)}){conflict} RETURNING {', '.join(returning)}",
             {name: [row[index] for row in rows] for index, name in enumerate(columns)}).all()
 
     def update_rows(self, connection: Connection, table: Table, columns: Sequence[str],
@@ -230,15 +230,19 @@ class PostgresqlDialect(Dialect):
             return
         names = ("id", *columns)
         assignments = ", ".join(f"{name} = v.{name}" for name in columns)
-        connection.execute(
-            text(f"UPDATE {table.name} SET {assignments} FROM unnest({self._arrays(connection, table, names)}) "
-                 f"AS v({', '.join(names)}) WHERE {table.name}.id = v.id"),
+        connection.exec_driver_sql(
+            f"UPDATE {table.name} SET {assignments} FROM unnest({self._arrays(connection, table, names)}) "
+            f"AS v({', '.join(names)}) WHERE {table.name}.id = v.id",
             {name: [row[index] for row in rows] for index, name in enumerate(names)})
 
     @staticmethod
     def _arrays(connection: Connection, table: Table, columns: Sequence[str]) -> str:
-        """The parameters named after ``columns``, each an array of that column's type."""
-        return ", ".join(f"CAST(:{name} AS {table.c[name].type.compile(dialect=connection.dialect)}[])"
+        """The driver's parameters named after ``columns``, each an array of that column's type.
+
+        Sent in binary (psycopg's ``%(name)b``): psycopg spells a list as text
+        one element at a time in Python, many times slower than its binary form.
+        """
+        return ", ".join(f"CAST(%({name})b AS {table.c[name].type.compile(dialect=connection.dialect)}[])"
                          for name in columns)
 
     def reserve_ids(self, connection: Connection, table: Table, count: int, *, above: int = 0) -> list[int]:
