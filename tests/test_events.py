@@ -315,6 +315,71 @@ def test_bad_lines_across_chunks_keep_their_line_numbers(desk, engine):
     assert bad == [5] and summary.chats_created == 6 and summary.lines == 7
 
 
+SATURDAY = "2026-12-05T10:00:00Z"  # out of the default business hours
+
+
+@pytest.mark.parametrize("chunk_lines", [1, 2, 3, 1000])
+def test_chunk_boundaries_change_nothing_the_events_do(desk, engine, chunk_lines):
+    """Whether a chat is started and messaged in one chunk or in several, whether a bad line
+    falls in the middle of a chunk or alone in one, the desk ends the same."""
+    from chatctl.domain.events import ingest as ingest_events
+
+    # Addresses with the characters an array literal or a list of ids would trip on.
+    first, second = "+27 82,000 0001", 'web:"b" {c}\\d'
+    events = [
+        started(1, customer=first, agent="alice", text="Hi"),                                    # 1
+        started(2, customer=second, text="Hello", at="2026-11-30T10:00:30Z"),                    # 2
+        {"type": "customer_message", "chat": 1, "text": "more", "at": "2026-11-30T10:01:00Z"},   # 3
+        {"type": "customer_message", "chat": 77, "text": "who?", "at": "2026-11-30T10:01:30Z"},  # 4 unknown chat
+        {"type": "agent_message", "chat": 1, "agent": "alice", "text": "yes", "at": "2026-11-30T10:02:00Z"},
+        started(1, customer=first, at="2026-11-30T10:02:30Z"),                                   # 6 exists
+        {"type": "customer_message", "chat": 2, "text": "x", "at": "2026-11-30T10:03:00Z"},      # 7
+        started(3, customer=first, at="2026-11-30T10:04:00Z"),                                   # 8 same customer
+        started(4, customer="+27820000004", at=SATURDAY, text="anyone?"),                        # 9 a ticket
+        started(5, customer=second, at=SATURDAY),                                                # 10 a ticket
+        {"type": "customer_message", "chat": 4, "text": "hello?", "at": "2026-12-05T10:05:00Z"},  # 11
+        "{broken",                                                                               # 12
+        started(6, customer="+27820000006", at=SATURDAY),                                        # 13 a ticket
+    ]
+    bad = []
+    summary = ingest_events(engine, (json.dumps(event) if isinstance(event, dict) else event for event in events),
+                            actor="ops:tester", operation_id="OP", chunk_lines=chunk_lines,
+                            report_bad_line=lambda line, message: bad.append((line, message)))
+
+    assert [line for line, _ in bad] == [4, 6, 12]
+    assert "unknown chat 77" in bad[0][1] and "chat 1 already exists" in bad[1][1]
+    assert (summary.chats_created, sum(summary.tickets_created.values()), summary.messages) == (6, 3, 7)
+    one, two, three = chat_row(engine, 1), chat_row(engine, 2), chat_row(engine, 3)
+    assert (one.status, one.created_at, one.last_customer_message_at) == ("live", at(MONDAY_10),
+                                                                         at("2026-11-30T10:01:00Z"))
+    assert one.last_agent_message_at == one.agent_seen_at == one.last_activity_at == at("2026-11-30T10:02:00Z")
+    assert two.last_customer_message_at == two.last_activity_at == at("2026-11-30T10:03:00Z")
+    assert two.last_agent_message_at is None and three.last_customer_message_at is None
+    assert chat_row(engine, 4).last_customer_message_at == at("2026-12-05T10:05:00Z")
+    with engine.connect() as connection:
+        customers = dict(connection.execute(select(Customer.address, Customer.id)).all())
+        messages = connection.execute(select(Message.chat_id, Message.direction, Message.body,
+                                             Message.created_at).order_by(Message.id)).all()
+        tickets = connection.execute(select(Ticket.id, Ticket.chat_id, Ticket.status, Ticket.reason,
+                                            Ticket.created_at).order_by(Ticket.id)).all()
+        ticket_events = connection.execute(select(AuditEvent.entity_id, AuditEvent.after).where(
+            AuditEvent.action == "events.ticket_created").order_by(AuditEvent.id)).all()
+    assert len(customers) == 4
+    assert one.customer_id == three.customer_id == customers[first]
+    assert two.customer_id == chat_row(engine, 5).customer_id == customers[second]
+    assert [(row.chat_id, row.direction, row.body) for row in messages] == [
+        (1, "inbound", "Hi"), (2, "inbound", "Hello"), (1, "inbound", "more"), (1, "outbound", "yes"),
+        (2, "inbound", "x"), (4, "inbound", "anyone?"), (4, "inbound", "hello?")]
+    assert [row.created_at for row in messages][:2] == [at(MONDAY_10), at("2026-11-30T10:00:30Z")]
+    assert [(row.chat_id, row.status, row.reason, row.created_at) for row in tickets] == [
+        (4, "open", "out_of_hours", at(SATURDAY)), (5, "open", "out_of_hours", at(SATURDAY)),
+        (6, "open", "out_of_hours", at(SATURDAY))]
+    # Each ticket's audit event names that ticket, and the chat it came from.
+    assert [(event.entity_id, event.after["chat_id"]) for event in ticket_events] == [
+        (str(row.id), row.chat_id) for row in tickets]
+    assert all(chat_row(engine, chat).status == "converted" for chat in (4, 5, 6))
+
+
 def test_timestamps_are_the_event_at_not_the_ingest_time(desk, engine):
     ingest(desk, started(1, at="2020-02-03T10:00:00+02:00", text="old"))
     chat = chat_row(engine, 1)
