@@ -304,6 +304,24 @@ def test_d6_an_event_time_without_an_offset_is_a_bad_line_never_guessed(desk, en
     assert chat_row(engine, 1).last_customer_message_at == at("2026-11-30T10:06:00Z")
 
 
+def test_a_nul_character_is_a_bad_line_on_every_database(desk, engine):
+    """PostgreSQL cannot store U+0000 in text: the line is reported and skipped, never a failed chunk."""
+    result = desk("events", "ingest", "-", "-o", "json", input=lines(
+        started(1, text="Hi"),                                                             # 1 good
+        {"type": "customer_message", "chat": 1, "text": "a\u0000b", "at": MONDAY_10},      # 2
+        started(2, customer="+2782\u00000002"),                                           # 3
+        {"type": "customer_message", "chat": 1, "text": "fine", "at": "2026-11-30T10:04:00Z"},  # 4 good
+    ))
+    assert result.exit_code == 1, result
+    errors = [line for line in result.stderr.splitlines() if line.startswith("chatctl: line")]
+    assert errors == ["chatctl: line 2: 'text' must not contain a NUL character (\\u0000)",
+                      "chatctl: line 3: 'customer' must not contain a NUL character (\\u0000)"]
+    assert result.json()["chats_created"] == 1
+    with engine.connect() as connection:
+        bodies = connection.execute(select(Message.body).order_by(Message.id)).scalars().all()
+    assert bodies == ["Hi", "fine"]
+
+
 def test_bad_lines_across_chunks_keep_their_line_numbers(desk, engine):
     from chatctl.domain.events import ingest as ingest_events
 

@@ -88,6 +88,11 @@ MESSAGE_COLUMNS = ("chat_id", "direction", "agent_id", "kind", "body", "created_
 REVIVE_COLUMNS = ("status", "pending_since", "closed_at", "closed_by", "close_reason", "reassign_count")
 
 
+# PostgreSQL text cannot hold U+0000: such a line is a bad line on every database alike,
+# rather than a failed chunk on one of them.
+NUL_MESSAGE = "'{key}' must not contain a NUL character (\\u0000)"
+
+
 class BadLine(Exception):
     """A line that cannot be applied; the message says why."""
 
@@ -114,6 +119,8 @@ def _string(data: dict, key: str, *, limit: int = 200) -> str | None:
         raise BadLine(f"'{key}' must be a non-empty string")
     if len(value) > limit:
         raise BadLine(f"'{key}' is longer than {limit} characters")
+    if "\x00" in value:
+        raise BadLine(NUL_MESSAGE.format(key=key))
     return value
 
 
@@ -163,6 +170,8 @@ def parse_line(text: str, line: int) -> Event:
     if text_value is not None:
         if not isinstance(text_value, str):
             raise BadLine("'text' must be a string")
+        if "\x00" in text_value:
+            raise BadLine(NUL_MESSAGE.format(key="text"))
         event.text = text_value
     return event
 
