@@ -37,11 +37,16 @@ created ticket (``events.ticket_created``), per revived chat
 change (``events.presence``).  Plain messages on a live chat change no state
 worth reverting and write no audit row; the message rows are their record.
 
-Speed: lines are read as a stream and applied in chunks, one transaction per
-chunk, with ids resolved in bulk and rows written by multi-row INSERTs and
-batched UPDATEs.  Within a chunk, events are first replayed in memory in file
-order (so a ``chat_started`` followed by messages to the same chat in the
-same chunk behave as if applied one by one), then written.
+Speed: lines are read as a stream and applied in chunks (``batch_sizes.INGEST``
+lines), one transaction per chunk.  Within a chunk, events are first replayed
+in memory in file order against the chats and agents the chunk reads (so a
+``chat_started`` followed by messages to the same chat in the same chunk
+behave as if applied one by one), then written with a constant number of
+set-based statements whatever the chunk's size: new chats, messages and audit
+events by COPY, customers and tickets by one INSERT each, the chats that
+changed by one UPDATE (``storage.dialects``: on PostgreSQL a binary COPY and
+statements over arrays; on SQLite executemany).  A chat touched by many
+events of a chunk is written once.
 """
 
 from __future__ import annotations
@@ -524,8 +529,10 @@ class _Chunk:
     def _write(self) -> None:
         """Write the chunk's outcome: a constant number of statements whatever its size.
 
-        Rows go in through ``Dialect.insert_rows`` (COPY on PostgreSQL,
-        executemany on SQLite) and changed chats through one ``update_rows``.
+        New chats, messages and audit events go in through ``Dialect.insert_rows``
+        (binary COPY on PostgreSQL, executemany on SQLite), customers and tickets
+        through ``insert_returning`` (their ids are needed), changed chats and
+        agents through ``update_rows``.
         """
         connection = self.connection
         spelling = dialect(connection)
