@@ -337,10 +337,14 @@ SATURDAY = "2026-12-05T10:00:00Z"  # out of the default business hours
 
 
 @pytest.mark.parametrize("chunk_lines", [1, 2, 3, 1000])
-def test_chunk_boundaries_change_nothing_the_events_do(desk, engine, chunk_lines):
+def test_chunk_boundaries_change_nothing_the_events_do(desk, engine, chunk_lines, monkeypatch):
     """Whether a chat is started and messaged in one chunk or in several, whether a bad line
     falls in the middle of a chunk or alone in one, the desk ends the same."""
+    from chatctl.domain import events as ingest_module
     from chatctl.domain.events import ingest as ingest_events
+
+    # Chats and customers looked up two at a time: a chunk's lookups span several statements.
+    monkeypatch.setattr(ingest_module, "LOOKUP", 2)
 
     # Addresses with the characters an array literal or a list of ids would trip on.
     first, second = "+27 82,000 0001", 'web:"b" {c}\\d'
@@ -396,6 +400,20 @@ def test_chunk_boundaries_change_nothing_the_events_do(desk, engine, chunk_lines
     assert [(event.entity_id, event.after["chat_id"]) for event in ticket_events] == [
         (str(row.id), row.chat_id) for row in tickets]
     assert all(chat_row(engine, chat).status == "converted" for chat in (4, 5, 6))
+
+    # A later run whose one chunk names more existing chats and customers than one lookup takes.
+    later = [{"type": "customer_message", "chat": chat, "text": "later", "at": f"2026-11-30T11:0{chat}:00Z"}
+             for chat in (3, 2, 1)]
+    later += [started(7, customer=first, at="2026-11-30T11:05:00Z"),
+              started(8, customer=second, at="2026-11-30T11:06:00Z"),
+              started(9, customer="+27820000004", at="2026-11-30T11:07:00Z")]
+    summary = ingest_events(engine, (json.dumps(event) for event in later), actor="ops:tester",
+                            operation_id="OP2", report_bad_line=lambda line, message: bad.append((line, message)))
+    assert len(bad) == 3 and (summary.chats_created, summary.messages) == (3, 3)
+    assert [chat_row(engine, chat).last_customer_message_at for chat in (1, 2, 3)] == [
+        at("2026-11-30T11:01:00Z"), at("2026-11-30T11:02:00Z"), at("2026-11-30T11:03:00Z")]
+    assert [chat_row(engine, chat).customer_id for chat in (7, 8, 9)] == [
+        customers[first], customers[second], customers["+27820000004"]]
 
 
 def test_timestamps_are_the_event_at_not_the_ingest_time(desk, engine):
