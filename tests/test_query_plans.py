@@ -238,6 +238,38 @@ def test_audit_list_uses_indexes(big_url, pg, args):
     assert_indexed(pg, statement, parameters, driving="audit_events")
 
 
+# -- status -------------------------------------------------------------------------------
+def _all_visible(pg, table: str) -> None:
+    """VACUUM ``table`` until its visibility map marks every page, as autovacuum leaves a settled
+    desk: an index-only scan is priced, and runs, on it.  (A snapshot still open from the load,
+    an autovacuum's, can keep the first VACUUM from marking the pages it has just written.)"""
+    from pgserver import wait_until
+
+    def marked() -> bool:
+        pg.execute(f"VACUUM {table}")
+        visible, pages = pg.execute("SELECT relallvisible, relpages FROM pg_class WHERE relname = %s",
+                                    (table,)).fetchone()
+        return visible >= pages
+
+    assert wait_until(marked, timeout=60, interval=1), f"{table}: pages left not all-visible"
+
+
+def test_status_reads_chats_through_indexes_and_the_open_chats_from_one_index_alone(big_url, pg):
+    """No statement of ``status`` scans the chats table: the views' pass is an index-only scan of
+    the open chats' index (revision 0009), merged in id order with the tagged chats."""
+    _all_visible(pg, "chats")
+    statements = captured_statements(big_url, "status", "-o", "json")
+    on_chats = [(statement, parameters) for statement, parameters in statements if "FROM chats" in statement]
+    for statement, parameters in on_chats:
+        assert_indexed(pg, statement, parameters, tables=("chats",), driving="chats")
+    (statement, parameters), = [(statement, parameters) for statement, parameters in on_chats
+                                if "comment_mentions" in statement and "GROUP BY chats.status" in statement]
+    plan = plan_of(pg, statement, parameters)
+    reads = [(node["Node Type"], node.get("Index Name")) for node in nodes(plan)
+             if node.get("Relation Name") == "chats"]
+    assert reads == [("Index Only Scan", "ix_chats_open_glance")], _outline(plan)
+
+
 # -- chats filter, per field with an index --------------------------------------------
 def _customer(pg, column: str) -> str:
     return pg.execute(f"SELECT {column} FROM customers ORDER BY id DESC LIMIT 1").fetchone()[0]

@@ -112,6 +112,23 @@ def test_status_refuses_ids_output(demo):
     assert "no ids" in result.stderr
 
 
+def test_first_responses_sampled_from_the_views_count_as_from_their_own(demo, engine):
+    """status counts the open chats started in the last 24 hours in its views' pass and hands that
+    count to the first responses, which count only the closed and converted ones: the same k, the
+    same sample, the same figures as counting every chat started."""
+    from chatctl.domain.response_times import first_response
+    from chatctl.domain.status import RESPONSE_WINDOW, _chat_views
+
+    edges = [NOW - RESPONSE_WINDOW, NOW]
+    with engine.connect() as connection:
+        open_started = _chat_views(connection, NOW)["open_started"]
+        assert open_started > 100
+        for sample in (40, 5_000):  # every 10th chat or so, and every chat
+            counted = first_response(connection, edges, sample, open_started=open_started)
+            assert counted == first_response(connection, edges, sample)
+            assert (counted[1] > 1) is (sample == 40)
+
+
 # -- one snapshot ---------------------------------------------------------------------------------
 def test_status_reads_one_snapshot(database_url, engine):
     """What another session commits between two statements of a snapshot is not seen by the second."""

@@ -278,13 +278,16 @@ class Desk:
             # Not typed on this command line: name where it was set (D12).
             raise ConfigError(f"{error.message}, set by {source}", hint=error.hint) from None
 
-    def tz(self, connection: Connection | None = None) -> ZoneInfo:
-        """``--tz`` when given, else the desk's ``timezone`` preference."""
+    def tz(self, connection: Connection | None = None, *, preference: ZoneInfo | None = None) -> ZoneInfo:
+        """``--tz`` when given, else the desk's ``timezone`` preference (``preference``: its value,
+        when the caller has read it already)."""
         from chatctl.parsing.timeparse import parse_zone
 
         if self._tz is None:
             if self._tz_name:
                 self._tz = parse_zone(self._tz_name)
+            elif preference is not None:
+                self._tz = preference
             else:
                 from chatctl.domain.prefs import get_preference
 

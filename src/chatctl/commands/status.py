@@ -82,6 +82,7 @@ def status(
                unassigned_warning=unassigned_warning, unassigned_critical=unassigned_critical,
                sweep_warning=sweep_warning, sweep_critical=sweep_critical)
         return
+    from chatctl.domain.prefs import get_preferences
     from chatctl.domain.status import desk_status, sweep_expected_every
     from chatctl.errors import UsageError
     from chatctl.output import watch as watch_loop
@@ -95,8 +96,9 @@ def status(
 
     def draw(env) -> None:
         with the_desk.errors(read=True), read_snapshot(the_desk.read_engine()) as connection:
-            tz = the_desk.tz(connection)
-            record = desk_status(connection, now=the_desk.now(), tz=tz, expected_every=expected)
+            prefs = get_preferences(connection)
+            tz = the_desk.tz(preference=prefs["timezone"])
+            record = desk_status(connection, now=the_desk.now(), tz=tz, expected_every=expected, prefs=prefs)
         _render(env, record, fmt(output), tz, one_line=watch)
 
     if not watch:

@@ -17,6 +17,11 @@ the sample within ``sample`` chats, and the answer says so (``every``): an
 evenly spread sample of 5,000 chats puts the 50th and 90th percentiles
 within a fraction of a percent of the chats' ranks, at a small, fixed cost.
 Times to close need no messages and are never sampled.
+
+Choosing ``k`` needs the number of chats started in the period, a count over
+the (status, created_at, id) index.  ``status`` has already read every open
+chat (its pass over the open chats' index): it passes their count, and only
+the closed and converted chats started in the period are counted here.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chatctl.domain.buckets import Summary, dialect, durations, statement
-from chatctl.vocabulary import CHAT_STATUSES
+from chatctl.vocabulary import CHAT_STATUSES, FINISHED_CHAT_STATUSES
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -41,6 +46,10 @@ if TYPE_CHECKING:
 STARTED_IN_PERIOD = (f"c.status IN ({', '.join(repr(status) for status in CHAT_STATUSES)}) "
                      "AND c.created_at >= :since AND c.created_at < :until")
 STARTED = f"SELECT count(*) FROM chats c WHERE {STARTED_IN_PERIOD}"
+# The same for the closed and converted chats only: two ranges of the same index.
+FINISHED_STARTED = (f"SELECT count(*) FROM chats c WHERE c.status IN "
+                    f"({', '.join(repr(status) for status in FINISHED_CHAT_STATUSES)}) "
+                    "AND c.created_at >= :since AND c.created_at < :until")
 FIRST_RESPONSE = f"""
 SELECT f.created_at AS at, {{seconds}} AS seconds
 FROM (
@@ -68,11 +77,18 @@ WHERE c.status = 'closed' AND c.closed_at >= :since AND c.closed_at < :until
 SAMPLE = 5_000
 
 
-def first_response(connection: Connection, edges: Sequence[dt.datetime],
-                   sample: int = SAMPLE) -> tuple[list[Summary], int]:
+def first_response(connection: Connection, edges: Sequence[dt.datetime], sample: int = SAMPLE, *,
+                   open_started: int | None = None) -> tuple[list[Summary], int]:
     """First-response times of the chats started in each bucket (``timed``: answered), and
-    ``every``: 1 when every chat was looked at, k when every k-th chat id was."""
-    started = connection.execute(statement(STARTED), {"since": edges[0], "until": edges[-1]}).scalar_one()
+    ``every``: 1 when every chat was looked at, k when every k-th chat id was.
+
+    ``open_started``: the live and pending chats started in the whole period, when the caller
+    has counted them; the closed and converted ones are counted here."""
+    period = {"since": edges[0], "until": edges[-1]}
+    if open_started is None:
+        started = connection.execute(statement(STARTED), period).scalar_one()
+    else:
+        started = open_started + connection.execute(statement(FINISHED_STARTED), period).scalar_one()
     every = max(1, math.ceil(started / sample))
     seconds = dialect(connection).seconds("f.first_in", FIRST_REPLY)
     return durations(connection, FIRST_RESPONSE.format(seconds=seconds), edges, {"every": every}), every

@@ -7,12 +7,19 @@ busy.  Each part is one set-based statement whose cutoffs are computed here
 from ``now`` and bound as parameters:
 
 * the chat views (R1, R2): one grouped pass over the live and pending chats
-  gives the live, pending and tagged views' counts, the idle-time buckets and
-  each agent's live and unanswered chats; each agent's tagged view and
-  closed-today are one statement each;
+  gives the live, pending and tagged views' counts, the idle-time buckets,
+  each agent's live and unanswered chats and the open chats started in the
+  last 24 hours.  On PostgreSQL it reads the index of the open chats in id
+  order (``ix_chats_open_glance``, revision 0009), which holds every column
+  it counts: an index-only pass over the open chats, never the whole table,
+  and the tagged chats joined by merging that id order with
+  ``comment_mentions (chat_id)``.  Each agent's tagged view and closed-today
+  (a range of the closed chats' index) are one statement each;
 * tickets (R13): one grouped pass over the tickets that are not archived;
-* sweeps: each job's latest run and latest success;
-* response times: ``domain.response_times`` over the last 24 hours.
+* sweeps: each job's latest run and latest success, all jobs in one statement;
+* response times: ``domain.response_times`` over the last 24 hours; of the
+  chats started in them it counts only the closed and converted ones, the
+  views' pass having counted the open ones.
 
 The shapes of the JSON document are in docs/glance.md.
 """
@@ -24,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, distinct, func, literal, select, text, true
+from sqlalchemy import and_, bindparam, distinct, func, literal, select, text, true, union_all
 
 from chatctl.domain.chats.views import new_condition, unread_condition
 from chatctl.domain.prefs import get_preferences
@@ -89,33 +96,41 @@ def _split(total: int, younger: Sequence[int]) -> list[int]:
 
 # -- the parts ---------------------------------------------------------------------------
 MARKERS = ("count", "new", "unread", "flagged", "unassigned")
+# The live and pending chats, spelled as the condition of their partial indexes and with the
+# values written out: a planner proves an index's condition from literals, not from parameters
+# (a statement psycopg has prepared may be planned for any value).
+OPEN = text("(" + " OR ".join(f"chats.status = '{status}'" for status in OPEN_CHAT_STATUSES) + ")")
 
 
 def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
-    """The live, pending and tagged views' counts, idle buckets of live chats, and each agent's
-    live and unanswered chats: one pass over the open chats."""
+    """The live, pending and tagged views' counts, idle buckets of live chats, each agent's
+    live and unanswered chats, and the open chats started in the response-time window: one
+    pass over the open chats (on PostgreSQL over ``ix_chats_open_glance`` alone, which holds
+    every column below)."""
 
     c = Chat  # the sweep jobs' conditions name the table, not an alias
-    # The tagged view of every agent: open chats someone is tagged in (a hash of the tagged
-    # chats, one look-up per open chat; the statement stays parallel).
+    # The tagged view of every agent: open chats someone is tagged in.  Both sides are in chat
+    # id order (the open chats' index, comment_mentions (chat_id)): PostgreSQL merges them.
     mentioned = select(CommentMention.chat_id).distinct().subquery("mentioned")
     tagged = mentioned.c.chat_id.is_not(None)
     markers = {"count": true(), "new": new_condition(c), "unread": unread_condition(c),
                "flagged": c.flagged.is_(True), "unassigned": c.agent_id.is_(None)}
     younger = _newer_than(c.last_activity_at, now, IDLE_BUCKETS)
+    started = and_(c.created_at >= now - RESPONSE_WINDOW, c.created_at < now)
     count = func.count()
     query = (select(c.status, c.agent_id, count.label("count"),
                     *(count.filter(markers[key]).label(key) for key in MARKERS[1:4]),
                     *(count.filter(and_(tagged, markers[key])).label(f"tagged_{key}") for key in MARKERS),
                     count.filter(text(UNANSWERED.sql)).label("unanswered"),
                     func.min(c.last_customer_message_at).filter(text(UNANSWERED.sql)).label("waiting_since"),
-                    *(count.filter(condition).label(f"younger_{index}") for index, condition in enumerate(younger)))
+                    *(count.filter(condition).label(f"younger_{index}") for index, condition in enumerate(younger)),
+                    count.filter(started).label("started"))
              .select_from(c).outerjoin(mentioned, mentioned.c.chat_id == c.id)
-             .where(c.status.in_(OPEN_CHAT_STATUSES)).group_by(c.status, c.agent_id))
+             .where(OPEN).group_by(c.status, c.agent_id))
     views = {view: dict.fromkeys(MARKERS, 0) for view in (*OPEN_CHAT_STATUSES, "tagged")}
     per_agent: dict[int, dict[str, int]] = {}
     idle_younger = [0] * len(younger)
-    unanswered = 0
+    unanswered = open_started = 0
     waiting_since: dt.datetime | None = None
     for row in connection.execute(query):
         figures = views[row.status]
@@ -125,6 +140,7 @@ def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
             views["tagged"][key] += getattr(row, f"tagged_{key}")
         if row.agent_id is None:
             figures["unassigned"] += row.count
+        open_started += row.started
         if row.status == "live":
             unanswered += row.unanswered
             if row.waiting_since is not None and (waiting_since is None or row.waiting_since < waiting_since):
@@ -135,7 +151,7 @@ def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:
                 per_agent[row.agent_id] = {"live": row.count, "unanswered": row.unanswered}
     idle = _bucket_counts(_split(views["live"]["count"], idle_younger), IDLE_BUCKETS)
     return {"views": views, "per_agent": per_agent, "idle": idle, "unanswered": unanswered,
-            "waiting_since": waiting_since}
+            "waiting_since": waiting_since, "open_started": open_started}
 
 
 def _tagged_per_agent(connection: Connection, open_tagged: int) -> dict[int, int]:
@@ -234,14 +250,19 @@ def _tickets(connection: Connection, now: dt.datetime, archive_after: dt.timedel
             "by_reason": by_reason, "per_agent": per_agent}
 
 
-def _agents(connection: Connection, chats: Mapping[int, Mapping[str, int]], tagged: Mapping[int, int],
+def _online_agents(connection: Connection) -> list[tuple[int, str]]:
+    """The online (and active) agents' ids and handles, by handle."""
+    return [tuple(row) for row in connection.execute(
+        select(Agent.id, Agent.handle).where(Agent.presence == "online", Agent.active.is_(True))
+        .order_by(Agent.handle))]
+
+
+def _agents(online: Sequence[tuple[int, str]], chats: Mapping[int, Mapping[str, int]], tagged: Mapping[int, int],
             tickets: Mapping[int, int], max_chats: int) -> list[dict[str, Any]]:
     """Online agents (by handle) and their load against agent_max_chats (0: no limit)."""
 
     rows = []
-    for agent_id, handle in connection.execute(
-            select(Agent.id, Agent.handle).where(Agent.presence == "online", Agent.active.is_(True))
-            .order_by(Agent.handle)):
+    for agent_id, handle in online:
         live = chats.get(agent_id, {}).get("live", 0)
         rows.append({"agent": handle, "live": live, "unanswered": chats.get(agent_id, {}).get("unanswered", 0),
                      "tagged": tagged.get(agent_id, 0), "open_tickets": tickets.get(agent_id, 0),
@@ -249,29 +270,30 @@ def _agents(connection: Connection, chats: Mapping[int, Mapping[str, int]], tagg
     return rows
 
 
-def _offline_holding(connection: Connection, chats: Mapping[int, Mapping[str, int]]) -> int:
+def _offline_holding(online: Sequence[tuple[int, str]], chats: Mapping[int, Mapping[str, int]]) -> int:
     """Live chats assigned to agents who are not online (drain candidates)."""
 
-    online = set(connection.execute(select(Agent.id).where(Agent.presence == "online",
-                                                           Agent.active.is_(True))).scalars())
-    return sum(figures["live"] for agent_id, figures in chats.items() if agent_id not in online)
+    ids = {agent_id for agent_id, _handle in online}
+    return sum(figures["live"] for agent_id, figures in chats.items() if agent_id not in ids)
 
 
 def sweep_jobs(connection: Connection, now: dt.datetime, expected_every: dt.timedelta) -> list[dict[str, Any]]:
     """Each job's latest run (not a dry run) and latest success; overdue when that success is older
-    than ``expected_every`` or there is none."""
+    than ``expected_every`` or there is none.  Every job's two rows come back from one statement."""
 
-    def latest(job: str, *where):
-        return connection.execute(
-            select(SweepRun.id, SweepRun.started_at, SweepRun.finished_at, SweepRun.status, SweepRun.counts)
-            .where(SweepRun.dry_run.is_(False), (literal(",") + SweepRun.jobs + literal(",")).like(f"%,{job},%"),
-                   *where)
-            .order_by(SweepRun.started_at.desc(), SweepRun.id.desc()).limit(1)).first()
-
+    parts = []
+    for job in SWEEP_JOBS:
+        for kind, where in (("last", ()), ("success", (SweepRun.status == "ok",))):
+            latest = (select(SweepRun.id, SweepRun.started_at, SweepRun.finished_at, SweepRun.status,
+                             SweepRun.counts)
+                      .where(SweepRun.dry_run.is_(False),
+                             (literal(",") + SweepRun.jobs + literal(",")).like(f"%,{job},%"), *where)
+                      .order_by(SweepRun.started_at.desc(), SweepRun.id.desc()).limit(1).subquery())
+            parts.append(select(literal(job).label("job"), literal(kind).label("kind"), latest))
+    found = {(row.job, row.kind): row for row in connection.execute(union_all(*parts))}
     jobs = []
     for job in SWEEP_JOBS:
-        last = latest(job)
-        success = latest(job, SweepRun.status == "ok") if last is not None and last.status != "ok" else last
+        last, success = found.get((job, "last")), found.get((job, "success"))
         succeeded_at = (success.finished_at or success.started_at) if success is not None else None
         counts = ((last.counts or {}).get("jobs") or {}).get(job, {}) if last is not None else {}
         jobs.append({
@@ -286,9 +308,11 @@ def sweep_jobs(connection: Connection, now: dt.datetime, expected_every: dt.time
     return jobs
 
 
-def response_times(connection: Connection, now: dt.datetime) -> dict[str, Any]:
+def response_times(connection: Connection, now: dt.datetime, *, open_started: int | None = None) -> dict[str, Any]:
+    """First responses and times to close over the last 24 hours; ``open_started``: the live and
+    pending chats started in them, when the views' pass has counted them."""
     edges = [now - RESPONSE_WINDOW, now]
-    (first,), every = first_response(connection, edges)
+    (first,), every = first_response(connection, edges, open_started=open_started)
     closing, = time_to_close(connection, edges)
     return {"window_s": RESPONSE_WINDOW.total_seconds(),
             "first_response": {"chats": first.count, "answered": first.timed, **first.percentiles(),
@@ -298,12 +322,17 @@ def response_times(connection: Connection, now: dt.datetime) -> dict[str, Any]:
 
 # -- the whole desk ----------------------------------------------------------------------------
 def desk_status(connection: Connection, *, now: dt.datetime, tz: dt.tzinfo,
-                expected_every: dt.timedelta = DEFAULT_SWEEP_EXPECTED_EVERY) -> dict[str, Any]:
-    """Everything ``chatctl status`` shows, as of ``now`` (the JSON document of docs/glance.md)."""
+                expected_every: dt.timedelta = DEFAULT_SWEEP_EXPECTED_EVERY,
+                prefs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything ``chatctl status`` shows, as of ``now`` (the JSON document of docs/glance.md).
 
-    prefs = get_preferences(connection)
+    ``prefs``: the desk's preferences, when the caller has read them in the same snapshot."""
+
+    if prefs is None:
+        prefs = get_preferences(connection)
     chats = _chat_views(connection, now)
     tickets = _tickets(connection, now, prefs["ticket_archive_after"])
+    online = _online_agents(connection)
     live = chats["views"]["live"]
     return {
         "as_of": now,
@@ -320,15 +349,15 @@ def desk_status(connection: Connection, *, now: dt.datetime, tz: dt.tzinfo,
             "unanswered": chats["unanswered"],
             "oldest_unanswered": oldest_unanswered(connection, now, since=chats["waiting_since"])
             if chats["waiting_since"] is not None else None,
-            "held_by_offline_agents": _offline_holding(connection, chats["per_agent"]),
+            "held_by_offline_agents": _offline_holding(online, chats["per_agent"]),
         },
-        "agents": _agents(connection, chats["per_agent"],
+        "agents": _agents(online, chats["per_agent"],
                           _tagged_per_agent(connection, chats["views"]["tagged"]["count"]), tickets["per_agent"],
                           prefs["agent_max_chats"]),
         "tickets": {key: tickets[key] for key in ("open", "closed", "by_age", "by_reason", "archive_next_day")},
         "sweeps": {"expected_every_s": expected_every.total_seconds(),
                    "jobs": sweep_jobs(connection, now, expected_every)},
-        "response_times": response_times(connection, now),
+        "response_times": response_times(connection, now, open_started=chats["open_started"]),
     }
 
 
