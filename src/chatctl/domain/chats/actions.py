@@ -72,7 +72,7 @@ class Person:
 def _read(connection: Connection, ids: Sequence[int], *columns: Any) -> dict[int, Any]:
     """The batch's chats, locked against concurrent writers until the transaction ends."""
     query = select(Chat.id, *columns).where(ids_match(connection, Chat.id, ids))
-    return {row.id: row for row in connection.execute(dialect(connection).locked(query, of=Chat))}
+    return {row.id: row for row in connection.execute(dialect(connection).locked(query, of=Chat)).all()}
 
 
 def _stamp(acting: Acting, action: str) -> audit.Stamp:
