@@ -21,6 +21,15 @@ def now() -> dt.datetime:
     return dt.datetime.now(UTC)
 
 
+def alice_bob_and_sue(engine) -> Rows:
+    """Two online agents and a supervisor: the people of the acting-as and bell tests."""
+    desk = Rows(engine)
+    desk.agent("alice")
+    desk.agent("bob")
+    desk.agent("sue", role="supervisor")
+    return desk
+
+
 class Rows:
     def __init__(self, engine) -> None:
         self.engine = engine

@@ -4,7 +4,7 @@ bell names only the acting agent, unless a supervisor, an admin or ops acts."""
 from __future__ import annotations
 
 import pytest
-from chat_rows import Rows
+from chat_rows import alice_bob_and_sue
 
 from chatctl.storage.models import AuditEvent, Comment, Message, Notification
 
@@ -18,11 +18,7 @@ ACTIONS = {
 
 @pytest.fixture
 def rows(engine):
-    desk = Rows(engine)
-    desk.agent("alice")
-    desk.agent("bob")
-    desk.agent("sue", role="supervisor")
-    return desk
+    return alice_bob_and_sue(engine)
 
 
 def _written(rows) -> tuple[int, int, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from chat_rows import Rows
+from chat_rows import alice_bob_and_sue
 
 from chatctl.domain.chats.notifications import NOTIFICATION_KEYS
 from chatctl.storage.models import AuditEvent, Notification
@@ -11,11 +11,7 @@ from chatctl.storage.models import AuditEvent, Notification
 
 @pytest.fixture
 def rows(engine):
-    desk = Rows(engine)
-    desk.agent("alice")
-    desk.agent("bob")
-    desk.agent("sue", role="supervisor")
-    return desk
+    return alice_bob_and_sue(engine)
 
 
 def test_r7_each_tag_notifies_the_tagged_person(cli, rows):
