@@ -11,8 +11,8 @@
   ``sweep explain`` shows them) put in a temporary table, then plain
   statements over it: the chat or ticket update, the R9 purge, the tickets of
   converted chats, one audit row per change; the least-loaded plan of
-  ``unattended`` and ``agent-timeout`` is a heap over the online agents'
-  loads, in Python. It takes no lock, records no run and checks nothing twice;
+  ``unattended`` and ``agent-timeout`` is chatctl's own greedy planner over
+  the online agents' loads, in Python. It takes no lock, records no run and checks nothing twice;
 * checked: both sides change the same number of chats (tickets for
   ``archive``) and leave the same counts of chats per status, tickets,
   comments, tags and unread notifications.
@@ -28,7 +28,6 @@ left to do (what every run costs: its lock, its run record, the count for
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import json
 import shutil
 import statistics
@@ -126,28 +125,19 @@ def _assign(connection, obj: str, action: str, reassignment: bool) -> int:
                                          "AND agent_id IS NOT NULL GROUP BY agent_id"):
         if agent in loads:
             loads[agent] = count
-    heap = [(load, agent) for agent, load in loads.items()]
-    heapq.heapify(heap)
+    # The least-loaded plan is Python on both sides: the floor uses chatctl's own greedy planner.
+    from chatctl.domain.agents.assignment import greedy_plan
+
+    bounded = {chat_id for chat_id, current, count in picked
+               if reassignment and current is not None and count >= MAX_REASSIGNMENTS}
+    chosen = greedy_plan([(chat_id, current) for chat_id, current, _ in picked if chat_id not in bounded],
+                         loads, 0)
     plan, bounced = [], []
     for chat_id, current, count in picked:
-        if reassignment and current is not None and count >= MAX_REASSIGNMENTS:
-            bounced.append(chat_id)
-            continue
-        aside, choice = None, None
-        while heap:
-            load, agent = heapq.heappop(heap)
-            if agent == current:
-                aside = (load, agent)
-                continue
-            choice = agent
-            heapq.heappush(heap, (load + 1, agent))
-            break
-        if aside is not None:
-            heapq.heappush(heap, aside)
-        if choice is None:
+        if chosen.get(chat_id) is None:
             bounced.append(chat_id)
         else:
-            plan.append({"id": chat_id, "agent": choice,
+            plan.append({"id": chat_id, "agent": chosen[chat_id],
                          "n": count + (1 if reassignment and current is not None else 0)})
     _sql(connection, "CREATE TEMP TABLE plan (id integer PRIMARY KEY, agent integer, n integer)")
     if plan:
