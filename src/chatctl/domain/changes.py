@@ -323,7 +323,8 @@ class OneStatement(Portable):
                                  entity_id="CAST(changed.id AS text)", before=before, after=after,
                                  reason="CAST(:audit_reason AS text)", source=f"changed{changes.lateral}{joins}",
                                  order=(0, "changed.id")),
-                *(events for part in parts for events in part.audit)])),
+                *(events for part in parts for events in part.audit)],
+                agents="agent_id" in change.values or any(part.audit for part in parts))),
         ]
         # The changed ids (and what the steps made for them) come back as arrays in one row: the
         # driver reads an array in one call, where a row per changed id costs Python time per row.

@@ -139,14 +139,20 @@ def events_sql(*, entity_type: str, entity_id: str, before: str, after: str, rea
             f"CAST(:audit_operation AS text) AS operation_id, {reason} AS reason FROM {source}")
 
 
-def insert_sql(events: Iterable[str]) -> str:
+def insert_sql(events: Iterable[str], *, agents: bool = True) -> str:
     """``INSERT INTO audit_events`` the events of the ``events_sql`` SELECTs, in their order: the
-    very rows ``record`` writes for the same events."""
+    very rows ``record`` writes for the same events.
+
+    ``agents=False`` says no event can name an agent (a close changes no
+    ``agent_id``): the agents are then not joined at all, as ``name_agents``
+    looks nothing up for such events.
+    """
     union = " UNION ALL ".join(f"({select})" for select in events)
-    picked = ", ".join(_NAMED_AGENTS.format(side=name) if name in ("before", "after") else name for name in COLUMNS)
-    agents = "".join(_AGENT_OF.format(side=side) for side in ("before", "after"))
+    picked = ", ".join(_NAMED_AGENTS.format(side=name) if agents and name in ("before", "after") else name
+                       for name in COLUMNS)
+    joined = "".join(_AGENT_OF.format(side=side) for side in ("before", "after")) if agents else ""
     return (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) SELECT {picked} FROM ({union} OFFSET 0) AS events"
-            f"{agents} ORDER BY event_group, event_key")
+            f"{joined} ORDER BY event_group, event_key")
 
 
 # ``name_agents`` in SQL: the agent's handle (``agent``) beside an ``agent_id``, unless already there.  The
