@@ -185,6 +185,7 @@ def _first(statements, table):
     ("chats", "list", "closed", "--limit", "50"),
     ("chats", "list", "live", "--limit", "50", "--agent", "alice"),
     ("chats", "list", "live", "--limit", "50", "--agent", "alice", "--sort", "new"),
+    ("chats", "list", "closed", "--limit", "50", "--agent", "alice"),
     ("chats", "list", "tagged", "--agent", "alice", "--limit", "50"),
 ], ids=lambda args: " ".join(args[2:]))
 def test_chat_views_use_indexes(big_url, pg, args):
@@ -194,8 +195,11 @@ def test_chat_views_use_indexes(big_url, pg, args):
     statement, parameters = _first(statements, "chats")
     plan = assert_indexed(pg, statement, parameters, driving="chats")
     if "--agent" in args and "live" in args and "--sort" not in args:
-        # One agent's page, not a walk of every live chat filtered by agent (revision 0004).
-        assert "ix_chats_agent_status_last_customer" in str(plan), _outline(plan)
+        # One agent's page, not a walk of every live chat filtered by agent (revisions 0004, 0010).
+        assert "ix_chats_open_agent_last_customer" in str(plan), _outline(plan)
+    if "closed" in args:
+        # One agent's closed chats: the closed chats newest first, keeping the agent's (revision 0010).
+        assert "ix_chats_closed" in str(plan), _outline(plan)
 
 
 def test_live_view_second_page_uses_the_index(big_url, pg):

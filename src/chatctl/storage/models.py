@@ -149,6 +149,12 @@ def _optional(name: str, type_: Any, *args: Any, **kwargs: Any) -> Column:
     return Column(name, type_, *args, nullable=True, **kwargs)
 
 
+# The condition of the indexes of open chats, spelled so that SQLite uses them: it takes a
+# partial index only when a term of the query's condition is a term of the index's (so a
+# query reads open chats as ``(status = 'live' OR status = 'pending')``, not with IN).
+OPEN_CHATS = "status = 'live' OR status = 'pending'"
+
+
 def _partial(name: str, columns: list[str], where: str, *, only: str | None = None) -> Index:
     """An index of the rows matching ``where`` only; ``only``: the one database whose revisions
     create it (``"postgresql"``), None for both.
@@ -211,7 +217,7 @@ Chat = _table(
     # a chat that closes leaves them, so a status change writes fewer index entries.
     # live and pending views by customer activity, --unread, the agent-timeout sweep
     _partial("ix_chats_open_last_customer", ["status", "last_customer_message_at", "id"],
-             "status = 'live' OR status = 'pending'"),
+             OPEN_CHATS),
     # the inactivity sweep and idle filters; the pending sweep
     _partial("ix_chats_live_activity", ["last_activity_at", "id"], "status = 'live'"),
     _partial("ix_chats_pending_since", ["pending_since", "id"], "status = 'pending'"),
@@ -221,11 +227,13 @@ Chat = _table(
     # order (revision 0009; PostgreSQL only: SQLite's planner does not use it)
     _partial("ix_chats_open_glance", ["id", "created_at", "last_activity_at", "last_customer_message_at",
                                       "last_agent_message_at", "agent_seen_at", "agent_id", "flagged", "status"],
-             "status = 'live' OR status = 'pending'", only="postgresql"),
+             OPEN_CHATS, only="postgresql"),
     # every view sorted by new chat, age and created filters
     Index("ix_chats_status_created", "status", "created_at", "id"),
-    # one agent's chats, by customer activity (revision 0004); agent load, unassigned chats
-    Index("ix_chats_agent_status_last_customer", "agent_id", "status", "last_customer_message_at", "id"),
+    # one agent's open chats, by customer activity; agent load, unassigned chats (revision 0010;
+    # one agent's closed chats: ix_chats_closed)
+    _partial("ix_chats_open_agent_last_customer", ["agent_id", "status", "last_customer_message_at", "id"],
+             OPEN_CHATS),
     Index("ix_chats_customer", "customer_id"),
 )
 

@@ -28,7 +28,7 @@ from chatctl.domain.changes import Guard, Ids, sql_list
 from chatctl.domain.chats import transitions
 from chatctl.domain.prefs import get_preference
 from chatctl.storage.dialects import dialect
-from chatctl.storage.models import Agent, Chat
+from chatctl.storage.models import OPEN_CHATS, Agent, Chat
 from chatctl.storage.sql import execute, ids_match
 from chatctl.vocabulary import OPEN_CHAT_STATUSES
 
@@ -98,7 +98,7 @@ def open_chat_ids(connection: Connection, agent_id: int) -> list[int]:
     """The agent's open chats (live and pending), in id order."""
 
     return [row[0] for row in connection.execute(
-        text("SELECT id FROM chats WHERE agent_id = :agent AND status IN ('live', 'pending') ORDER BY id"),
+        text(f"SELECT id FROM chats WHERE agent_id = :agent AND ({OPEN_CHATS}) ORDER BY id"),
         {"agent": agent_id})]
 
 
