@@ -308,3 +308,45 @@ def test_d11_mutation_whose_output_and_errors_share_a_pipe_that_closes_still_fin
     with engine.connect() as connection:
         [(status, changes)] = connection.execute(sql_select(Operation.status, Operation.counts)).all()
     assert status == "done" and changes["changed"] == 600
+
+def _started_line(number: int) -> str:
+    return json.dumps({"type": "chat_started", "at": "2026-11-25T10:00:00+00:00", "chat": 100_000 + number,
+                       "customer": f"+2783{number:07d}", "channel": "webchat"}) + "\n"
+
+
+@pytest.mark.parametrize("name", SIGNALS)
+def test_d11_signal_mid_ingest_keeps_whole_chunks_and_says_where_to_resume(cli, engine, name):
+    """events ingest stopped while it waits for more lines on a pipe: the chunks it committed stay,
+    the lines read since are not applied, the operation says interrupted, and stderr names the
+    last line applied, so the rest of the file can be fed again from there."""
+    from chatctl.batch_sizes import INGEST
+
+    signum, code = SIGNALS[name]
+    process = subprocess.Popen([sys.executable, "-m", "chatctl", "--database-url", cli.url, "events", "ingest", "-",
+                                "-o", "json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    first = INGEST + INGEST // 2  # one whole chunk and half of the next
+    process.stdin.write("".join(_started_line(number) for number in range(1, first + 1)))
+    process.stdin.flush()
+    wait_for_audit(engine, INGEST, process)
+    returncode, out, err, took = _stopped(process, signum)
+
+    assert returncode == code, err
+    assert "Traceback" not in err, err
+    with engine.connect() as connection:
+        chats = connection.execute(sql_select(func.count()).select_from(Chat)).scalar_one()
+        operation = connection.execute(sql_select(Operation.id).where(Operation.command.like("%ingest%"))).scalar_one()
+        audited = connection.execute(sql_select(func.count()).select_from(AuditEvent)
+                                     .where(AuditEvent.operation_id == operation)).scalar_one()
+    assert chats == INGEST, "only whole chunks are applied"
+    _assert_operation_interrupted(engine, operation, code, audited)
+    assert "(interrupted)" in err and f"lines 1-{INGEST} applied" in err, err
+    assert f"tail -n +{INGEST + 1} FILE | chatctl events ingest -" in err, err
+    assert json.loads(out)["lines"] == INGEST
+
+    # Fed again from there, the rest is applied once.
+    rest = cli("events", "ingest", "-", "-o", "json",
+               input="".join(_started_line(number) for number in range(INGEST + 1, first + 1)))
+    assert rest.exit_code == 0, rest
+    with engine.connect() as connection:
+        assert connection.execute(sql_select(func.count()).select_from(Chat)).scalar_one() == first

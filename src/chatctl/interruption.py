@@ -53,6 +53,7 @@ class StopRequest:
         self._lock = threading.Lock()
         self._cancel: Callable[[], None] | None = None
         self._deadline: float | None = None
+        self._waiting = False
 
     @property
     def requested(self) -> bool:
@@ -62,6 +63,21 @@ class StopRequest:
         """Raise ``Interrupted`` if a stop was asked for: called before each batch."""
         if self.signal is not None:
             raise Interrupted(self.signal)
+
+    @contextlib.contextmanager
+    def waiting_for_input(self) -> Iterator[None]:
+        """A read of more input (a pipe that may stay silent for hours) that a stop ends at once.
+
+        Nothing is open meanwhile - no transaction, no statement - so the
+        handler raises ``Interrupted`` right where the main thread waits, and
+        the read is given up instead of resumed.
+        """
+        self.check()
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
 
     @contextlib.contextmanager
     def cancellable(self, connection: Connection) -> Iterator[None]:
@@ -87,10 +103,14 @@ class StopRequest:
 
     # -- called by the handler and the watcher --------------------------------------------
     def _noted(self, signum: int) -> None:
-        """The main thread's handler: make the request visible to the next check."""
+        """The main thread's handler: make the request visible to the next check (or, while
+        waiting for input, stop the wait)."""
         with self._lock:
             if self.signal is None:
                 self.signal = signum
+        if self._waiting:
+            self._waiting = False
+            raise Interrupted(self.signal)
 
     def _heard(self, signum: int, first: bool) -> None:
         """The watcher: start the grace period on the first signal, cancel at once on the next."""

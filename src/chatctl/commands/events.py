@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
@@ -40,7 +41,9 @@ def ingest(
     Bad lines (bad JSON, unknown type, chat or agent, missing field, bad time)
     are reported on stderr with their line number and skipped; the rest are
     applied; the exit code is then 1.  Lines are applied in chunks, one
-    transaction each.  Audit: one event per created chat and ticket, per
+    transaction each; stopped by SIGINT or SIGTERM, it keeps the chunks
+    committed, applies nothing read since, and says on stderr from which line
+    to feed the rest (tail -n +N).  Audit: one event per created chat and ticket, per
     revived chat and per presence change; plain messages write none.
 
     Output: a summary (events per type, chats and tickets created, bad
@@ -50,8 +53,9 @@ def ingest(
 
     Example: zcat backfill.jsonl.gz | chatctl events ingest - -o json
     """
+    from chatctl.domain.events import IngestSummary
     from chatctl.domain.events import ingest as ingest_events
-    from chatctl.errors import ExitCode, UsageError
+    from chatctl.errors import ExitCode, Interrupted, UsageError
     from chatctl.output import progress, render_record, render_rows
 
     the_desk = desk(ctx)
@@ -64,15 +68,18 @@ def ingest(
         except OSError as error:
             raise UsageError(f"cannot read {file}: {error.strerror}") from None
     engine = the_desk.engine()
+    summary, interrupted = IngestSummary(), None
     try:
         with the_desk.errors(), progress(env, "ingesting lines") as bar:
             with engine.connect() as connection:
                 actor = the_desk.actor(connection).name
-            summary = ingest_events(
+            ingest_events(
                 engine, stream, actor=actor, operation_id=the_desk.operation_id,
                 report_bad_line=lambda line, message: env.warn(f"chatctl: line {line}: {message}"),
-                advance=lambda lines: (bar.advance(lines), the_desk.keep_operation_alive()),
+                advance=lambda lines: (bar.advance(lines), the_desk.keep_operation_alive()), summary=summary,
             )
+    except Interrupted as error:
+        interrupted = error
     finally:
         if stream is not env.stdin:
             stream.close()
@@ -87,6 +94,14 @@ def ingest(
         record["generated_chats"] = ", ".join(f"{chat} (line {line})" for line, chat in
                                               zip(summary.generated_lines, summary.generated_ids))
         render_record(env, record, chosen)
+    if interrupted is not None:
+        # What was applied, and where the rest of the input starts: a whole chunk or nothing.
+        source = shlex.quote(file) if file != "-" else "FILE"
+        env.note(f"ingest: {summary.line()} (interrupted) (operation {the_desk.operation_id}); "
+                 + (f"lines 1-{summary.lines} applied, " if summary.lines else "no line applied, ")
+                 + f"the rest starts at line {summary.lines + 1}: "
+                 f"tail -n +{summary.lines + 1} {source} | chatctl events ingest -")
+        raise typer.Exit(interrupted.exit_code)
     env.note(f"ingest: {summary.line()} (operation {the_desk.operation_id})")
     if summary.bad_lines:
         raise typer.Exit(ExitCode.PARTIAL)

@@ -59,7 +59,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
@@ -74,6 +74,9 @@ from chatctl.storage.dialects import dialect
 from chatctl.storage.models import Agent, Chat, Customer, Message
 from chatctl.storage.retry import retry_serialization
 from chatctl.vocabulary import PRESENCES
+
+if TYPE_CHECKING:
+    from chatctl.interruption import StopRequest
 
 EVENT_TYPES = ("chat_started", "customer_message", "agent_message", "presence")
 REQUIRED = {
@@ -197,7 +200,7 @@ class IngestSummary:
     generated_ids: array = field(default_factory=lambda: array("q"))
 
     def merge(self, other: IngestSummary) -> None:
-        """Add the counts of a committed chunk (``lines`` are counted as they are read)."""
+        """Add the counts of a committed chunk (``lines`` are added by the caller once it committed)."""
         self.events.update(other.events)
         self.chats_created += other.chats_created
         self.tickets_created.update(other.tickets_created)
@@ -249,19 +252,40 @@ def ingest(
     report_bad_line: Callable[[int, str], None],
     advance: Callable[[int], None] = lambda n: None,
     chunk_lines: int = INGEST,
+    summary: IngestSummary | None = None,
 ) -> IngestSummary:
     """Apply the JSON Lines ``lines`` in file order, one transaction per chunk of lines.
 
     Bad lines go to ``report_bad_line(line_number, message)`` in line order and
     are counted; everything else is applied.
-    """
 
-    summary = IngestSummary()
-    for chunk in _chunks(lines, chunk_lines):
+    SIGINT or SIGTERM (``chatctl.interruption``) stops it between chunks with
+    ``Interrupted``: the chunks committed stay, the one in flight rolls back
+    whole, and lines read since are not applied.  ``summary`` (the caller's,
+    to report from after a stop) then counts the committed chunks: its
+    ``lines`` is the last line applied.
+    """
+    from chatctl.interruption import stop_on_signals
+
+    summary = IngestSummary() if summary is None else summary
+    with stop_on_signals() as stop:
+        _apply_chunks(engine, lines, summary, stop, actor=actor, operation_id=operation_id,
+                      report_bad_line=report_bad_line, advance=advance, chunk_lines=chunk_lines)
+    return summary
+
+
+def _apply_chunks(engine: Engine, lines: Iterable[str], summary: IngestSummary, stop: StopRequest, *, actor: str,
+                  operation_id: str, report_bad_line: Callable[[int, str], None], advance: Callable[[int], None],
+                  chunk_lines: int) -> None:
+    chunks = _chunks(lines, chunk_lines)
+    while True:
+        with stop.waiting_for_input():
+            chunk = next(chunks, None)
+        if chunk is None:
+            return
         events: list[Event] = []
         bad: list[tuple[int, str]] = []
         for number, text in chunk:
-            summary.lines += 1
             if not text.strip():
                 continue
             try:
@@ -273,7 +297,7 @@ def ingest(
             # counts join the summary only once it has committed.
             def one_chunk() -> tuple[list[tuple[int, str]], IngestSummary]:
                 counts = IngestSummary()
-                with engine.begin() as connection:
+                with engine.begin() as connection, stop.cancellable(connection):
                     return _Chunk(connection, events, actor=actor, operation_id=operation_id,
                                   summary=counts).apply(), counts
 
@@ -283,8 +307,8 @@ def ingest(
         for number, message in sorted(bad):
             report_bad_line(number, message)
         summary.bad_lines += len(bad)
+        summary.lines += len(chunk)
         advance(len(chunk))
-    return summary
 
 
 def _chunks(lines: Iterable[str], size: int) -> Iterator[list[tuple[int, str]]]:
