@@ -256,22 +256,29 @@ def _reads_chats_through_an_index(connection, statement: str, parameters) -> str
     return " ".join(node.get("Index Name", "") for node in on_chats)
 
 
-def test_upgrade_onto_a_populated_desk_keeps_the_data_and_every_view_index_backed(database_url):
-    """db upgrade from the revision before the partial chat indexes, on a desk with chats in every
-    status: every row is still there, unchanged, and every view still reads chats through an index."""
+def _demo_desk_at(engine, revision: str, operation_id: str, *, analyse: bool = True) -> None:
+    """The schema at ``revision`` and a 400-chat demo desk on it: chats in every status, tags, tickets."""
     import datetime as dt
     from zoneinfo import ZoneInfo
 
     from chatctl.domain import demo
+
+    schema.downgrade(engine, revision)
+    with engine.begin() as connection:
+        demo.load(connection, chats=400, agents=6, seed=3, now=dt.datetime(2026, 11, 30, 10, tzinfo=dt.timezone.utc),
+                  zone=ZoneInfo("UTC"), append=False, actor="ops:test", operation_id=operation_id)
+        if analyse:
+            connection.exec_driver_sql("ANALYZE")
+
+
+def test_upgrade_onto_a_populated_desk_keeps_the_data_and_every_view_index_backed(database_url):
+    """db upgrade from the revision before the partial chat indexes, on a desk with chats in every
+    status: every row is still there, unchanged, and every view still reads chats through an index."""
     from chatctl.storage.engine import create_engine
 
     engine = create_engine(database_url)
     try:
-        schema.downgrade(engine, BEFORE_PARTIAL_INDEXES)
-        with engine.begin() as connection:
-            demo.load(connection, chats=400, agents=6, seed=3, now=dt.datetime(2026, 11, 30, 10, tzinfo=dt.timezone.utc),
-                      zone=ZoneInfo("UTC"), append=False, actor="ops:test", operation_id="UPGRADE-TEST")
-            connection.exec_driver_sql("ANALYZE")
+        _demo_desk_at(engine, BEFORE_PARTIAL_INDEXES, "UPGRADE-TEST")
         with engine.begin() as connection:
             before = _table_rows(connection)
             statements = _view_statements(connection)
@@ -337,12 +344,10 @@ def test_upgrade_to_the_glance_index_keeps_status_and_reads_the_open_chats_from_
     planner picks it by itself on a big desk: tests/test_query_plans.py).  SQLite gets no such
     index; a downgrade drops it."""
     import datetime as dt
-    from zoneinfo import ZoneInfo
 
     from sqlalchemy import inspect
 
     from chatctl.cli import run
-    from chatctl.domain import demo
     from chatctl.storage.engine import create_engine
 
     now = dt.datetime(2026, 11, 30, 10, tzinfo=dt.timezone.utc)
@@ -371,10 +376,7 @@ def test_upgrade_to_the_glance_index_keeps_status_and_reads_the_open_chats_from_
                 connection.exec_driver_sql("ANALYZE")
 
     try:
-        schema.downgrade(engine, BEFORE_GLANCE_INDEX)
-        with engine.begin() as connection:
-            demo.load(connection, chats=400, agents=6, seed=3, now=now, zone=ZoneInfo("UTC"), append=False,
-                      actor="ops:test", operation_id="GLANCE-TEST")
+        _demo_desk_at(engine, BEFORE_GLANCE_INDEX, "GLANCE-TEST", analyse=False)
         analyse()
         with engine.begin() as connection:
             before = _table_rows(connection)
@@ -450,13 +452,9 @@ def test_upgrade_to_the_open_agent_index_keeps_the_data_and_every_agent_query_in
     views, the agent loads and a drain's chats still read chats through an index, the open ones
     through the new index of open chats alone; the old index of every chat is gone, and a
     downgrade puts it back."""
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
     from sqlalchemy import inspect
 
     from chatctl.cli import run
-    from chatctl.domain import demo
     from chatctl.storage.engine import create_engine
 
     engine = create_engine(database_url)
@@ -466,11 +464,7 @@ def test_upgrade_to_the_open_agent_index_keeps_the_data_and_every_agent_query_in
         return {index["name"] for index in inspect(connection).get_indexes("chats")}
 
     try:
-        schema.downgrade(engine, BEFORE_OPEN_AGENT_INDEX)
-        with engine.begin() as connection:
-            demo.load(connection, chats=400, agents=6, seed=3, now=dt.datetime(2026, 11, 30, 10, tzinfo=dt.timezone.utc),
-                      zone=ZoneInfo("UTC"), append=False, actor="ops:test", operation_id="AGENT-INDEX-TEST")
-            connection.exec_driver_sql("ANALYZE")
+        _demo_desk_at(engine, BEFORE_OPEN_AGENT_INDEX, "AGENT-INDEX-TEST")
         with engine.begin() as connection:
             assert old in indexes(connection) and new not in indexes(connection)
             before = _table_rows(connection)
