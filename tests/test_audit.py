@@ -159,3 +159,19 @@ def test_audit_list_reads_the_read_engine(cli, engine, tmp_path):
     r = cli("--read-url", f"sqlite:///{tmp_path / 'replica.db'}", "audit", "list", "-o", "json")
     assert r.exit_code == 0, r
     assert r.json() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_r15_sqlite_stores_an_event_as_sqlites_own_json_text(engine, backend):
+    """Stored before/after text is what SQLite's json() writes for it (compact, characters as they
+    are), so events built in SQL with json_quote are the same bytes as events written from Python."""
+    seed(engine, chats=1)
+    note = 'café "VIP"\n\t\\ ☕'
+    with engine.begin() as connection:
+        audit.record(connection, [audit.event(
+            at=CLOSED_AT, actor="ops:x", action="chats.flag", entity_type="chat", entity_id=1, operation_id="OP1",
+            before={"flagged": False, "flag_note": None}, after={"flagged": True, "flag_note": note})])
+        stored, canonical, quoted = connection.execute(
+            sa.text("SELECT after, json(after), json_quote(:note) FROM audit_events"), {"note": note}).one()
+    assert stored == canonical == '{"flagged":true,"flag_note":' + quoted + "}"
+    assert audit_rows(engine)[0].after == {"flagged": True, "flag_note": note}

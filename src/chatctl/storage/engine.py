@@ -93,9 +93,13 @@ def create_engine(
             elif not path.exists():
                 raise DatabaseError(f"database file {path} does not exist",
                                     hint="create it with `chatctl db init`, or check the URL")
+        from chatctl.storage.sql import json_param
+
         engine = sa.create_engine(
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            # JSON columns as SQLite's JSON functions write them (not json.dumps's spaced, ASCII-only text).
+            json_serializer=json_param,
         )
         _setup_sqlite(engine, for_writes=for_writes)
         return engine

@@ -85,9 +85,18 @@ def ids_match(connection: Connection, column: Any, ids: Sequence[int]) -> Any:
     return dialect(connection).ids_match(column, ids)
 
 
+# Compact, every character as it is: the very text SQLite's own JSON functions write.
+_JSON_TEXT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def json_param(value: Any) -> str:
-    """A JSON document as one text parameter."""
-    return json.dumps(value, separators=(",", ":"))
+    """A JSON document as text: one bound parameter, or what a JSON column holds on SQLite.
+
+    SQLite stores a JSON column as this text (``storage.engine``), the text its
+    ``json_object`` and ``json_quote`` write: the audit events a statement
+    builds in SQL are then the same bytes as those written from Python.
+    """
+    return _JSON_TEXT(value)
 
 
 def iso_utc(expression: str) -> str:

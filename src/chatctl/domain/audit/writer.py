@@ -10,7 +10,6 @@ them back; beside an ``agent_id`` the writer puts the agent's handle
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -22,7 +21,7 @@ from sqlalchemy.engine import Connection
 from chatctl.domain.audit.readable import name_agents
 from chatctl.storage.dialects import dialect
 from chatctl.storage.models import AuditEvent
-from chatctl.storage.sql import iso_utc
+from chatctl.storage.sql import iso_utc, json_param
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -213,7 +212,7 @@ def changes_sql(columns: Mapping[str, tuple[str, str]], timestamps: Iterable[str
 
 def fixed_param(fixed: Mapping[str, Any]) -> str:
     """The ``:audit_fixed`` parameter of ``changes_sql``: the values as ``snapshot`` writes them."""
-    return json.dumps(snapshot(fixed), separators=(",", ":"))
+    return json_param(snapshot(fixed))
 
 
 def audit_json(event_row: Mapping[str, Any]) -> dict[str, Any]:
