@@ -16,15 +16,16 @@ import itertools
 import os
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from chatctl.domain import changes
 from chatctl.domain.audit.writer import Stamp, jsonable
 from chatctl.domain.changes import Guard, Ids
 from chatctl.domain.chats import transitions as chats
 from chatctl.domain.tickets import transitions as tickets
+from chatctl.storage.dialects import dialect
 from chatctl.storage.engine import create_engine
-from chatctl.storage.sql import execute, iso_utc
+from chatctl.storage.models import Preference
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -235,12 +236,14 @@ def test_the_postgresql_form_is_chosen_by_dialect(engine, backend):
     assert type(form) is (changes.OneStatement if backend == "postgresql" else changes.Portable)
 
 
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("instant", [T0, T0 + ODD, T0 + dt.timedelta(microseconds=1),
                                      T0 + dt.timedelta(microseconds=500000),
                                      dt.datetime(2026, 3, 29, 1, 30, 5, 10, tzinfo=dt.timezone(dt.timedelta(hours=2)))])
-def test_iso_utc_sql_renders_a_timestamp_as_python_does(engine, backend, instant):
-    with engine.connect() as connection:
-        rendered = execute(connection, f"SELECT {iso_utc('CAST(:instant AS timestamptz)')}",
-                           {"instant": instant}).scalar_one()
+def test_iso_utc_sql_renders_a_stored_timestamp_as_python_does(engine, instant):
+    """A timestamp as the desk stores it (naive UTC text on SQLite, timestamptz on PostgreSQL)."""
+    with engine.begin() as connection:
+        connection.execute(insert(Preference).values(key="instant", value="", updated_at=instant, updated_by="test"))
+        rendered = connection.execute(text(
+            f"SELECT {dialect(connection).iso_utc('preferences.updated_at')} FROM preferences "
+            "WHERE key = 'instant'")).scalar_one()
     assert rendered == jsonable(instant)

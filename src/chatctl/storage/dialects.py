@@ -73,6 +73,17 @@ class Dialect:
         picked = ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name in columns)
         return f"(SELECT {picked} FROM json_each(:{parameter})) AS {alias}"
 
+    def iso_utc(self, expression: str) -> str:
+        """SQL rendering the timestamp column ``expression`` as ISO 8601 text in UTC, character for
+        character as Python's ``isoformat()`` renders the same instant (``audit.jsonable``):
+        microseconds only when not zero, then ``+00:00``.  NULL stays NULL.
+
+        SQLite holds a timestamp as naive UTC text of one fixed width (``UTCDateTime``:
+        ``2026-11-25 10:00:00.000000``): the space becomes ``T`` and ``.000000``, which only
+        zero microseconds can spell, goes.
+        """
+        return f"(replace(replace({expression}, ' ', 'T'), '.000000', '') || '+00:00')"
+
     def insert(self, table: Any) -> Any:
         """An INSERT with ``on_conflict_do_nothing`` (rows whose unique key exists are skipped)."""
         from sqlalchemy.dialects import sqlite
@@ -171,6 +182,12 @@ class PostgresqlDialect(Dialect):
     def json_rows(self, parameter: str, columns: Mapping[str, str], alias: str) -> str:
         fields = ", ".join(f"{name} {kind}" for name, kind in columns.items())
         return f"jsonb_to_recordset(CAST(:{parameter} AS jsonb)) AS {alias}({fields})"
+
+    def iso_utc(self, expression: str) -> str:
+        # One to_char per value (it runs once per audited row): the microseconds are
+        # always printed, and ``.000000`` is taken out again.
+        return (f"""(replace(to_char(({expression}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), """
+                f"""'.000000', '') || '+00:00')""")
 
     def insert(self, table: Any) -> Any:
         from sqlalchemy.dialects import postgresql
@@ -271,7 +288,9 @@ class Registry(Generic[T]):
         return self.by_dialect.get(bind.dialect.name, self.portable)
 
 
-DIALECTS: Registry[Dialect] = Registry(Dialect(), postgresql=PostgresqlDialect())
+POSTGRESQL = PostgresqlDialect()
+"""PostgreSQL's spelling, for SQL that only PostgreSQL runs (the one-statement transitions)."""
+DIALECTS: Registry[Dialect] = Registry(Dialect(), postgresql=POSTGRESQL)
 
 
 def dialect(bind: Any) -> Dialect:

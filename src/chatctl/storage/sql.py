@@ -1,6 +1,6 @@
 """SQL helpers shared by every statement chatctl builds: typed parameters for
 textual SQL, typed result rows, batches of ids as one parameter, JSON
-parameters, and timestamps rendered as ISO 8601 text inside SQL.
+parameters.
 
 Values always travel as bound parameters; what differs by database comes
 from ``storage.dialects``.
@@ -97,15 +97,3 @@ def json_param(value: Any) -> str:
     builds in SQL are then the same bytes as those written from Python.
     """
     return _JSON_TEXT(value)
-
-
-def iso_utc(expression: str) -> str:
-    """PostgreSQL SQL rendering the timestamptz ``expression`` as ISO 8601 text in UTC,
-    character for character as Python's ``isoformat()`` renders the same instant
-    (``audit.jsonable``): microseconds only when not zero, then ``+00:00``.  NULL stays NULL.
-
-    One ``to_char`` per value (it runs once per audited row): the microseconds are
-    always printed, and ``.000000`` - which only they can spell - is taken out again.
-    """
-    return (f"""(replace(to_char(({expression}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), """
-            f"""'.000000', '') || '+00:00')""")

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from chatctl.domain.audit.readable import name_agents
-from chatctl.storage.dialects import dialect
+from chatctl.storage.dialects import POSTGRESQL, dialect
 from chatctl.storage.models import AuditEvent
-from chatctl.storage.sql import iso_utc, json_param
+from chatctl.storage.sql import json_param
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -164,7 +164,7 @@ _AGENT_OF = " LEFT JOIN agents AS {side}_agent ON {side}_agent.id = CAST(events.
 
 def json_value_sql(expression: str, *, timestamp: bool) -> str:
     """A column's value as ``snapshot`` writes it into JSON (timestamps as ``jsonable`` ISO text)."""
-    return iso_utc(expression) if timestamp else expression
+    return POSTGRESQL.iso_utc(expression) if timestamp else expression
 
 
 def object_sql(values: Mapping[str, str], timestamps: Iterable[str] = ()) -> str:
