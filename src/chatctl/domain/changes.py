@@ -248,7 +248,7 @@ class Portable:
                  + (f" AND {table}.id = plan.id" if plan else "") + f" AND ({change.eligible})")
         if change.values:
             assignments = ", ".join(f"{column} = {value}" for column, value in change.values.items())
-            sql = (f"UPDATE {spelling.update_target(table)} SET {assignments}" + (f" FROM {plan}" if plan else "")
+            sql = (f"UPDATE {spelling.by_id(table)} SET {assignments}" + (f" FROM {plan}" if plan else "")
                    + f"{where} RETURNING {spelling.returning(table, ('id', *change.values))}")
         else:
             # Nothing but the steps: the rows still eligible, locked since the claim.
