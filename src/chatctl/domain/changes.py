@@ -116,6 +116,11 @@ class Change:
         """The columns read before the change: the changed ones, then ``reads``."""
         return tuple(dict.fromkeys((*self.values, *self.reads)))
 
+    @property
+    def assignments(self) -> str:
+        """The SET list of the UPDATE."""
+        return ", ".join(f"{column} = {value}" for column, value in self.values.items())
+
 
 @dataclass
 class Row:
@@ -244,12 +249,9 @@ class Portable:
         if not claimed:
             return outcome
         plan = _plan_source(connection, batch)
-        where = (f" WHERE {spelling.ids_in(f'{table}.id', 'claimed')}"
-                 + (f" AND {table}.id = plan.id" if plan else "") + f" AND ({change.eligible})")
+        where = _still_eligible(change, spelling.ids_in(f"{table}.id", "claimed"), plan)
         if change.values:
-            assignments = ", ".join(f"{column} = {value}" for column, value in change.values.items())
-            sql = (f"UPDATE {spelling.by_id(table)} SET {assignments}" + (f" FROM {plan}" if plan else "")
-                   + f"{where} RETURNING {spelling.returning(table, ('id', *change.values))}")
+            sql = _update_sql(connection, change, plan, where, ("id", *change.values))
         else:
             # Nothing but the steps: the rows still eligible, locked since the claim.
             sql = f"SELECT {table}.id FROM {table}" + (f", {plan}" if plan else "") + where
@@ -297,7 +299,6 @@ class OneStatement(Portable):
                             *planned))
         claim = _claim_sql(connection, table, batch, select,
                            join=f" JOIN {plan} ON plan.id = {table}.id" if plan else "")
-        assignments = ", ".join(f"{column} = {value}" for column, value in change.values.items())
         returning = ", ".join((f"{table}.id", *(f"{table}.{column} AS new_{column}" for column in change.values),
                                *(f"plan.old_{column}" for column in change.columns)))
         fixed = _fixed_values(change.values, params)
@@ -313,7 +314,7 @@ class OneStatement(Portable):
                 after += f" || {part.after}"
         ctes = [
             ("claimed", claim),
-            ("changed", (f"UPDATE {table} SET {assignments} FROM claimed AS plan " if change.values else
+            ("changed", (f"UPDATE {table} SET {change.assignments} FROM claimed AS plan " if change.values else
                          f"SELECT {returning} FROM {table}, claimed AS plan ")
                         + f"WHERE {table}.id = ANY(ARRAY(SELECT id FROM claimed)) AND {table}.id = plan.id "
                         f"AND ({change.eligible})" + (f" RETURNING {returning}" if change.values else "")),
@@ -341,6 +342,21 @@ class OneStatement(Portable):
         outcome.made = {step.name: dict(zip(outcome.changed, getattr(row, f"made_{index}") or ()))
                         for index, step in enumerate(steps) if step.makes}
         return outcome
+
+
+def _still_eligible(change: Change, claimed: str, plan: str | None) -> str:
+    """The WHERE of the claimed rows (``claimed``: SQL) that still meet the change's eligibility."""
+    return (f" WHERE {claimed}" + (f" AND {change.table.name}.id = plan.id" if plan else "")
+            + f" AND ({change.eligible})")
+
+
+def _update_sql(connection: Connection, change: Change, plan: str | None, where: str,
+                returning: Sequence[str] = ()) -> str:
+    """The change's UPDATE of the rows ``where`` picks, returning ``returning``."""
+    spelling = dialect(connection)
+    table = change.table.name
+    return (f"UPDATE {spelling.by_id(table)} SET {change.assignments}" + (f" FROM {plan}" if plan else "")
+            + where + (f" RETURNING {spelling.returning(table, returning)}" if returning else ""))
 
 
 FORMS: Registry[Portable] = Registry(Portable(), postgresql=OneStatement())
