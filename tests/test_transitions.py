@@ -1,24 +1,29 @@
 """Each desk change exists once: the transitions of ``chats.transitions`` and
-``tickets.transitions``, and their two forms.
+``tickets.transitions``, and their forms.
 
 On PostgreSQL a transition runs as one statement (``changes.OneStatement``);
-everywhere else as a few set-based statements (``changes.Portable``).  The
-tests here run both forms of every transition on two copies of the same desk
-on the PostgreSQL server and compare every row they leave - chats, tickets,
-comments, tags, notifications, messages - and every audit event, so the fast
-form can never drift from the portable one.
+on SQLite its audit events are written by SQL before the UPDATE
+(``changes.AuditFirst``); both stand beside the few set-based statements and
+Python of ``changes.Portable``.  The tests here run the fast form and the
+portable one of every transition on two copies of the same desk, on each
+database, and compare every row they leave - chats, tickets, comments, tags,
+notifications, messages - and every audit event (on SQLite, the very text
+stored), so a fast form can never drift from the portable one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import os
+import shutil
 
 import pytest
 from sqlalchemy import insert, text
 
 from chatctl.domain import changes
+from chatctl.domain.audit import writer
 from chatctl.domain.audit.writer import Stamp, jsonable
 from chatctl.domain.changes import Guard, Ids
 from chatctl.domain.chats import transitions as chats
@@ -26,6 +31,8 @@ from chatctl.domain.tickets import transitions as tickets
 from chatctl.storage.dialects import dialect
 from chatctl.storage.engine import create_engine
 from chatctl.storage.models import Preference
+from chatctl.storage.sql import execute
+from conftest import on_postgres
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -35,9 +42,14 @@ _names = itertools.count()
 DESK = """
 INSERT INTO agents (id, handle, name, role, presence, active, created_at) VALUES
   (1, 'alice', 'Alice', 'agent', 'online', true, :long_ago), (2, 'bob', 'Bob', 'supervisor', 'online', true, :long_ago),
-  (3, 'carol', 'Carol', 'agent', 'offline', true, :long_ago), (4, 'dave', 'Dave', 'admin', 'online', true, :long_ago);
-INSERT INTO customers (id, display_name, address, created_at)
-  SELECT g, 'Customer ' || g, '+2782000000' || g, :long_ago FROM generate_series(1, 9) AS g;
+  (3, 'carol', 'Carol', 'agent', 'offline', true, :long_ago), (4, 'dave', 'Dave', 'admin', 'online', true, :long_ago),
+  (5, 'zoë', 'Zoë', 'agent', 'online', true, :long_ago);
+INSERT INTO customers (id, display_name, address, created_at) VALUES
+  (1, 'Customer 1', '+27820000001', :long_ago), (2, 'Customer 2', '+27820000002', :long_ago),
+  (3, 'Customer 3', '+27820000003', :long_ago), (4, 'Customer 4', '+27820000004', :long_ago),
+  (5, 'Customer 5', '+27820000005', :long_ago), (6, 'Customer 6', '+27820000006', :long_ago),
+  (7, 'Customer 7', '+27820000007', :long_ago), (8, 'Customer 8', '+27820000008', :long_ago),
+  (9, 'Customer 9', '+27820000009', :long_ago);
 INSERT INTO chats (id, customer_id, channel, status, agent_id, assigned_at, reassign_count, flagged, flagged_by,
                    flagged_at, flag_note, created_at, last_customer_message_at, last_agent_message_at,
                    last_activity_at, agent_seen_at, pending_since, closed_at, closed_by, close_reason) VALUES
@@ -64,7 +76,10 @@ INSERT INTO notifications (id, agent_id, kind, chat_id, comment_id, created_at, 
   (4, 2, 'tagged', 8, 4, :h2, NULL);
 INSERT INTO tickets (id, chat_id, status, reason, agent_id, created_at, closed_at, archived_at) VALUES
   (1, 5, 'open', 'no_agents', NULL, :d100, NULL, NULL), (2, 7, 'closed', 'manual', 1, :d100, :d50, NULL),
-  (3, 4, 'closed', 'manual', 2, :d100, :d50, :d10);
+  (3, 4, 'closed', 'manual', 2, :d100, :d50, :d10)
+"""
+# PostgreSQL's serial ids go on after the explicit ones (SQLite's do by themselves).
+SEQUENCES = """
 SELECT setval(pg_get_serial_sequence('comments', 'id'), 5);
 SELECT setval(pg_get_serial_sequence('notifications', 'id'), 4);
 SELECT setval(pg_get_serial_sequence('tickets', 'id'), 3)
@@ -78,37 +93,63 @@ def _admin(server: str, statement: str) -> None:
         connection.execute(statement)
 
 
+def _load_desk(url: str) -> None:
+    engine = create_engine(url)
+    hours = {f"h{n}": T0 - dt.timedelta(hours=n) + ODD for n in (1, 2, 3)}
+    days = {f"d{n}": T0 - dt.timedelta(days=n) for n in (10, 50, 100)}
+    statements = DESK.split(";\n") + (SEQUENCES.split(";\n") if engine.dialect.name == "postgresql" else [])
+    with engine.begin() as connection:
+        for statement in statements:
+            execute(connection, statement, {"long_ago": T0 - dt.timedelta(days=400), **hours, **days})
+    engine.dispose()
+
+
 @pytest.fixture(scope="module")
-def desk_template(pg_server, pg_template):
+def pg_desk(pg_server, pg_template):
     """A small desk in every state a transition meets, as a template database."""
     name = f"transitions_{os.getpid()}"
     _admin(pg_server, f"DROP DATABASE IF EXISTS {name}")
     _admin(pg_server, f"CREATE DATABASE {name} TEMPLATE {pg_template}")
-    engine = create_engine(f"{pg_server}/{name}")
-    hours = {f"h{n}": T0 - dt.timedelta(hours=n) + ODD for n in (1, 2, 3)}
-    days = {f"d{n}": T0 - dt.timedelta(days=n) for n in (10, 50, 100)}
-    with engine.begin() as connection:
-        for statement in DESK.split(";\n"):
-            connection.execute(text(statement), {"long_ago": T0 - dt.timedelta(days=400), **hours, **days})
-    engine.dispose()
+    _load_desk(f"{pg_server}/{name}")
     yield name
     _admin(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture(scope="module")
+def sqlite_desk(sqlite_template, tmp_path_factory):
+    """The same desk as a SQLite file."""
+    path = tmp_path_factory.mktemp("transitions") / "desk.db"
+    shutil.copy(sqlite_template, path)
+    _load_desk(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def two_desks(pg_server, desk_template):
-    """Two engines on two fresh copies of the desk."""
+def two_desks(backend, request, tmp_path):
+    """Two engines on two fresh copies of the desk, on the parametrised database."""
+    if backend == "sqlite":
+        template = request.getfixturevalue("sqlite_desk")
+        engines = []
+        for copy in range(2):
+            shutil.copy(template, tmp_path / f"desk{copy}.db")
+            engines.append(create_engine(f"sqlite:///{tmp_path / f'desk{copy}.db'}"))
+        yield engines
+        for engine in engines:
+            engine.dispose()
+        return
+    on_postgres(request)
+    server, template = request.getfixturevalue("pg_server"), request.getfixturevalue("pg_desk")
     engines = []
     names = []
     for _ in range(2):
         name = f"transitions_copy_{os.getpid()}_{next(_names)}"
-        _admin(pg_server, f"CREATE DATABASE {name} TEMPLATE {desk_template}")
+        _admin(server, f"CREATE DATABASE {name} TEMPLATE {template}")
         names.append(name)
-        engines.append(create_engine(f"{pg_server}/{name}"))
+        engines.append(create_engine(f"{server}/{name}"))
     yield engines
     for engine, name in zip(engines, names):
         engine.dispose()
-        _admin(pg_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _admin(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 STAMP = Stamp("ops:tester", T0 + ODD, "01TESTOPERATION0000000000A", "test.change")
@@ -136,6 +177,8 @@ CASES = {
     "reopen": lambda c, form: chats.reopen(c, EVERY_CHAT, STAMP, agent_id=3, reason="reopened for carol", form=form),
     "pending": lambda c, form: chats.mark_pending(c, EVERY_CHAT, STAMP, form=form),
     "flag": lambda c, form: chats.flag(c, EVERY_CHAT, STAMP, note="VIP", form=form),
+    "flag a claim, with a note to escape": lambda c, form: chats.flag(
+        c, IDLE.claim(1, 5), ROUND, note='café "VIP"\n\t\\ ☕ 𝄞', form=form),
     "unflag": lambda c, form: chats.unflag(c, EVERY_CHAT, STAMP, form=form),
     "assign by plan, counting": lambda c, form: chats.assign(c, {1: 2, 2: 1, 3: 4, 4: 1, 6: 2, 10: 1}, ROUND,
                                                              reassign_counts={1: 1, 2: 0, 3: 2, 4: 1, 6: 3, 10: 0},
@@ -159,7 +202,14 @@ CASES = {
     "ticket assign": lambda c, form: tickets.assign(c, EVERY_TICKET, STAMP, agent_id=1, form=form),
     "ticket take": lambda c, form: tickets.assign(c, EVERY_TICKET, STAMP, agent_id=3, only_unassigned=True,
                                                   form=form),
+    "ticket assign to zoë, a claim": lambda c, form: tickets.assign(
+        c, Guard("tickets.status = 'closed'").claim(0, 3), ROUND, agent_id=5, form=form),
 }
+# The transitions with steps (R9, tickets, messages, comments): on SQLite they run in the portable form.
+WITH_STEPS = {"close by ids", "close flagged too", "close a sweep's claim", "close the claim after id 3",
+              "convert for the agent", "convert for nobody", "purge ended chats", "reply with a template",
+              "comment with tags", "comment without tags"}
+FAST = {"postgresql": changes.OneStatement(), "sqlite": changes.AuditFirst()}
 
 TABLES = {
     "chats": "SELECT * FROM chats ORDER BY id",
@@ -176,7 +226,11 @@ TABLES = {
 
 
 def _snapshot(engine) -> dict:
-    """Every row a transition can touch, with serial ids of new rows replaced by what they belong to."""
+    """Every row a transition can touch, with serial ids of new rows replaced by what they belong to.
+
+    On SQLite each audit event also keeps its before and after as stored (``before_text``), so the
+    forms are compared byte for byte.
+    """
     with engine.connect() as connection:
         state = {name: [tuple(row) for row in connection.execute(text(sql))] for name, sql in TABLES.items()}
         ticket_chat = dict(connection.execute(text("SELECT id, chat_id FROM tickets")).all())
@@ -188,7 +242,11 @@ def _snapshot(engine) -> dict:
             if event["entity_type"] == "ticket":
                 event["entity_id"] = f"ticket of chat {ticket_chat[int(event['entity_id'])]}"
             for side in ("before", "after"):
-                values = dict(event[side] or {}) if event[side] is not None else None
+                stored = event[side]
+                if isinstance(stored, str):  # SQLite: the text itself
+                    event[f"{side}_text"] = stored
+                    stored = json.loads(stored)
+                values = dict(stored) if stored is not None else None
                 if values and "ticket_id" in values:
                     values["ticket_id"] = f"ticket of chat {ticket_chat[values['ticket_id']]}"
                 if values and "comment_id" in values:
@@ -199,26 +257,32 @@ def _snapshot(engine) -> dict:
     return state
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("case", list(CASES))
-def test_r15_one_statement_and_portable_forms_leave_identical_rows_and_audit(two_desks, case):
+def test_r15_fast_and_portable_forms_leave_identical_rows_and_audit(two_desks, backend, case, monkeypatch):
     fast_engine, portable_engine = two_desks
+    recorded = []
+    record = writer.record
+    monkeypatch.setattr(writer, "record", lambda connection, events: recorded.append(1) or record(connection, events))
     outcomes = []
-    for engine, form in ((fast_engine, changes.OneStatement()), (portable_engine, changes.Portable())):
+    for engine, form in ((fast_engine, FAST[backend]), (portable_engine, changes.Portable())):
         with engine.begin() as connection:
             outcome = CASES[case](connection, form)
         outcomes.append((outcome.claimed, outcome.last_id, outcome.changed,
                          {name: sorted(made) for name, made in outcome.made.items()}))
+        if form is FAST[backend]:
+            fast_recorded, recorded[:] = len(recorded), []
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][2], f"{case}: the desk should give the transition something to change"
+    # The fast form writes the audit events in SQL, not row by row in Python (SQLite: unless there are steps).
+    assert fast_recorded == (1 if backend == "sqlite" and case in WITH_STEPS else 0)
     fast, portable = _snapshot(fast_engine), _snapshot(portable_engine)
     for table in (*TABLES, "audit"):
         assert fast[table] == portable[table], table
     assert len(fast["audit"]) >= len(outcomes[0][2])
 
 
-@pytest.mark.postgres
-def test_r9_both_forms_record_the_purge_counts_in_after(two_desks):
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_r9_both_forms_record_the_purge_counts_in_after(two_desks, backend):
     """The close of chat 1 (two comments, one tag, one unread tag notification) in both forms."""
     for engine, form in zip(two_desks, (changes.OneStatement(), changes.Portable())):
         with engine.begin() as connection:
@@ -230,10 +294,10 @@ def test_r9_both_forms_record_the_purge_counts_in_after(two_desks):
         assert event["before"] == {"status": "live", "closed_at": None, "closed_by": None, "close_reason": None}
 
 
-def test_the_postgresql_form_is_chosen_by_dialect(engine, backend):
+def test_the_fast_form_is_chosen_by_dialect(engine, backend):
     with engine.connect() as connection:
         form = changes.FORMS(connection)
-    assert type(form) is (changes.OneStatement if backend == "postgresql" else changes.Portable)
+    assert type(form) is type(FAST[backend])
 
 
 @pytest.mark.parametrize("instant", [T0, T0 + ODD, T0 + dt.timedelta(microseconds=1),
@@ -247,3 +311,18 @@ def test_iso_utc_sql_renders_a_stored_timestamp_as_python_does(engine, instant):
             f"SELECT {dialect(connection).iso_utc('preferences.updated_at')} FROM preferences "
             "WHERE key = 'instant'")).scalar_one()
     assert rendered == jsonable(instant)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_r15_the_sqlite_form_fails_a_batch_whose_changed_rows_are_not_those_audited(two_desks, backend):
+    """The audit events are written before the UPDATE: should it change other rows than those audited
+    (here a trigger skips one), the batch fails whole and nothing is left changed or audited."""
+    engine = two_desks[0]
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TRIGGER skip_two BEFORE UPDATE ON tickets WHEN OLD.id = 2 "
+                                "BEGIN SELECT RAISE(IGNORE); END"))
+    before = _snapshot(engine)
+    with pytest.raises(RuntimeError, match="2 tickets to change: 1 changed, 2 audit events written"):
+        with engine.begin() as connection:
+            tickets.archive(connection, Ids([1, 2]), STAMP, form=changes.AuditFirst())
+    assert _snapshot(engine) == before

@@ -16,10 +16,19 @@ audit event per changed row (R15), in the caller's transaction:
 4. the audit events: the columns that changed, before and after, plus what
    the steps add (``comments_removed``, ``ticket_id``, ...).
 
-It has two forms, chosen by dialect from a registry: the portable one, a few
-set-based statements whatever the batch size, and on PostgreSQL the same
-work as one statement (data-modifying CTEs).  Both leave identical rows and
-audit events (tests/test_transitions.py runs both on the same data).
+It has three forms, chosen by dialect from a registry (``FORMS``):
+
+* ``Portable``: a few set-based statements whatever the batch size, the
+  audit events diffed and serialised in Python, row by row;
+* ``OneStatement``, on PostgreSQL: the same work as one statement
+  (data-modifying CTEs), the audit events built in SQL;
+* ``AuditFirst``, on SQLite, which has no data-modifying CTEs: the audit
+  events built in SQL and inserted before the UPDATE, from the rows as they
+  are then; a change with steps runs in the portable form.
+
+Each fast form leaves the very rows and audit events the portable one does
+(tests/test_transitions.py runs both on the same data; on SQLite it
+compares the stored audit text byte for byte).
 
 The SQL is textual and names tables, not aliases, so the conditions the
 sweeps count, claim and explain with are the very ones re-checked here.
@@ -35,7 +44,7 @@ from sqlalchemy.engine import Connection
 
 from chatctl.domain.audit import writer as audit
 from chatctl.storage.dialects import Registry, dialect
-from chatctl.storage.sql import TIMESTAMP_COLUMNS, execute, json_param, typed_rows
+from chatctl.storage.sql import BOOLEAN_COLUMNS, TIMESTAMP_COLUMNS, execute, json_param, typed_rows
 
 
 @dataclass(frozen=True)
@@ -344,6 +353,68 @@ class OneStatement(Portable):
         return outcome
 
 
+class AuditFirst(Portable):
+    """SQLite: the audit events written by SQL from the rows as they are, then the UPDATE.
+
+    Four statements per batch and no Python per row, each batch of ids
+    passed from one statement to the next as one text (``Dialect.ids_of``):
+
+    1. the claim: how many rows, the last id, their ids;
+    2. which of them still meet the change's eligibility: the rows to change;
+    3. ``INSERT INTO audit_events ... SELECT`` over those rows, before and
+       after built from the row before the change - the change's values are
+       SQL over that row, as in the UPDATE's SET - with SQLite's JSON
+       functions, the same text ``audit.record`` stores
+       (``writer.text_changes_sql``);
+    4. the ``UPDATE`` of the same rows, the eligibility re-checked.
+
+    The transaction holds SQLite's write lock from its first statement
+    (``BEGIN IMMEDIATE``, storage.engine), so nothing changes the rows
+    between the statements: the rows audited are the rows changed (and the
+    counts of both are compared).
+
+    A change with steps (the R9 purge, the tickets of a conversion, a
+    message, a comment) runs in the portable form: steps exist as Python and
+    as PostgreSQL SQL only.
+    """
+
+    def run(self, connection: Connection, change: Change, batch: Ids | Claim, stamp: audit.Stamp,
+            steps: Sequence[Step] = ()) -> Outcome:
+        if steps or not change.values:
+            return super().run(connection, change, batch, stamp, steps)
+        if isinstance(batch, Ids) and not batch.ids:
+            return Outcome()
+        table = change.table.name
+        spelling = dialect(connection)
+        params = _params(connection, change, batch, stamp, steps)
+        claim = _claim_sql(connection, table, batch, f"{table}.id")
+        claimed, last_id, params["claimed"] = execute(
+            connection, f"SELECT count(*), max(id), {spelling.ids_of('id')} FROM ({claim})", params).one()
+        outcome = Outcome(claimed=claimed, last_id=last_id)
+        if not claimed:
+            return outcome
+        plan = _plan_source(connection, batch)
+        source = spelling.by_id(table) + (f", {plan}" if plan else "")
+        params["changed"] = execute(
+            connection, f"SELECT {spelling.ids_of(f'{table}.id')} FROM {source}"
+                        + _still_eligible(change, spelling.ids_in(f"{table}.id", "claimed"), plan), params).scalar()
+        if params["changed"] is None:
+            return outcome
+        outcome.changed = sorted(map(int, params["changed"].split(",")))
+        where = _still_eligible(change, spelling.ids_in(f"{table}.id", "changed"), plan)
+        before, after = audit.text_changes_sql(
+            spelling, {column: (f"{table}.{column}", value) for column, value in change.values.items()},
+            TIMESTAMP_COLUMNS, BOOLEAN_COLUMNS)
+        audited = execute(connection, audit.select_events_sql(
+            entity_type=change.table.entity, entity_id=f"{table}.id", before=before, after=after,
+            reason=":audit_reason", source=source + where, order=f"{table}.id"), params).rowcount
+        updated = execute(connection, _update_sql(connection, change, plan, where), params).rowcount
+        if not audited == updated == len(outcome.changed):
+            raise RuntimeError(f"{len(outcome.changed)} {table} to change: {updated} changed, "
+                               f"{audited} audit events written")
+        return outcome
+
+
 def _still_eligible(change: Change, claimed: str, plan: str | None) -> str:
     """The WHERE of the claimed rows (``claimed``: SQL) that still meet the change's eligibility."""
     return (f" WHERE {claimed}" + (f" AND {change.table.name}.id = plan.id" if plan else "")
@@ -359,7 +430,7 @@ def _update_sql(connection: Connection, change: Change, plan: str | None, where:
             + where + (f" RETURNING {spelling.returning(table, returning)}" if returning else ""))
 
 
-FORMS: Registry[Portable] = Registry(Portable(), postgresql=OneStatement())
+FORMS: Registry[Portable] = Registry(Portable(), postgresql=OneStatement(), sqlite=AuditFirst())
 
 _LITERALS = {"NULL": None, "true": True, "false": False}
 
@@ -383,7 +454,8 @@ def run(connection: Connection, change: Change, batch: Ids | Claim, stamp: audit
         steps: Sequence[Step] = (), *, form: Portable | None = None) -> Outcome:
     """Apply ``change`` (and ``steps``) to ``batch`` with its audit events, in the caller's transaction.
 
-    ``form`` defaults to the connection's dialect's: one statement on PostgreSQL.
+    ``form`` defaults to the connection's dialect's: one statement on PostgreSQL, the audit
+    events first on SQLite.
     """
     return (form or FORMS(connection)).run(connection, change, batch, stamp, steps)
 

@@ -57,6 +57,11 @@ class Dialect:
         """The value of the ids parameter: one text of comma-separated ids."""
         return ",".join(map(str, ids))
 
+    def ids_of(self, column: str) -> str:
+        """An aggregate of the rows' ``column`` (ids) as an ids parameter's value (``ids_value``),
+        to hand a batch from one statement to the next without a row per id in Python."""
+        return f"group_concat({column})"
+
     def ids_match(self, column: Any, ids: Sequence[Any]) -> Any:
         """``ids_in`` as a SQLAlchemy condition on ``column``, the ids bound; ``ids`` may
         also be text keys (a customer's address)."""

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from chatctl.domain.audit.readable import name_agents
-from chatctl.storage.dialects import POSTGRESQL, dialect
+from chatctl.domain.audit.readable import NAMES, name_agents
+from chatctl.storage.dialects import POSTGRESQL, Dialect, dialect
 from chatctl.storage.models import AuditEvent
 from chatctl.storage.sql import json_param
 
@@ -213,6 +213,68 @@ def changes_sql(columns: Mapping[str, tuple[str, str]], timestamps: Iterable[str
 def fixed_param(fixed: Mapping[str, Any]) -> str:
     """The ``:audit_fixed`` parameter of ``changes_sql``: the values as ``snapshot`` writes them."""
     return json_param(snapshot(fixed))
+
+
+# -- the same rows written by one INSERT ... SELECT on SQLite ----------------------------------
+def select_events_sql(*, entity_type: str, entity_id: str, before: str, after: str, reason: str, source: str,
+                      order: str) -> str:
+    """SQLite: ``INSERT INTO audit_events`` one event per row of ``source`` (FROM and WHERE), in
+    ``order``: the very rows ``record`` writes for the same events, in the same order.
+
+    ``before`` and ``after`` are SQL of their JSON text (``text_changes_sql``),
+    ``entity_id`` and ``reason`` SQL over ``source``; the stamp's fields are the
+    parameters of ``Stamp.params``.
+    """
+    values = {"at": ":audit_at", "actor": ":audit_actor", "action": ":audit_action",
+              "entity_type": f"'{entity_type}'", "entity_id": f"CAST({entity_id} AS TEXT)", "before": before,
+              "after": after, "operation_id": ":audit_operation", "reason": reason}
+    return (f"INSERT INTO audit_events ({', '.join(COLUMNS)}) SELECT {', '.join(values[name] for name in COLUMNS)} "
+            f"FROM {source} ORDER BY {order}")
+
+
+def text_changes_sql(spelling: Dialect, columns: Mapping[str, tuple[str, str]], timestamps: Iterable[str] = (),
+                     booleans: Iterable[str] = ()) -> tuple[str, str]:
+    """SQLite: ``before`` and ``after`` as SQL of the JSON text ``record`` stores for them: like
+    ``diff``, only the columns whose value changed (``columns``: name -> (old value SQL, new
+    value SQL)), in their order, then, like ``name_agents``, the agent's handle beside a changed
+    ``agent_id``.
+
+    The text is put together from ``json_quote`` of each value - the escapes
+    ``json_param`` writes too - so no JSON is parsed again to take keys out.
+    """
+    stamps, flags = set(timestamps), set(booleans)
+    changed = {name: f"(({old}) IS NOT ({new}))" for name, (old, new) in columns.items()}
+    sides = []
+    for side in (0, 1):
+        kept = {name: (changed[name], json_text_sql(spelling, values[side], timestamp=name in stamps,
+                                                    boolean=name in flags))
+                for name, values in columns.items()}
+        for key, name in NAMES.items():
+            if key in columns:
+                kept[name] = (changed[key], f"json_quote((SELECT handle FROM agents WHERE agents.id = "
+                                            f"{columns[key][side]}))")
+        sides.append(object_text_sql(kept))
+    return sides[0], sides[1]
+
+
+def json_text_sql(spelling: Dialect, expression: str, *, timestamp: bool, boolean: bool) -> str:
+    """SQLite: the JSON text of a column's value as ``snapshot`` writes it: a timestamp as ``jsonable``
+    ISO text, a boolean (SQLite holds 1 or 0) as ``true`` or ``false``."""
+    if timestamp:
+        return f"json_quote({spelling.iso_utc(expression)})"
+    if boolean:
+        return f"(CASE WHEN ({expression}) IS NULL THEN 'null' WHEN ({expression}) THEN 'true' ELSE 'false' END)"
+    return f"json_quote({expression})"
+
+
+def object_text_sql(kept: Mapping[str, tuple[str, str]]) -> str:
+    """SQLite: the text of a JSON object with, in order, each key of ``kept`` (key -> (SQL true
+    when the key is there, SQL of its value's JSON text)) - as ``json_param`` writes it."""
+    if not kept:
+        return "'{}'"
+    members = " || ".join(f"""CASE WHEN {there} THEN ',"{key}":' || {value} ELSE '' END"""
+                          for key, (there, value) in kept.items())
+    return f"('{{' || substr({members}, 2) || '}}')"
 
 
 def audit_json(event_row: Mapping[str, Any]) -> dict[str, Any]:
