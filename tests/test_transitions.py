@@ -20,6 +20,7 @@ import os
 import shutil
 
 import pytest
+import sqlalchemy
 from sqlalchemy import insert, text
 
 from chatctl.domain import changes
@@ -326,3 +327,27 @@ def test_r15_the_sqlite_form_fails_a_batch_whose_changed_rows_are_not_those_audi
         with engine.begin() as connection:
             tickets.archive(connection, Ids([1, 2]), STAMP, form=changes.AuditFirst())
     assert _snapshot(engine) == before
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("form", [changes.AuditFirst(), changes.Portable()], ids=lambda form: type(form).__name__)
+def test_sqlite_reads_an_assignment_plan_once_per_statement(two_desks, backend, form):
+    """The plan (a JSON document) is never re-read for each chat a statement joins it to: that
+    made an assignment sweep's batch quadratic, minutes for 15,000 chats."""
+    engine = two_desks[0]
+    sent = []
+    listen = sqlalchemy.event.listens_for(engine, "before_cursor_execute")
+    listen(lambda connection, cursor, statement, parameters, context, many: sent.append((statement, parameters)))
+    with engine.begin() as connection:
+        chats.assign(connection, {1: 2, 2: 1, 3: 4, 6: 2}, ROUND, reassign_counts={1: 1, 2: 0, 3: 2, 6: 3},
+                     form=form)
+    planned = [(statement, parameters) for statement, parameters in sent if "json_each(?)" in statement]
+    assert planned
+    with engine.connect() as connection:
+        for statement, parameters in planned:
+            loops = [detail for _id, parent, _unused, detail in
+                     connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters) if parent == 0]
+            tables = [index for index, detail in enumerate(loops)
+                      if detail.startswith(("SCAN ", "SEARCH ")) and "json_each" not in detail]
+            rereads = [index for index, detail in enumerate(loops) if detail.startswith("SCAN json_each")]
+            assert not tables or not rereads or max(rereads) < min(tables), (statement, loops)
