@@ -356,17 +356,18 @@ class OneStatement(Portable):
 class AuditFirst(Portable):
     """SQLite: the audit events written by SQL from the rows as they are, then the UPDATE.
 
-    Four statements per batch and no Python per row, each batch of ids
-    passed from one statement to the next as one text (``Dialect.ids_of``):
+    Three statements per batch and no Python per row, the rows to change
+    passed from one statement to the next as one text of ids
+    (``Dialect.ids_of``):
 
-    1. the claim: how many rows, the last id, their ids;
-    2. which of them still meet the change's eligibility: the rows to change;
-    3. ``INSERT INTO audit_events ... SELECT`` over those rows, before and
+    1. the claim: how many rows, the last id, and the ids of those that
+       still meet the change's eligibility, the rows to change;
+    2. ``INSERT INTO audit_events ... SELECT`` over those rows, before and
        after built from the row before the change - the change's values are
        SQL over that row, as in the UPDATE's SET - with SQLite's JSON
        functions, the same text ``audit.record`` stores
        (``writer.text_changes_sql``);
-    4. the ``UPDATE`` of the same rows, the eligibility re-checked.
+    3. the ``UPDATE`` of the same rows, the eligibility re-checked.
 
     The transaction holds SQLite's write lock from its first statement
     (``BEGIN IMMEDIATE``, storage.engine), so nothing changes the rows
@@ -387,17 +388,12 @@ class AuditFirst(Portable):
         table = change.table.name
         spelling = dialect(connection)
         params = _params(connection, change, batch, stamp, steps)
-        claim = _claim_sql(connection, table, batch, f"{table}.id")
-        claimed, last_id, params["claimed"] = execute(
-            connection, f"SELECT count(*), max(id), {spelling.ids_of('id')} FROM ({claim})", params).one()
-        outcome = Outcome(claimed=claimed, last_id=last_id)
-        if not claimed:
-            return outcome
         plan = _plan_source(connection, batch)
-        source = spelling.by_id(table) + (f", {plan}" if plan else "")
-        params["changed"] = execute(
-            connection, f"SELECT {spelling.ids_of(f'{table}.id')} FROM {source}"
-                        + _still_eligible(change, spelling.ids_in(f"{table}.id", "claimed"), plan), params).scalar()
+        claim = _claim_sql(connection, table, batch, f"{table}.id, CASE WHEN {change.eligible} THEN {table}.id END "
+                           "AS still", join=f" JOIN {plan} ON plan.id = {table}.id" if plan else "")
+        claimed, last_id, params["changed"] = execute(
+            connection, f"SELECT count(*), max(id), {spelling.ids_of('still')} FROM ({claim})", params).one()
+        outcome = Outcome(claimed=claimed, last_id=last_id)
         if params["changed"] is None:
             return outcome
         outcome.changed = sorted(map(int, params["changed"].split(",")))
@@ -407,7 +403,8 @@ class AuditFirst(Portable):
             TIMESTAMP_COLUMNS, BOOLEAN_COLUMNS)
         audited = execute(connection, audit.select_events_sql(
             entity_type=change.table.entity, entity_id=f"{table}.id", before=before, after=after,
-            reason=":audit_reason", source=source + where, order=f"{table}.id"), params).rowcount
+            reason=":audit_reason", source=spelling.by_id(table) + (f", {plan}" if plan else "") + where,
+            order=f"{table}.id"), params).rowcount
         updated = execute(connection, _update_sql(connection, change, plan, where), params).rowcount
         if not audited == updated == len(outcome.changed):
             raise RuntimeError(f"{len(outcome.changed)} {table} to change: {updated} changed, "
