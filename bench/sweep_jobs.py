@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import statistics
 
-from harness import Bench, Goal, Row, Section, fingerprint, time_call
+from harness import Bench, Goal, Row, Section, copy_sqlite, fingerprint, time_call
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
 AS_OF = NOW + dt.timedelta(hours=1)
@@ -253,7 +252,7 @@ class Desks:
     def fresh(self, name: str) -> str:
         if self.backend == "postgresql":
             return self.bench.postgres().fresh(name, "jobs_base")
-        shutil.copy(self.bench.scratch / "jobs_base.db", self.bench.scratch / f"{name}.db")
+        copy_sqlite(self.bench.scratch / "jobs_base.db", self.bench.scratch / f"{name}.db")
         return f"sqlite:///{self.bench.scratch / f'{name}.db'}"
 
     def drop(self, name: str) -> None:

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import time
 
-from harness import Bench, BenchFailure, Goal, Row, Section, fingerprint
+from harness import Bench, BenchFailure, Goal, Row, Section, copy_sqlite, fingerprint
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
 
@@ -263,7 +262,7 @@ class SqliteDesks:
         connection.close()
 
     def fresh(self, name: str) -> str:
-        shutil.copy(self.root / "base.db", self.root / f"{name}.db")
+        copy_sqlite(self.root / "base.db", self.root / f"{name}.db")
         return f"sqlite:///{self.root / f'{name}.db'}"
 
     def drop(self, name: str) -> None:
