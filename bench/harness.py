@@ -139,9 +139,10 @@ def _end(connection):
 event.listen(Engine, "commit", _end)
 event.listen(Engine, "rollback", _end)
 # Start-up stays out of the in-process time: every library and chatctl module is
-# loaded before the clock starts, so what is timed is the command's own work.
+# loaded before the clock starts, so what is timed is the command's own work (the
+# drivers of both databases, and platformdirs, which finds the default config).
 import importlib, pkgutil
-import chatctl, psycopg, sqlalchemy.dialects.postgresql.psycopg, sqlalchemy.dialects.sqlite
+import chatctl, psycopg, sqlalchemy.dialects.postgresql.psycopg, sqlalchemy.dialects.sqlite, sqlite3, platformdirs
 import alembic.runtime.migration, alembic.script
 for module in pkgutil.walk_packages(chatctl.__path__, "chatctl."):
     if ".migrations" not in module.name and not module.name.endswith("__main__"):
