@@ -93,7 +93,10 @@ class Invocation:
         return self._desk
 
     def close(self) -> None:
-        if self._desk is not None:
+        """The command is done: let the database go, unless its operation is still to be
+        finished (``finish`` writes the end on the same connections, then lets go: closing
+        first would reconnect, and on SQLite checkpoint twice)."""
+        if self._desk is not None and not self._desk.operation_open:
             self._desk.dispose()
 
     def finish(self, exit_code: int) -> None:

@@ -245,6 +245,11 @@ class Desk:
             operations.renew(connection, self._operation_id, now=self.now())
         self._lease_renewed = time.monotonic()
 
+    @property
+    def operation_open(self) -> bool:
+        """An operation was recorded and its end not yet (``finish_operation``)."""
+        return self._operation_recorded
+
     def finish_operation(self, exit_code: int) -> None:
         """Close the operation record with the outcome (the CLI's error boundary calls this)."""
         from chatctl.domain.audit import operations
