@@ -206,9 +206,10 @@ CASES = {
     "ticket assign to zoë, a claim": lambda c, form: tickets.assign(
         c, Guard("tickets.status = 'closed'").claim(0, 3), ROUND, agent_id=5, form=form),
 }
-# The transitions with steps (R9, tickets, messages, comments): on SQLite they run in the portable form.
-WITH_STEPS = {"close by ids", "close flagged too", "close a sweep's claim", "close the claim after id 3",
-              "convert for the agent", "convert for nobody", "purge ended chats", "reply with a template",
+# The transitions with a step that exists as Python and PostgreSQL SQL only (tickets, messages,
+# comments), or with nothing to set but steps (the clean-up's purge): on SQLite they run in the
+# portable form.  The closes' R9 purge has SQLite's form too.
+WITH_STEPS = {"convert for the agent", "convert for nobody", "purge ended chats", "reply with a template",
               "comment with tags", "comment without tags"}
 FAST = {"postgresql": changes.OneStatement(), "sqlite": changes.AuditFirst()}
 

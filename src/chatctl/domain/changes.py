@@ -43,7 +43,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from chatctl.domain.audit import writer as audit
-from chatctl.storage.dialects import Registry, dialect
+from chatctl.storage.dialects import Dialect, Registry, dialect
 from chatctl.storage.sql import BOOLEAN_COLUMNS, TIMESTAMP_COLUMNS, execute, json_param, typed_rows
 
 
@@ -169,6 +169,21 @@ class StepSQL:
     made: str | None = None
 
 
+@dataclass(frozen=True)
+class TextStepSQL:
+    """A step in SQLite's audit-first form (``AuditFirst``).
+
+    ``after``: members added to the ``after`` of a changed row's audit event,
+    key -> (SQL true when the key is there, SQL of its value's JSON text),
+    over the row before the change (``chats.id``...); ``statements``: run once
+    the audit events are written, over the ids of the rows to change
+    (``Dialect.ids_in(..., "changed")``).
+    """
+
+    after: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    statements: tuple[str, ...] = ()
+
+
 class Step:
     """Something a transition does to the rows it changed, beyond their columns."""
 
@@ -182,6 +197,10 @@ class Step:
 
     def sql(self) -> StepSQL:
         raise NotImplementedError
+
+    def text_sql(self, spelling: Dialect) -> TextStepSQL | None:
+        """The step in SQLite's audit-first form; None: the change runs in the portable form."""
+        return None
 
     def params(self) -> dict[str, Any]:
         """The parameters the step's SQL binds."""
@@ -374,14 +393,16 @@ class AuditFirst(Portable):
     between the statements: the rows audited are the rows changed (and the
     counts of both are compared).
 
-    A change with steps (the R9 purge, the tickets of a conversion, a
-    message, a comment) runs in the portable form: steps exist as Python and
-    as PostgreSQL SQL only.
+    A step that has this form too (``Step.text_sql``: the R9 purge) adds to
+    the audit events' ``after`` and runs its statements between the audit
+    events and the UPDATE; a change with any other step (the tickets of a
+    conversion, a message, a comment) runs in the portable form.
     """
 
     def run(self, connection: Connection, change: Change, batch: Ids | Claim, stamp: audit.Stamp,
             steps: Sequence[Step] = ()) -> Outcome:
-        if steps or not change.values:
+        parts = [step.text_sql(dialect(connection)) for step in steps]
+        if not change.values or any(part is None for part in parts):
             return super().run(connection, change, batch, stamp, steps)
         if isinstance(batch, Ids) and not batch.ids:
             return Outcome()
@@ -400,11 +421,15 @@ class AuditFirst(Portable):
         where = _still_eligible(change, spelling.ids_in(f"{table}.id", "changed"), plan)
         before, after = audit.text_changes_sql(
             spelling, {column: (f"{table}.{column}", value) for column, value in change.values.items()},
-            TIMESTAMP_COLUMNS, BOOLEAN_COLUMNS)
+            TIMESTAMP_COLUMNS, BOOLEAN_COLUMNS, added={key: member for part in parts for key, member in
+                                                       part.after.items()})
         audited = execute(connection, audit.select_events_sql(
             entity_type=change.table.entity, entity_id=f"{table}.id", before=before, after=after,
             reason=":audit_reason", source=spelling.by_id(table) + (f", {plan}" if plan else "") + where,
             order=f"{table}.id"), params).rowcount
+        for part in parts:
+            for statement in part.statements:
+                execute(connection, statement, params)
         updated = execute(connection, _update_sql(connection, change, plan, where), params).rowcount
         if not audited == updated == len(outcome.changed):
             raise RuntimeError(f"{len(outcome.changed)} {table} to change: {updated} changed, "

@@ -233,11 +233,13 @@ def select_events_sql(*, entity_type: str, entity_id: str, before: str, after: s
 
 
 def text_changes_sql(spelling: Dialect, columns: Mapping[str, tuple[str, str]], timestamps: Iterable[str] = (),
-                     booleans: Iterable[str] = ()) -> tuple[str, str]:
+                     booleans: Iterable[str] = (), *,
+                     added: Mapping[str, tuple[str, str]] | None = None) -> tuple[str, str]:
     """SQLite: ``before`` and ``after`` as SQL of the JSON text ``record`` stores for them: like
     ``diff``, only the columns whose value changed (``columns``: name -> (old value SQL, new
-    value SQL)), in their order, then, like ``name_agents``, the agent's handle beside a changed
-    ``agent_id``.
+    value SQL)), in their order, then what steps add to ``after`` (``added``: key -> (SQL true
+    when the key is there, SQL of its value's JSON text)), then, like ``name_agents``, the
+    agent's handle beside a changed ``agent_id``.
 
     The text is put together from ``json_quote`` of each value - the escapes
     ``json_param`` writes too - so no JSON is parsed again to take keys out.
@@ -249,6 +251,8 @@ def text_changes_sql(spelling: Dialect, columns: Mapping[str, tuple[str, str]], 
         kept = {name: (changed[name], json_text_sql(spelling, values[side], timestamp=name in stamps,
                                                     boolean=name in flags))
                 for name, values in columns.items()}
+        if side == 1:
+            kept.update(added or {})
         for key, name in NAMES.items():
             if key in columns:
                 kept[name] = (changed[key], f"json_quote((SELECT handle FROM agents WHERE agents.id = "

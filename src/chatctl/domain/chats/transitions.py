@@ -34,9 +34,9 @@ from sqlalchemy.engine import Connection
 
 from chatctl.domain.audit import writer as audit
 from chatctl.domain.changes import (ANY_ROW, CHATS, Change, Claim, Guard, Ids, Outcome, Portable, Row, Step,
-                                    StepResult, StepSQL, run, sql_list)
+                                    StepResult, StepSQL, TextStepSQL, run, sql_list)
 from chatctl.storage.models import Comment, CommentMention, Message, Notification, Ticket
-from chatctl.storage.dialects import dialect
+from chatctl.storage.dialects import Dialect, dialect
 from chatctl.storage.sql import ids_match, json_param
 
 OPEN = ("live", "pending")
@@ -119,6 +119,25 @@ class Purge(Step):
         )
 
 
+    def text_sql(self, spelling: Dialect) -> TextStepSQL:
+        # The counts from the rows as they are before the purge; EXISTS first, as most chats
+        # end without comments, tags or unread tag notifications.
+        kinds = {"comments_removed": "comments WHERE comments.chat_id = chats.id",
+                 "tags_removed": "comment_mentions WHERE comment_mentions.chat_id = chats.id",
+                 "notifications_read": f"notifications WHERE notifications.chat_id = chats.id AND {_UNREAD_TAG}"}
+        there = "(" + " OR ".join(f"EXISTS (SELECT 1 FROM {rows})" for rows in kinds.values()) + ")"
+        return TextStepSQL(
+            after={key: (there, f"(SELECT count(*) FROM {rows})") for key, rows in kinds.items()},
+            statements=(
+                "UPDATE notifications SET read_at = :audit_at "
+                f"WHERE {spelling.ids_in('notifications.chat_id', 'changed')} AND {_UNREAD_TAG}",
+                f"DELETE FROM comment_mentions WHERE {spelling.ids_in('comment_mentions.chat_id', 'changed')}",
+                f"DELETE FROM comments WHERE {spelling.ids_in('comments.chat_id', 'changed')}",
+            ),
+        )
+
+
+_UNREAD_TAG = "notifications.read_at IS NULL AND notifications.kind = 'tagged'"
 PURGE = Purge()
 
 
