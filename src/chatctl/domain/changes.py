@@ -24,7 +24,8 @@ It has three forms, chosen by dialect from a registry (``FORMS``):
   (data-modifying CTEs), the audit events built in SQL;
 * ``AuditFirst``, on SQLite, which has no data-modifying CTEs: the audit
   events built in SQL and inserted before the UPDATE, from the rows as they
-  are then; a change with steps runs in the portable form.
+  are then; a change with a step that has no such form (``Step.text_sql``:
+  only the R9 purge has one) runs in the portable form.
 
 Each fast form leaves the very rows and audit events the portable one does
 (tests/test_transitions.py runs both on the same data; on SQLite it
