@@ -39,7 +39,7 @@ from chatctl.domain.response_times import first_response, time_to_close
 from chatctl.domain.sweeps.jobs import ARCHIVE_DUE, NOT_ARCHIVED, UNANSWERED
 from chatctl.errors import ConfigError, UsageError
 from chatctl.parsing.timeparse import format_duration, parse_duration
-from chatctl.storage.models import Agent, Chat, CommentMention, SweepRun, Ticket, UTCDateTime
+from chatctl.storage.models import OPEN_CHATS, Agent, Chat, CommentMention, SweepRun, Ticket, UTCDateTime
 from chatctl.vocabulary import CLOSED_BY, OPEN_CHAT_STATUSES, SWEEP_JOBS, TICKET_REASONS
 
 if TYPE_CHECKING:
@@ -96,10 +96,10 @@ def _split(total: int, younger: Sequence[int]) -> list[int]:
 
 # -- the parts ---------------------------------------------------------------------------
 MARKERS = ("count", "new", "unread", "flagged", "unassigned")
-# The live and pending chats, spelled as the condition of their partial indexes and with the
-# values written out: a planner proves an index's condition from literals, not from parameters
-# (a statement psycopg has prepared may be planned for any value).
-OPEN = text("(" + " OR ".join(f"chats.status = '{status}'" for status in OPEN_CHAT_STATUSES) + ")")
+# The live and pending chats, as the condition of their partial indexes, values written out: a
+# planner proves an index's condition from literals, not from parameters (a statement psycopg
+# has prepared may be planned for any value).
+OPEN = text(f"({OPEN_CHATS})")
 
 
 def _chat_views(connection: Connection, now: dt.datetime) -> dict[str, Any]:

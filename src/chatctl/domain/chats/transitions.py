@@ -35,8 +35,8 @@ from sqlalchemy.engine import Connection
 from chatctl.domain.audit import writer as audit
 from chatctl.domain.changes import (ANY_ROW, CHATS, Change, Claim, Guard, Ids, Outcome, Portable, Row, Step,
                                     StepResult, StepSQL, TextStepSQL, run, sql_list)
-from chatctl.storage.models import Comment, CommentMention, Message, Notification, Ticket
 from chatctl.storage.dialects import Dialect, dialect
+from chatctl.storage.models import Comment, CommentMention, Message, Notification, Ticket
 from chatctl.storage.sql import ids_match, json_param
 
 OPEN = ("live", "pending")
@@ -48,6 +48,10 @@ Batch = Ids | Claim
 
 
 # -- R9: what a chat loses when it ends -------------------------------------------------
+# A tag notification not read yet: the purge marks it read (in SQL, both forms).
+_UNREAD_TAG = "notifications.read_at IS NULL AND notifications.kind = 'tagged'"
+
+
 class Purge(Step):
     """R9 for the chats a transition ended: their counts go into the audit event's ``after``."""
 
@@ -100,8 +104,8 @@ class Purge(Step):
         return StepSQL(
             ctes=(
                 ("read_notes", "UPDATE notifications SET read_at = :audit_at "
-                               f"WHERE notifications.chat_id = {changed} AND notifications.read_at IS NULL "
-                               "AND notifications.kind = 'tagged' RETURNING notifications.chat_id"),
+                               f"WHERE notifications.chat_id = {changed} AND {_UNREAD_TAG} "
+                               "RETURNING notifications.chat_id"),
                 ("gone_tags", f"DELETE FROM comment_mentions WHERE comment_mentions.chat_id = {changed} "
                               "RETURNING comment_mentions.chat_id"),
                 ("gone_comments", f"DELETE FROM comments WHERE comments.chat_id = {changed} "
@@ -117,7 +121,6 @@ class Purge(Step):
             after="CASE WHEN purged.chat_id IS NULL THEN CAST('{}' AS jsonb) ELSE jsonb_build_object("
                   + ", ".join(f"'{key}', purged.{key}" for key in PURGE_COUNTS) + ") END",
         )
-
 
     def text_sql(self, spelling: Dialect) -> TextStepSQL:
         # The counts from the rows as they are before the purge; EXISTS first, as most chats
@@ -137,7 +140,6 @@ class Purge(Step):
         )
 
 
-_UNREAD_TAG = "notifications.read_at IS NULL AND notifications.kind = 'tagged'"
 PURGE = Purge()
 
 
